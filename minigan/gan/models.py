@@ -1,0 +1,66 @@
+"""Builders for the seed networks, made only of minigan's layers.
+
+Discriminators end on a logit: the sigmoid of the original networks is folded
+into the loss (:func:`minigan.losses.bce_with_logits`), which is the same
+function computed without overflow.
+
+* MLP GAN: G = Dense 100->128, LeakyReLU, Dense 128->784, Tanh;
+  D = Dense 784->128, LeakyReLU, Dense 128->1 (logit).
+* DCGAN (the TensorFlow tutorial network): G = Dense 100->7*7*256 (no bias),
+  BatchNorm, LeakyReLU, Reshape(256, 7, 7), Conv2DTranspose 128 k5 s1,
+  BatchNorm, LeakyReLU, Conv2DTranspose 64 k5 s2, BatchNorm, LeakyReLU,
+  Conv2DTranspose 1 k5 s2, Tanh (all "same", no bias); D = Conv2D 64 k5 s2,
+  LeakyReLU, Dropout 0.3, Conv2D 128 k5 s2, LeakyReLU, Dropout 0.3, Flatten,
+  Dense 6272->1 (logit).  Initialised as in the DCGAN paper: N(0, 0.02).
+
+Images are (N, 1, 28, 28) in [-1, 1] for the DCGAN and (N, 784) for the MLP.
+"""
+from __future__ import annotations
+
+from .. import nn
+
+NOISE_DIM = 100
+
+
+def mlp_generator(noise_dim=NOISE_DIM, hidden=128, out_dim=784, slope=0.2):
+    return nn.Sequential(nn.Dense(noise_dim, hidden), nn.LeakyReLU(slope),
+                         nn.Dense(hidden, out_dim), nn.Tanh())
+
+
+def mlp_discriminator(in_dim=784, hidden=128, slope=0.2):
+    return nn.Sequential(nn.Dense(in_dim, hidden), nn.LeakyReLU(slope), nn.Dense(hidden, 1))
+
+
+def dcgan_generator(noise_dim=NOISE_DIM, slope=0.3, init="dcgan"):
+    g = nn.Sequential(
+        nn.Dense(noise_dim, 7 * 7 * 256, bias=False), nn.BatchNorm(7 * 7 * 256), nn.LeakyReLU(slope),
+        nn.Reshape((256, 7, 7)),
+        nn.Conv2DTranspose(256, 128, 5, 1, "same", bias=False), nn.BatchNorm(128), nn.LeakyReLU(slope),
+        nn.Conv2DTranspose(128, 64, 5, 2, "same", bias=False), nn.BatchNorm(64), nn.LeakyReLU(slope),
+        nn.Conv2DTranspose(64, 1, 5, 2, "same", bias=False), nn.Tanh(),
+    )
+    return nn.init.apply(g, init)
+
+
+def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan"):
+    d = nn.Sequential(
+        nn.Conv2D(1, 64, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
+        nn.Conv2D(64, 128, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
+        nn.Flatten(), nn.Dense(7 * 7 * 128, 1),
+    )
+    return nn.init.apply(d, init)
+
+
+BUILDERS = {
+    "mlp": (mlp_generator, mlp_discriminator),
+    "dcgan": (dcgan_generator, dcgan_discriminator),
+}
+
+
+def build(model: str):
+    """``(generator, discriminator)`` for ``"mlp"`` or ``"dcgan"``."""
+    try:
+        g, d = BUILDERS[model]
+    except KeyError:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(BUILDERS)}") from None
+    return g(), d()

@@ -1,0 +1,84 @@
+"""The hot loops behind the conv engine, one file per backend.
+
+Every function here takes a :class:`ConvGeom` that describes one 2-D
+convolution (the "forward" direction: input ``(N, C, H, W)`` to output
+``(N, O, Ho, Wo)``) and moves data between the image layout and the column
+layout that turns the convolution into one GEMM::
+
+    cols[(n, oh, ow), (c, i, j)] = x_pad[n, c, oh*sh + i, ow*sw + j]
+    cols.shape == (N*Ho*Wo, C*kh*kw)
+
+``im2col`` builds the columns; ``col2im`` is its adjoint: every input pixel
+sums the column entries that read it.  The dispatch below picks the code:
+
+* CuPy input: the CuPy kernels (``cupy_gpu.py``) when they exist, else the
+  NumPy reference code, which is written against ``xp`` and runs there too;
+* NumPy input: Numba (``numba_cpu.py``), unless ``MINIGAN_KERNELS=numpy``
+  selects the readable reference (``numpy_ref.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import backend
+from . import numpy_ref
+
+
+@dataclass(frozen=True)
+class ConvGeom:
+    """Shape bookkeeping of one convolution ``(N, C, H, W) -> (N, ?, Ho, Wo)``.
+
+    ``pt, pb, pl, pr`` are the zero paddings at the top, bottom, left and
+    right; they may differ ("same" padding puts the odd pixel at the bottom
+    and right).  ``Ho = (H + pt + pb - kh) // sh + 1`` and likewise ``Wo``.
+    """
+
+    C: int
+    H: int
+    W: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+
+    @property
+    def Ho(self) -> int:
+        return (self.H + self.pt + self.pb - self.kh) // self.sh + 1
+
+    @property
+    def Wo(self) -> int:
+        return (self.W + self.pl + self.pr - self.kw) // self.sw + 1
+
+    @property
+    def K(self) -> int:
+        """Length of one column row: ``C * kh * kw``."""
+        return self.C * self.kh * self.kw
+
+
+def _module_for(a):
+    if backend.is_gpu_array(a):
+        try:
+            from . import cupy_gpu  # noqa: PLC0415
+
+            return cupy_gpu
+        except ImportError:
+            return numpy_ref
+    if backend.kernel_path() == "numpy":
+        return numpy_ref
+    from . import numba_cpu  # noqa: PLC0415  (compiles lazily on first use)
+
+    return numba_cpu
+
+
+def im2col(x, g: ConvGeom, out=None):
+    """``x (N, C, H, W) -> cols (N*Ho*Wo, C*kh*kw)``; padding is read as zeros."""
+    return _module_for(x).im2col(x, g, out)
+
+
+def col2im(cols, N: int, g: ConvGeom, out=None):
+    """Adjoint of :func:`im2col`: ``cols (N*Ho*Wo, C*kh*kw) -> (N, C, H, W)``."""
+    return _module_for(cols).col2im(cols, N, g, out)

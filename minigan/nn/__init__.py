@@ -1,0 +1,12 @@
+"""Layers with hand-written forward and backward passes (see :mod:`minigan.nn.layer`)."""
+from . import init
+from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
+from .batchnorm import BatchNorm
+from .conv import Conv2D, Conv2DTranspose
+from .dense import Dense
+from .layer import Layer, ShapeError
+from .misc import Dropout, Flatten, Reshape
+from .sequential import Sequential
+
+__all__ = ["Layer", "ShapeError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
+           "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "init"]

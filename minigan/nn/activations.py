@@ -1,0 +1,80 @@
+"""Elementwise activations.  Each keeps what its derivative needs.
+
+=========  ==============================  =================================
+layer      y                               dL/dx
+=========  ==============================  =================================
+ReLU       max(x, 0)                       dy * [x > 0]
+LeakyReLU  x if x > 0 else slope * x       dy * (1 if x > 0 else slope)
+Tanh       tanh(x)                         dy * (1 - y^2)
+Sigmoid    1 / (1 + exp(-x))               dy * y * (1 - y)
+=========  ==============================  =================================
+"""
+from __future__ import annotations
+
+from .. import backend
+from .layer import Layer
+
+
+class _Elementwise(Layer):
+    def forward(self, x):
+        self._check_float(x)
+        y, keep = self._fwd(backend.get_xp(x), x)
+        self._cache = keep
+        return y
+
+    def backward(self, dy):
+        keep = self._need_cache()
+        self._check_dy(dy, keep.shape)
+        return self._bwd(backend.get_xp(dy), dy, keep)
+
+
+class ReLU(_Elementwise):
+    def _fwd(self, xp, x):
+        mask = x > 0
+        return x * mask, mask
+
+    def _bwd(self, xp, dy, mask):
+        return dy * mask
+
+
+class LeakyReLU(_Elementwise):
+    """Leaky ReLU with negative slope ``slope`` (0.2 as in DCGAN; Keras uses 0.3, PyTorch 0.01)."""
+
+    def __init__(self, slope: float = 0.2):
+        super().__init__()
+        self.slope = float(slope)
+
+    def _fwd(self, xp, x):
+        mask = x > 0
+        return xp.where(mask, x, x * x.dtype.type(self.slope)), mask
+
+    def _bwd(self, xp, dy, mask):
+        return xp.where(mask, dy, dy * dy.dtype.type(self.slope))
+
+    def __repr__(self):
+        return f"LeakyReLU({self.slope})"
+
+
+class Tanh(_Elementwise):
+    def _fwd(self, xp, x):
+        y = xp.tanh(x)
+        return y, y
+
+    def _bwd(self, xp, dy, y):
+        return dy * (1 - y * y)
+
+
+def sigmoid(x):
+    """Logistic function, computed without overflow for large |x|."""
+    xp = backend.get_xp(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class Sigmoid(_Elementwise):
+    def _fwd(self, xp, x):
+        y = sigmoid(x)
+        return y, y
+
+    def _bwd(self, xp, dy, y):
+        return dy * y * (1 - y)

@@ -1,0 +1,269 @@
+"""2-D convolution and transposed convolution on one im2col engine.
+
+Layout is NCHW.  A convolution with weight ``W (O, C, kh, kw)`` is one GEMM
+over the column matrix of its input (see :mod:`minigan.kernels`)::
+
+    cols = im2col(x)                      (N*Ho*Wo, C*kh*kw)
+    Y    = cols @ W.reshape(O, -1).T + b  (N*Ho*Wo, O)  -> y (N, O, Ho, Wo)
+
+and its backward pass, with ``dY`` the upstream gradient laid out the same
+way as ``Y``::
+
+    dW   = dY^T @ cols                    (O, C*kh*kw)
+    db   = sum of dY over rows            (O,)
+    dx   = col2im(dY @ W.reshape(O, -1))  (N, C, H, W)
+
+The transposed convolution is the adjoint of that map, so it runs the same
+two pieces the other way round: its forward is the conv's ``dx`` (GEMM then
+col2im) and its backward ``dx`` is the conv's forward (im2col then GEMM).
+Its weight ``W (in, out, kh, kw)`` is exactly the weight of the conv it is
+the adjoint of (that conv maps ``out`` channels to ``in``), which is also
+PyTorch's layout.  Strides cost nothing extra: no zeros are inserted.
+
+Padding is an int, a pair ``(ph, pw)``, ``"valid"`` (no padding) or
+``"same"`` (Keras/TensorFlow meaning): with stride s the conv gives
+``ceil(H / s)`` rows, padding ``max((ceil(H/s) - 1)*s + k - H, 0)`` in all,
+the odd pixel at the bottom/right; the transposed conv with ``"same"`` gives
+``H * s`` rows and is exactly the adjoint of that conv on an ``H*s`` input.
+"""
+from __future__ import annotations
+
+from .. import backend, kernels
+from ..kernels import ConvGeom
+from . import init as _init
+from .layer import Layer, ShapeError
+
+
+def _pair(v, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def _check_padding(padding):
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, a pair, 'same' or 'valid'; got {padding!r}")
+        return padding
+    p = _pair(padding, "padding")
+    if min(p) < 0:
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    return p
+
+
+def same_padding(size: int, k: int, s: int):
+    """(before, after) zero padding of TensorFlow's "same" rule along one axis."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pads(padding, H, W, kh, kw, sh, sw):
+    if padding == "same":
+        return same_padding(H, kh, sh) + same_padding(W, kw, sw)
+    if padding == "valid":
+        return 0, 0, 0, 0
+    ph, pw = padding
+    return ph, ph, pw, pw
+
+
+def to_rows(a):
+    """``(N, C, H, W) -> (N*H*W, C)``, C-contiguous: one pixel a row."""
+    N, C, H, W = a.shape
+    return backend.get_xp(a).ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(N * H * W, C)
+
+
+def from_rows(m, N, H, W):
+    """Inverse of :func:`to_rows`: ``(N*H*W, C) -> (N, C, H, W)``, C-contiguous."""
+    C = m.shape[1]
+    return backend.get_xp(m).ascontiguousarray(m.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+
+
+def conv_apply(x, Wm, g: ConvGeom):
+    """The conv map: ``x (N, C, H, W) -> (N*Ho*Wo, O) rows``, plus the columns it used."""
+    cols = kernels.im2col(x, g)
+    return cols @ Wm.T, cols
+
+
+def conv_adjoint(rows, Wm, N: int, g: ConvGeom):
+    """The adjoint map: ``rows (N*Ho*Wo, O) -> (N, C, H, W)``."""
+    return kernels.col2im(rows @ Wm, N, g)
+
+
+class _ConvBase(Layer):
+    def __init__(self, in_ch, out_ch, kernel_size, stride, padding, bias, wshape, init):
+        super().__init__()
+        self.in_ch, self.out_ch = int(in_ch), int(out_ch)
+        if self.in_ch < 1 or self.out_ch < 1:
+            raise ValueError(f"{type(self).__name__}: channel counts must be positive")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1:
+            raise ValueError(f"{type(self).__name__}: kernel_size and stride must be positive")
+        self.padding = _check_padding(padding)
+        kh, kw = self.kernel_size
+        self._add_param("W", _init.get(init)(wshape, *self._fans(kh, kw)))
+        if bias:
+            self._add_param("b", _init.zeros((out_ch,)))
+        self._geoms = {}
+
+    def _fans(self, kh, kw):
+        return self.in_ch * kh * kw, self.out_ch * kh * kw
+
+    def fans(self):
+        return self._fans(*self.kernel_size)
+
+    def _check_input(self, x):
+        self._check_float(x)
+        if x.ndim != 4 or x.shape[1] != self.in_ch:
+            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)")
+
+    def _add_bias(self, y):
+        if "b" in self.params:
+            y += self.params["b"].reshape(1, -1, 1, 1)
+        return y
+
+    def _bias_grad(self, dy):
+        if self.trainable and "b" in self.params:
+            self.grads["b"] += dy.sum(axis=(0, 2, 3))
+
+    def __repr__(self):
+        k, s = self.kernel_size, self.stride
+        ks = k[0] if k[0] == k[1] else k
+        ss = s[0] if s[0] == s[1] else s
+        p = self.padding if isinstance(self.padding, str) else (
+            self.padding[0] if self.padding[0] == self.padding[1] else self.padding)
+        return f"{type(self).__name__}({self.in_ch}->{self.out_ch}, k={ks}, s={ss}, p={p!r})"
+
+
+class Conv2D(_ConvBase):
+    """2-D convolution (cross-correlation, as in every DL library).
+
+    x: (N, in_ch, H, W)  W: (out_ch, in_ch, kh, kw)  b: (out_ch,)  y: (N, out_ch, Ho, Wo)
+    with Ho = (H + pt + pb - kh) // sh + 1.
+    """
+
+    def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, bias=True, init="glorot"):
+        kh, kw = _pair(kernel_size, "kernel_size")
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding, bias,
+                         (out_ch, in_ch, kh, kw), init)
+
+    def geometry(self, H, W) -> ConvGeom:
+        key = (H, W)
+        g = self._geoms.get(key)
+        if g is None:
+            kh, kw = self.kernel_size
+            sh, sw = self.stride
+            g = ConvGeom(self.in_ch, H, W, kh, kw, sh, sw, *_pads(self.padding, H, W, kh, kw, sh, sw))
+            self._geoms[key] = g
+        return g
+
+    def output_shape(self, H, W):
+        g = self.geometry(H, W)
+        return g.Ho, g.Wo
+
+    def forward(self, x):
+        self._check_input(x)
+        N, _, H, W = x.shape
+        g = self.geometry(H, W)
+        if g.Ho < 1 or g.Wo < 1:
+            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
+                                  f"{H}x{W} is too small for a {g.kh}x{g.kw} kernel with this padding")
+        Wm = self.params["W"].reshape(self.out_ch, -1)
+        rows, cols = conv_apply(x, Wm, g)
+        self._cache = (cols, N, g)
+        return self._add_bias(from_rows(rows, N, g.Ho, g.Wo))
+
+    def backward(self, dy):
+        cols, N, g = self._need_cache()
+        self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
+        dY = to_rows(dy)
+        Wm = self.params["W"].reshape(self.out_ch, -1)
+        if self.trainable:
+            self.grads["W"] += (dY.T @ cols).reshape(self.params["W"].shape)
+        self._bias_grad(dy)
+        return conv_adjoint(dY, Wm, N, g)
+
+
+class Conv2DTranspose(_ConvBase):
+    """Transposed 2-D convolution: the adjoint of :class:`Conv2D`.
+
+    x: (N, in_ch, H, W)  W: (in_ch, out_ch, kh, kw)  b: (out_ch,)  y: (N, out_ch, Ho, Wo)
+    with Ho = (H - 1)*s - 2p + kh + output_padding for integer padding p,
+    Ho = H*s for "same" and Ho = (H - 1)*s + kh + output_padding for "valid".
+    """
+
+    def __init__(self, in_ch, out_ch, kernel_size, stride=1, padding=0, output_padding=0,
+                 bias=True, init="glorot"):
+        kh, kw = _pair(kernel_size, "kernel_size")
+        super().__init__(in_ch, out_ch, kernel_size, stride, padding, bias,
+                         (in_ch, out_ch, kh, kw), init)
+        self.output_padding = _pair(output_padding, "output_padding")
+        oph, opw = self.output_padding
+        if not (0 <= oph < self.stride[0] and 0 <= opw < self.stride[1]):
+            raise ValueError(f"{self!r}: output_padding {output_padding!r} must be >= 0 and "
+                             f"smaller than the stride {self.stride}")
+        if self.padding == "same" and (oph or opw):
+            raise ValueError(f"{self!r}: output_padding is fixed by padding='same'; leave it 0")
+
+    def _fans(self, kh, kw):
+        # the weight (in, out, kh, kw) maps `in` channels onto `out` channels
+        return self.in_ch * kh * kw, self.out_ch * kh * kw
+
+    def geometry(self, H, W) -> ConvGeom:
+        """Geometry of the adjoint conv: (out_ch, Ho, Wo) -> (in_ch, H, W)."""
+        key = (H, W)
+        g = self._geoms.get(key)
+        if g is None:
+            kh, kw = self.kernel_size
+            sh, sw = self.stride
+            if self.padding == "same":
+                Ho, Wo = H * sh, W * sw
+                pads = _pads("same", Ho, Wo, kh, kw, sh, sw)
+            else:
+                ph, pw = (0, 0) if self.padding == "valid" else self.padding
+                oph, opw = self.output_padding
+                Ho = (H - 1) * sh - 2 * ph + kh + oph
+                Wo = (W - 1) * sw - 2 * pw + kw + opw
+                pads = (ph, ph, pw, pw)
+            g = ConvGeom(self.out_ch, Ho, Wo, kh, kw, sh, sw, *pads)
+            self._geoms[key] = g
+        return g
+
+    def output_shape(self, H, W):
+        g = self.geometry(H, W)
+        return g.H, g.W
+
+    def forward(self, x):
+        self._check_input(x)
+        N, _, H, W = x.shape
+        g = self.geometry(H, W)
+        if g.H < 1 or g.W < 1:
+            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
+                                  f"padding {self.padding} leaves no output pixels")
+        assert (g.Ho, g.Wo) == (H, W), (g, H, W)
+        Wm = self.params["W"].reshape(self.in_ch, -1)
+        X = to_rows(x)
+        self._cache = (X, N, g)
+        return self._add_bias(conv_adjoint(X, Wm, N, g))
+
+    def backward(self, dy):
+        X, N, g = self._need_cache()
+        self._check_dy(dy, (N, self.out_ch, g.H, g.W))
+        Wm = self.params["W"].reshape(self.in_ch, -1)
+        rows, cols = conv_apply(dy, Wm, g)
+        if self.trainable:
+            self.grads["W"] += (X.T @ cols).reshape(self.params["W"].shape)
+        self._bias_grad(dy)
+        return from_rows(rows, N, g.Ho, g.Wo)
+
+    def __repr__(self):
+        r = super().__repr__()
+        if any(self.output_padding):
+            r = r[:-1] + f", output_padding={self.output_padding})"
+        return r
+
+
+__all__ = ["Conv2D", "Conv2DTranspose", "ShapeError", "same_padding"]
