@@ -1,0 +1,36 @@
+"""Shared fixtures: hypothesis profiles and the backend parametrisation.
+
+``HYPOTHESIS_PROFILE=ci`` (the default) draws a fixed, derandomised set of
+examples so CI is repeatable; ``HYPOTHESIS_PROFILE=dev`` draws more, at
+random, for local runs.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+from minigan import backend
+
+settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=200, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
+
+
+@pytest.fixture(params=BACKENDS, scope="session")
+def device(request):
+    """``"cpu"`` or ``"gpu"``; the GPU case skips where CuPy or a GPU is missing."""
+    if request.param == "cupy":
+        if not backend.gpu_available():
+            pytest.skip("CuPy or a GPU is not available")
+        return "gpu"
+    return "cpu"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

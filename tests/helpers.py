@@ -1,0 +1,31 @@
+"""Small helpers shared by the tests."""
+import numpy as np
+
+from minigan import backend
+
+
+def on(device, *arrays, dtype=np.float64):
+    """Arrays cast to ``dtype`` and moved to ``device``."""
+    out = tuple(backend.to_device(np.asarray(a, dtype=dtype), device) for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def direct_conv2d(x, W, b, stride, pads):
+    """Convolution by its definition (a loop over output pixels), for checking the engine.
+
+    y[n, o, p, q] = b[o] + sum_{c,i,j} W[o, c, i, j] * xpad[n, c, p*sh + i, q*sw + j]
+    """
+    sh, sw = stride
+    pt, pb, pl, pr = pads
+    xpad = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    N, C, Hp, Wp = xpad.shape
+    O, _, kh, kw = W.shape
+    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+    y = np.zeros((N, O, Ho, Wo))
+    for p in range(Ho):
+        for q in range(Wo):
+            patch = xpad[:, :, p * sh:p * sh + kh, q * sw:q * sw + kw]
+            y[:, :, p, q] = np.einsum("ncij,ocij->no", patch, W)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y

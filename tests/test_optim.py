@@ -1,0 +1,102 @@
+"""Adam and SGD against hand computations, and their saved state."""
+import numpy as np
+import pytest
+
+from minigan import nn, optim
+
+
+def _model():
+    m = nn.Sequential(nn.Dense(3, 2), nn.BatchNorm(2)).astype(np.float64)
+    return m
+
+
+def _set_grads(model, rng):
+    grads = {}
+    for name, layer, key in model.named_parameters():
+        g = rng.standard_normal(layer.params[key].shape)
+        layer.grads[key][...] = g
+        grads[name] = g
+    return grads
+
+
+@pytest.mark.parametrize("betas", [(0.9, 0.999), (0.5, 0.999), (0.0, 0.9)])
+def test_adam_step_by_step(betas):
+    rng = np.random.default_rng(0)
+    model = _model()
+    opt = optim.Adam(model, lr=0.01, betas=betas, eps=1e-8)
+    b1, b2 = betas
+    p = {n: layer.params[k].copy() for n, layer, k in model.named_parameters()}
+    m = {n: 0.0 for n in p}
+    v = {n: 0.0 for n in p}
+    for t in range(1, 6):
+        grads = _set_grads(model, rng)
+        opt.step()
+        for n, g in grads.items():
+            m[n] = b1 * m[n] + (1 - b1) * g
+            v[n] = b2 * v[n] + (1 - b2) * g * g
+            mhat = m[n] / (1 - b1 ** t)
+            vhat = v[n] / (1 - b2 ** t)
+            p[n] = p[n] - 0.01 * mhat / (np.sqrt(vhat) + 1e-8)
+        for n, layer, k in model.named_parameters():
+            np.testing.assert_allclose(layer.params[k], p[n], rtol=1e-12, atol=1e-15)
+    assert opt.t == 5
+
+
+def test_adam_first_step_moves_each_weight_by_lr():
+    """With bias correction, step 1 is lr * g/|g| (up to eps), whatever the betas."""
+    model = _model()
+    before = {n: layer.params[k].copy() for n, layer, k in model.named_parameters()}
+    grads = _set_grads(model, np.random.default_rng(1))
+    optim.Adam(model, lr=0.1, betas=(0.5, 0.999)).step()
+    for n, layer, k in model.named_parameters():
+        np.testing.assert_allclose(before[n] - layer.params[k], 0.1 * np.sign(grads[n]), rtol=1e-6)
+
+
+def test_sgd_momentum_by_hand():
+    rng = np.random.default_rng(2)
+    model = _model()
+    opt = optim.SGD(model, lr=0.1, momentum=0.9)
+    p = {n: layer.params[k].copy() for n, layer, k in model.named_parameters()}
+    buf = {n: 0.0 for n in p}
+    for _ in range(4):
+        grads = _set_grads(model, rng)
+        opt.step()
+        for n, g in grads.items():
+            buf[n] = 0.9 * buf[n] + g
+            p[n] = p[n] - 0.1 * buf[n]
+    for n, layer, k in model.named_parameters():
+        np.testing.assert_allclose(layer.params[k], p[n], rtol=1e-12)
+
+
+@pytest.mark.parametrize("make", [lambda m: optim.Adam(m, 0.01, (0.5, 0.99)),
+                                  lambda m: optim.SGD(m, 0.1, momentum=0.8)])
+def test_state_round_trip_continues_exactly(make):
+    rng = np.random.default_rng(3)
+    a = _model()
+    b = _model()
+    b.load_state_dict(a.state_dict())
+    oa = make(a)
+    for _ in range(3):
+        _set_grads(a, rng)
+        oa.step()
+    b.load_state_dict(a.state_dict())
+    ob = make(b)
+    ob.load_state_dict(oa.state_dict())
+    for _ in range(3):
+        g = np.random.default_rng(4)
+        _set_grads(a, g)
+        _set_grads(b, np.random.default_rng(4))
+        oa.step()
+        ob.step()
+    for (n, la, k), (_, lb, _) in zip(a.named_parameters(), b.named_parameters()):
+        assert np.array_equal(la.params[k], lb.params[k]), n
+
+
+def test_bad_hyperparameters_are_refused():
+    m = _model()
+    with pytest.raises(ValueError, match="lr"):
+        optim.Adam(m, lr=0)
+    with pytest.raises(ValueError, match="betas"):
+        optim.Adam(m, betas=(1.0, 0.9))
+    with pytest.raises(ValueError, match="momentum"):
+        optim.SGD(m, 0.1, momentum=1.5)
