@@ -1,0 +1,314 @@
+"""The GAN training loop, with pictures, logs and exact resume.
+
+One training step on a real batch ``x`` (B images) and noise ``z``::
+
+    fake = G(z)                                   one generator forward per step
+    D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward; Adam on D
+    G step:  D frozen (no weight gradients); L_G = loss_g(D(fake));
+             dL/dfake = D.backward(...); G.backward(dL/dfake); Adam on G
+
+When D has no BatchNorm (both seed networks), real and fake go through D as
+one batch of 2B: the same numbers as two passes, one pass of overhead.
+
+Everything random comes from seeded generators whose state is saved: the
+order of each epoch's batches is drawn from ``(seed, epoch)``, noise and
+dropout masks from :func:`minigan.backend.global_rng`.  A checkpoint holds
+the weights, BatchNorm buffers, Adam moments and step counts, that RNG
+state and the position in the epoch, so a run killed at any moment and
+resumed ends with exactly the weights of a run that never stopped.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__, backend, io, losses, optim, viz
+from ..nn import BatchNorm
+from . import models
+
+CHECKPOINT = "checkpoint.npz"
+LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = "dcgan"
+    loss: str = "bce"
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    device: str = "cpu"
+    seed: int = 0
+    out: str = "runs/dcgan"
+    limit: int = 0  # use only the first `limit` training images (0: all)
+    log_every: int = 50  # steps between log rows and gradient-norm records
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    n_samples: int = 64  # images in each sample grid
+
+    def validate(self):
+        if self.model not in models.BUILDERS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {sorted(models.BUILDERS)}")
+        losses.GANLoss(self.loss)
+        for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        self.device = backend.normalize_device(self.device)
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def mnist_images(model: str, limit: int = 0) -> np.ndarray:
+    """MNIST training images as float32 in [-1, 1]: (N, 1, 28, 28) for conv nets, (N, 784) for MLPs."""
+    from ..data import load_mnist  # noqa: PLC0415
+
+    x, _ = load_mnist("train")
+    if limit:
+        x = x[:limit]
+    return prepare_images(x, model)
+
+
+def prepare_images(x_uint8, model: str) -> np.ndarray:
+    x = (np.asarray(x_uint8, dtype=np.float32) / 127.5 - 1.0).astype(np.float32)
+    return x.reshape(len(x), 1, 28, 28) if model == "dcgan" else x.reshape(len(x), -1)
+
+
+class Trainer:
+    """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
+
+    def __init__(self, config: TrainConfig, data=None, progress: bool = True):
+        self.config = config.validate()
+        cfg = self.config
+        backend.manual_seed(cfg.seed)
+        self.G, self.D = models.build(cfg.model)
+        self.xp = backend.xp_for(cfg.device)
+        self.G.to(cfg.device), self.D.to(cfg.device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = optim.Adam(self.G, cfg.lr, betas)
+        self.opt_D = optim.Adam(self.D, cfg.lr, betas)
+        self.loss = losses.GANLoss(cfg.loss)
+        self.data = mnist_images(cfg.model, cfg.limit) if data is None else np.asarray(data, np.float32)
+        if len(self.data) < cfg.batch_size:
+            raise ValueError(f"{len(self.data)} training images is fewer than one batch of {cfg.batch_size}")
+        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        self.joint_D = not any(isinstance(m, BatchNorm) for m in self.D.modules())
+        self.progress = progress
+        self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # batches done in the current epoch
+        z = np.random.default_rng([cfg.seed, 1]).standard_normal((cfg.n_samples, models.NOISE_DIM))
+        self.fixed_noise = self.xp.asarray(z.astype(np.float32))
+
+    # -- paths -----------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.config.out, *parts)
+
+    @property
+    def global_step(self):
+        return self.epoch * self.steps_per_epoch + self.step_in_epoch
+
+    # -- one step ----------------------------------------------------------------
+    def _d_output_stats(self, out):
+        o = backend.to_numpy(out).astype(np.float64)
+        if self.loss.name == "bce":
+            o = 1.0 / (1.0 + np.exp(-np.clip(o, -50, 50)))  # D(x) as a probability
+        return float(o.mean())
+
+    def _check_finite(self, name, value):
+        if not math.isfinite(value):
+            ck = self.path(CHECKPOINT)
+            kept = f"the last good checkpoint is {ck}" if os.path.exists(ck) else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"{name} became {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
+                f"training stopped and {kept}. Try a smaller --lr or another --loss.")
+
+    def train_step(self, real, z):
+        """One D step and one G step; returns the step's numbers."""
+        G, D, L, xp = self.G, self.D, self.loss, self.xp
+        B = real.shape[0]
+        fake = G.forward(z)
+
+        D.zero_grad()
+        if self.joint_D:
+            out = D.forward(xp.concatenate([real, fake]))
+            out_real, out_fake = out[:B], out[B:]
+            l_real, g_real = L.d_real(out_real)
+            l_fake, g_fake = L.d_fake(out_fake)
+            D.backward(xp.concatenate([g_real, g_fake]))
+        else:
+            out_real = D.forward(real)
+            l_real, g_real = L.d_real(out_real)
+            D.backward(g_real)
+            out_fake = D.forward(fake)
+            l_fake, g_fake = L.d_fake(out_fake)
+            D.backward(g_fake)
+        d_loss = l_real + l_fake
+        self._check_finite("the discriminator loss", d_loss)
+        stats = {"d_loss": d_loss, "d_real": self._d_output_stats(out_real),
+                 "d_fake": self._d_output_stats(out_fake)}
+        self.opt_D.step()
+
+        G.zero_grad()
+        D.trainable = False
+        try:
+            g_loss, g_out = L.g(D.forward(fake))
+            self._check_finite("the generator loss", g_loss)
+            G.backward(D.backward(g_out))
+        finally:
+            D.trainable = True
+        self.opt_G.step()
+        stats["g_loss"] = g_loss
+        return stats
+
+    # -- checkpoints ---------------------------------------------------------------
+    def save(self):
+        meta = {"model": self.config.model, "config": dataclasses.asdict(self.config),
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+                "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
+                "n_data": len(self.data), "version": __version__}
+        io.save_checkpoint(self.path(CHECKPOINT), models={"G": self.G, "D": self.D},
+                           optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
+
+    def restore(self, path=None):
+        """Continue from a checkpoint written by :meth:`save` (weights, moments, RNG, position)."""
+        path = path or self.path(CHECKPOINT)
+        meta = io.load_checkpoint(path, models={"G": self.G, "D": self.D},
+                                  optimizers={"G": self.opt_G, "D": self.opt_D},
+                                  expect_model=self.config.model)
+        if meta.get("n_data") != len(self.data) or meta.get("steps_per_epoch") != self.steps_per_epoch:
+            raise io.CheckpointMismatchError(
+                f"{path}: the checkpoint was trained on {meta.get('n_data')} images in batches giving "
+                f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
+                f"and {self.steps_per_epoch} steps")
+        self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
+        self._truncate_logs(self.global_step)
+        return meta
+
+    # -- logs and pictures -----------------------------------------------------------
+    def _truncate_logs(self, upto_step):
+        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
+        for name in ("log.csv", "gradients.csv"):
+            p = self.path(name)
+            if not os.path.exists(p):
+                continue
+            with open(p, newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            header, body = rows[0], rows[1:]
+            i = header.index("step")
+            keep = [r for r in body if len(r) == len(header) and int(r[i]) <= upto_step]
+            with open(p, "w", newline="") as f:
+                csv.writer(f).writerows([header] + keep)
+
+    def _append(self, name, header, rows):
+        p = self.path(name)
+        new = not os.path.exists(p)
+        with open(p, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(header)
+            w.writerows(rows)
+
+    def _log(self, stats, seconds):
+        row = [self.epoch + 1, self.global_step, stats["d_loss"], stats["g_loss"], stats["d_real"],
+               stats["d_fake"], round(seconds, 3)]
+        self._append("log.csv", LOG_COLUMNS, [row])
+        grads = []
+        for mname, model in (("G", self.G), ("D", self.D)):
+            for pname, norm in viz.gradient_norms(model).items():
+                grads.append([self.global_step, mname, pname, norm])
+        self._append("gradients.csv", ["step", "model", "param", "norm"], grads)
+
+    def generate(self, z):
+        """Generator output for noise ``z`` in eval mode (BatchNorm running statistics)."""
+        self.G.eval()
+        try:
+            return self.G.forward(z)
+        finally:
+            self.G.train()
+
+    def pictures(self):
+        """Sample grid for this epoch, loss curves and gradient flow."""
+        imgs = self.generate(self.fixed_noise)
+        grid = self.path("samples", f"epoch_{self.epoch:03d}.png")
+        viz.save_image_grid(imgs, grid, title=f"{self.config.model}, epoch {self.epoch}")
+        viz.save_image_grid(imgs, self.path("samples.png"), title=f"{self.config.model}, epoch {self.epoch}")
+        if os.path.exists(self.path("log.csv")):
+            viz.plot_losses(self.path("log.csv"), self.path("losses.png"), x="step")
+        if os.path.exists(self.path("gradients.csv")):
+            with open(self.path("gradients.csv"), newline="") as f:
+                viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"))
+        return grid
+
+    # -- the loop ----------------------------------------------------------------------
+    def batch_indices(self, epoch):
+        perm = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.data))
+        B = self.config.batch_size
+        return perm[: self.steps_per_epoch * B].reshape(self.steps_per_epoch, B)
+
+    def fit(self, log=print):
+        cfg = self.config
+        os.makedirs(cfg.out, exist_ok=True)
+        with open(self.path("config.json"), "w") as f:
+            json.dump(dataclasses.asdict(cfg), f, indent=2)
+        from tqdm.auto import tqdm  # noqa: PLC0415
+
+        rng = backend.global_rng
+        while self.epoch < cfg.epochs:
+            order = self.batch_indices(self.epoch)
+            bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step",
+                       desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
+                       dynamic_ncols=True, file=sys.stderr)
+            t0 = time.perf_counter()
+            sums, count = {}, 0  # log rows hold means over the steps since the last row
+            while self.step_in_epoch < self.steps_per_epoch:
+                idx = order[self.step_in_epoch]
+                real = self.xp.asarray(self.data[idx])
+                z = self.xp.asarray(rng().standard_normal((len(idx), models.NOISE_DIM), dtype=np.float32))
+                stats = self.train_step(real, z)
+                self.step_in_epoch += 1
+                bar.update(1)
+                for k, v in stats.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                if self.step_in_epoch % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
+                    stats = {k: v / count for k, v in sums.items()}
+                    sums, count = {}, 0
+                    bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
+                                    refresh=False)
+                    self._log(stats, time.perf_counter() - t0)
+                if self.step_in_epoch % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
+                    self.save()
+            bar.close()
+            seconds = time.perf_counter() - t0
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.save()
+            grid = self.pictures()
+            log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "
+                f"g_loss {stats['g_loss']:.3f}, D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}; "
+                f"samples in {grid}")
+        return self

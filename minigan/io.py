@@ -1,0 +1,287 @@
+"""Checkpoints: one ``.npz`` file that holds everything needed to continue a run exactly.
+
+Layout of the archive (every entry a plain NumPy array, so it loads with
+``allow_pickle=False``)::
+
+    format                  int64 ()      FORMAT_VERSION
+    header                  str ()        JSON: model and optimizer names, optimizer types
+    meta                    str ()        JSON: whatever the caller passed (epoch, step, config, ...)
+    rng                     str ()        JSON: minigan.backend.rng_state(); absent if not saved
+    model.<M>.<key>         arrays        model M's state_dict (``param.*`` and ``buffer.*``)
+    optim.<O>.<key>         arrays        optimizer O's state_dict (``t``, ``lr``, ``m.*``, ``v.*``)
+
+Writes are atomic: the archive goes to a hidden temporary file in the same
+directory, is flushed and fsynced, then renamed over the final name, so a
+crash at any moment leaves either the old checkpoint or the new one, never a
+torn file.  CuPy's own generator is not saved: minigan draws its random
+numbers from the NumPy generator in :mod:`minigan.backend`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import backend
+
+FORMAT_VERSION = 1
+
+__all__ = ["FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError",
+           "save_checkpoint", "load_checkpoint", "read_checkpoint_meta"]
+
+# Optimizer hyperparameters that are not in Optimizer.state_dict but change its steps.
+_OPTIM_HPARAMS = ("betas", "eps", "momentum")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a readable minigan checkpoint (corrupt, truncated, pickled, too new)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A sound checkpoint that does not fit the models or optimizers it is loaded into."""
+
+
+# -- saving -------------------------------------------------------------------
+def _json_default(obj):
+    # NumPy scalars and small arrays turn up in meta (losses, configs); paths too.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"checkpoint meta: {type(obj).__name__} value {obj!r} is not JSON-serialisable")
+
+
+def _text(obj) -> np.ndarray:
+    """JSON text as a 0-d unicode array (loads without pickle)."""
+    return np.array(json.dumps(obj, default=_json_default, allow_nan=True))
+
+
+def _check_name(kind, name):
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(f"{kind} name {name!r}: use a non-empty string without dots")
+
+
+def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
+                    meta: dict | None = None, rng: bool = True) -> str:
+    """Write ``models``, ``optimizers``, ``meta`` and the RNG state to ``path`` atomically.
+
+    ``models`` maps names (e.g. ``"G"``, ``"D"``) to layers; ``optimizers``
+    maps names to :class:`minigan.optim.Optimizer`; ``meta`` is any
+    JSON-serialisable dict (epoch, step, config, model name, ...).  Arrays on
+    the GPU are copied to the host.  Returns the path written.
+    """
+    optimizers = optimizers or {}
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise TypeError(f"checkpoint meta must be a dict, got {type(meta).__name__}")
+    arrays = {"format": np.array(FORMAT_VERSION, dtype=np.int64)}
+    header = {"models": [], "optimizers": {}}
+    for name, model in models.items():
+        _check_name("model", name)
+        header["models"].append(name)
+        for key, a in model.state_dict().items():
+            arrays[f"model.{name}.{key}"] = a
+    for name, opt in optimizers.items():
+        _check_name("optimizer", name)
+        hp = {k: getattr(opt, k) for k in _OPTIM_HPARAMS if hasattr(opt, k)}
+        header["optimizers"][name] = {"type": type(opt).__name__, "hparams": hp}
+        for key, a in opt.state_dict().items():
+            arrays[f"optim.{name}.{key}"] = a
+    # Serialise the JSON parts before touching the disk, so a bad meta fails cleanly.
+    arrays["header"] = _text(header)
+    arrays["meta"] = _text(meta)
+    if rng:
+        arrays["rng"] = _text(backend.rng_state())
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    # Hidden and ending in ".tmp", so a leftover can never be taken for a checkpoint.
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def _fsync_dir(directory):
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# -- loading ------------------------------------------------------------------
+def _read(path, names=None) -> dict:
+    """Every array in the archive (or only ``names``), read eagerly so corruption shows here."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r}")
+    # Open the file here rather than in np.load, which leaks its handle on a bad archive.
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(0)
+        # Check the zip signature first: np.load would try to unpickle anything else and
+        # report "pickled data", which misnames a file that is merely damaged.
+        if head != b"PK\x03\x04":
+            raise CheckpointError(f"checkpoint {path!r} is corrupt or not an .npz archive "
+                                  f"(it starts with {head!r}, not a zip signature)")
+        return _read_archive(path, f, names)
+
+
+def _read_archive(path, f, names):
+    try:
+        with np.load(f, allow_pickle=False) as npz:
+            if "format" not in npz.files:
+                raise CheckpointError(f"{path!r} is an .npz archive but not a minigan checkpoint "
+                                      f"(it has no 'format' entry)")
+            want = npz.files if names is None else [n for n in names if n in npz.files]
+            out = {k: npz[k] for k in dict.fromkeys(["format", *want])}
+    except CheckpointError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise CheckpointError(f"{path!r} holds object arrays that would need unpickling; minigan "
+                                  f"never writes those and refuses to load them") from e
+        raise CheckpointError(f"checkpoint {path!r} is corrupt or truncated ({e})") from e
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, zipfile.LargeZipFile) as e:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt or truncated ({e})") from e
+    try:
+        version = int(out["format"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: bad 'format' entry ({e})") from e
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path!r} has checkpoint format {version}; this minigan reads "
+                              f"formats up to {FORMAT_VERSION}")
+    return out
+
+
+def _json(arrays, key, path):
+    if key not in arrays:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: it has no {key!r} entry")
+    try:
+        return json.loads(str(arrays[key]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: {key!r} is not valid JSON ({e})") from e
+
+
+def read_checkpoint_meta(path) -> dict:
+    """The ``meta`` dict stored in a checkpoint, without reading any weights."""
+    return _json(_read(path, ["meta"]), "meta", path)
+
+
+def _section(arrays, prefix):
+    n = len(prefix)
+    return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _check_model(path, name, model, state, held):
+    """Compare names and shapes before anything is overwritten, naming the tensor at fault."""
+    ours = model.state_dict()
+    tag = f"model {name!r}" + (f" (a {held!r} model)" if held else "")
+    missing = [k for k in ours if k not in state]
+    extra = [k for k in state if k not in ours]
+    if missing or extra:
+        raise CheckpointMismatchError(
+            f"{path!r}: {tag} does not fit the model it is loaded into: "
+            + (f"checkpoint lacks {missing[:4]}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"model lacks {extra[:4]}" if extra else ""))
+    for k, a in ours.items():
+        if state[k].shape != a.shape:
+            raise CheckpointMismatchError(
+                f"{path!r}: tensor 'model.{name}.{k}' has shape {state[k].shape} in the checkpoint "
+                f"but {a.shape} in the model")
+
+
+def _check_optim(path, name, opt, info, state):
+    if info["type"] != type(opt).__name__:
+        raise CheckpointMismatchError(f"{path!r}: optimizer {name!r} was saved as {info['type']} "
+                                      f"but is loaded into {type(opt).__name__}")
+    shapes = {n: tuple(layer.params[k].shape) for n, layer, k in opt.model.named_parameters()}
+    for k, a in state.items():
+        if k in ("t", "lr"):
+            continue
+        slot, pname = k.split(".", 1)
+        if pname not in shapes:
+            raise CheckpointMismatchError(f"{path!r}: optimizer state 'optim.{name}.{k}' names "
+                                          f"parameter {pname!r}, which the model lacks")
+        if a.shape != shapes[pname]:
+            raise CheckpointMismatchError(f"{path!r}: tensor 'optim.{name}.{k}' has shape {a.shape} "
+                                          f"but the parameter has {shapes[pname]}")
+
+
+def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None = None,
+                    restore_rng: bool = True, expect_model: str | None = None) -> dict:
+    """Restore ``models``, ``optimizers`` and the RNG from ``path``; return its ``meta`` dict.
+
+    Only the names given are restored (a sampler may ask for ``{"G": g}``
+    alone).  ``expect_model`` is compared with ``meta["model"]`` when both
+    are set.  Everything is checked before anything is written, so a
+    mismatch leaves the models untouched.  Arrays go to whatever device each
+    model is on.  With ``restore_rng`` the global generator of
+    :mod:`minigan.backend` is set to the saved state (when one was saved).
+
+    Raises ``FileNotFoundError`` for a missing file, :class:`CheckpointError`
+    for a corrupt one, :class:`CheckpointMismatchError` when names or shapes
+    do not fit.
+    """
+    models, optimizers = models or {}, optimizers or {}
+    arrays = _read(path)
+    header = _json(arrays, "header", path)
+    if not (isinstance(header, dict) and isinstance(header.get("models"), list)
+            and isinstance(header.get("optimizers"), dict)):
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: malformed header {header!r:.200}")
+    meta = _json(arrays, "meta", path)
+    held = meta.get("model") if isinstance(meta, dict) else None
+    if expect_model is not None and held is not None and held != expect_model:
+        raise CheckpointMismatchError(f"{path!r}: checkpoint holds model {held!r} but "
+                                      f"{expect_model!r} was asked for")
+
+    model_states = {}
+    for name, model in models.items():
+        if name not in header["models"]:
+            raise CheckpointMismatchError(f"{path!r} has no model {name!r} (it holds {header['models']})")
+        model_states[name] = _section(arrays, f"model.{name}.")
+        _check_model(path, name, model, model_states[name], held)
+    optim_states = {}
+    for name, opt in optimizers.items():
+        if name not in header["optimizers"]:
+            raise CheckpointMismatchError(f"{path!r} has no optimizer {name!r} "
+                                          f"(it holds {sorted(header['optimizers'])})")
+        optim_states[name] = _section(arrays, f"optim.{name}.")
+        _check_optim(path, name, opt, header["optimizers"][name], optim_states[name])
+    if restore_rng and "rng" in arrays:
+        rng_state = _json(arrays, "rng", path)
+
+    for name, model in models.items():
+        model.load_state_dict(model_states[name])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(optim_states[name])
+        for k, v in header["optimizers"][name]["hparams"].items():
+            setattr(opt, k, tuple(v) if isinstance(v, list) else v)
+    if restore_rng and "rng" in arrays:
+        backend.set_rng_state(rng_state)
+    return meta
