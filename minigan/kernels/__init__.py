@@ -1,4 +1,4 @@
-"""The hot loops behind the conv engine, one file per backend.
+"""The hot loops, one file per backend: the conv engine and the elementwise passes.
 
 Every function here takes a :class:`ConvGeom` that describes one 2-D
 convolution (the "forward" direction: input ``(N, C, H, W)`` to output
@@ -15,6 +15,12 @@ sums the column entries that read it.  The dispatch below picks the code:
   NumPy reference code, which is written against ``xp`` and runs there too;
 * NumPy input: Numba (``numba_cpu.py``), unless ``MINIGAN_KERNELS=numpy``
   selects the readable reference (``numpy_ref.py``).
+
+Besides the conv engine the same dispatch serves the passes around it that
+NumPy would do in several sweeps with temporaries: the NCHW <-> rows
+transposes around the GEMMs (with the bias add fused), LeakyReLU, dropout
+and their gradients, and the Adam update.  Layers call these functions, never a
+backend module, so a CuPy array never reaches a Numba kernel.
 """
 from __future__ import annotations
 
@@ -82,3 +88,49 @@ def im2col(x, g: ConvGeom, out=None):
 def col2im(cols, N: int, g: ConvGeom, out=None):
     """Adjoint of :func:`im2col`: ``cols (N*Ho*Wo, C*kh*kw) -> (N, C, H, W)``."""
     return _module_for(cols).col2im(cols, N, g, out)
+
+
+def to_rows(a):
+    """``(N, C, H, W) -> (N*H*W, C)``, C-contiguous: one pixel a row."""
+    return _module_for(a).to_rows(a)
+
+
+def from_rows(m, N: int, H: int, W: int, bias=None):
+    """Inverse of :func:`to_rows`: ``(N*H*W, C) -> (N, C, H, W)``, plus ``bias (C,)`` if given."""
+    return _module_for(m).from_rows(m, N, H, W, bias)
+
+
+def leaky_relu(x, slope: float):
+    """``y = x if x > 0 else slope * x``, a new array."""
+    return _module_for(x).leaky_relu(x, slope)
+
+
+def leaky_relu_grad(dy, x, slope: float):
+    """``dL/dx = dy if x > 0 else slope * dy``, a new array."""
+    return _module_for(dy).leaky_relu_grad(dy, x, slope)
+
+
+def dropout(x, p: float):
+    """Inverted dropout in training mode: ``(y, keep)`` with ``y = x * keep / (1 - p)``.
+
+    ``keep ~ Bernoulli(1 - p)`` is drawn from minigan's global generator (so a
+    seed fixes it); the two paths draw different masks from it.
+    """
+    return _module_for(x).dropout(x, p)
+
+
+def dropout_grad(dy, keep, p: float):
+    """``dL/dx = dy * keep / (1 - p)``."""
+    return _module_for(dy).dropout_grad(dy, keep, p)
+
+
+def adam_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, t: int):
+    """One Adam step at step count ``t``, updating ``p``, ``m`` and ``v`` in place.
+
+    The Numba kernel works on flat views, so it needs C-contiguous ``p``,
+    ``m`` and ``v``; anything else takes the reference code.
+    """
+    mod = _module_for(p)
+    if not all(a.flags.c_contiguous for a in (p, m, v)):
+        mod = numpy_ref
+    mod.adam_update(p, g, m, v, lr, b1, b2, eps, t)

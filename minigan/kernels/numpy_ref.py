@@ -48,3 +48,59 @@ def col2im(cols, N, g, out=None):
         out[...] = x
         return out
     return xp.ascontiguousarray(x)
+
+
+# -- layouts around the GEMMs ------------------------------------------------------
+
+def to_rows(a):
+    """``(N, C, H, W) -> (N*H*W, C)``, C-contiguous: one pixel a row."""
+    N, C, H, W = a.shape
+    return get_xp(a).ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(N * H * W, C)
+
+
+def from_rows(m, N, H, W, bias=None):
+    """Inverse of :func:`to_rows`, plus an optional per-channel ``bias (C,)``."""
+    C = m.shape[1]
+    y = get_xp(m).ascontiguousarray(m.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+# -- elementwise ---------------------------------------------------------------------
+
+def leaky_relu(x, slope):
+    """``y = x if x > 0 else slope * x``."""
+    return get_xp(x).where(x > 0, x, x * x.dtype.type(slope))
+
+
+def leaky_relu_grad(dy, x, slope):
+    """``dx = dy if x > 0 else slope * dy``."""
+    return get_xp(dy).where(x > 0, dy, dy * dy.dtype.type(slope))
+
+
+def adam_update(p, g, m, v, lr, b1, b2, eps, t):
+    """One Adam step in place, step count ``t`` (see :mod:`minigan.optim` for the math)."""
+    xp = get_xp(p)
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    denom = xp.sqrt(v / c2)
+    denom += eps
+    p -= (lr / c1) * m / denom
+
+
+def dropout(x, p):
+    """Inverted dropout: ``keep ~ Bernoulli(1 - p)`` from the global generator,
+    ``y = x * keep / (1 - p)``.  Returns ``(y, keep)``."""
+    from .. import backend  # noqa: PLC0415
+
+    keep = backend.uniform(get_xp(x), x.shape, x.dtype) >= p
+    return x * (keep * x.dtype.type(1.0 / (1.0 - p))), keep
+
+
+def dropout_grad(dy, keep, p):
+    """``dx = dy * keep / (1 - p)``."""
+    return dy * (keep * dy.dtype.type(1.0 / (1.0 - p)))

@@ -11,7 +11,7 @@ Sigmoid    1 / (1 + exp(-x))               dy * y * (1 - y)
 """
 from __future__ import annotations
 
-from .. import backend
+from .. import backend, kernels
 from .layer import Layer
 
 
@@ -45,11 +45,11 @@ class LeakyReLU(_Elementwise):
         self.slope = float(slope)
 
     def _fwd(self, xp, x):
-        mask = x > 0
-        return xp.where(mask, x, x * x.dtype.type(self.slope)), mask
+        # keeps x itself for the derivative: one fused pass each way (see minigan.kernels)
+        return kernels.leaky_relu(x, self.slope), x
 
-    def _bwd(self, xp, dy, mask):
-        return xp.where(mask, dy, dy * dy.dtype.type(self.slope))
+    def _bwd(self, xp, dy, x):
+        return kernels.leaky_relu_grad(dy, x, self.slope)
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"

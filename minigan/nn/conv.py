@@ -69,27 +69,24 @@ def _pads(padding, H, W, kh, kw, sh, sw):
     return ph, ph, pw, pw
 
 
-def to_rows(a):
-    """``(N, C, H, W) -> (N*H*W, C)``, C-contiguous: one pixel a row."""
-    N, C, H, W = a.shape
-    return backend.get_xp(a).ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(N * H * W, C)
+to_rows = kernels.to_rows        # (N, C, H, W) -> (N*H*W, C): one pixel a row
+from_rows = kernels.from_rows    # (N*H*W, C) -> (N, C, H, W), with an optional bias
 
 
-def from_rows(m, N, H, W):
-    """Inverse of :func:`to_rows`: ``(N*H*W, C) -> (N, C, H, W)``, C-contiguous."""
-    C = m.shape[1]
-    return backend.get_xp(m).ascontiguousarray(m.reshape(N, H, W, C).transpose(0, 3, 1, 2))
+def conv_apply(x, Wm, g: ConvGeom, cols=None, rows=None):
+    """The conv map: ``x (N, C, H, W) -> (N*Ho*Wo, O) rows``, plus the columns it used.
+
+    ``cols`` and ``rows`` are optional buffers to write into (reused between steps).
+    """
+    cols = kernels.im2col(x, g, out=cols)
+    xp = backend.get_xp(cols)
+    return xp.matmul(cols, Wm.T, out=rows), cols
 
 
-def conv_apply(x, Wm, g: ConvGeom):
-    """The conv map: ``x (N, C, H, W) -> (N*Ho*Wo, O) rows``, plus the columns it used."""
-    cols = kernels.im2col(x, g)
-    return cols @ Wm.T, cols
-
-
-def conv_adjoint(rows, Wm, N: int, g: ConvGeom):
-    """The adjoint map: ``rows (N*Ho*Wo, O) -> (N, C, H, W)``."""
-    return kernels.col2im(rows @ Wm, N, g)
+def conv_adjoint(rows, Wm, N: int, g: ConvGeom, cols=None):
+    """The adjoint map: ``rows (N*Ho*Wo, O) -> (N, C, H, W)``; ``cols`` is an optional buffer."""
+    xp = backend.get_xp(rows)
+    return kernels.col2im(xp.matmul(rows, Wm, out=cols), N, g)
 
 
 class _ConvBase(Layer):
@@ -108,6 +105,7 @@ class _ConvBase(Layer):
         if bias:
             self._add_param("b", _init.zeros((out_ch,)))
         self._geoms = {}
+        self._scratch = {}
 
     def _fans(self, kh, kw):
         return self.in_ch * kh * kw, self.out_ch * kh * kw
@@ -120,14 +118,28 @@ class _ConvBase(Layer):
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)")
 
+    def _buffer(self, name, shape, like):
+        """A scratch array kept between calls (refilled every time; never handed out).
+
+        The column matrices are large (tens of MB for the DCGAN), and a fresh
+        one costs page faults on every step; a layer keeps one of each kind.
+        """
+        buf = self._scratch.get(name)
+        if (buf is None or buf.shape != shape or buf.dtype != like.dtype
+                or type(buf) is not type(like)):
+            buf = backend.get_xp(like).empty(shape, dtype=like.dtype)
+            self._scratch[name] = buf
+        return buf
+
     def _add_bias(self, y):
         if "b" in self.params:
             y += self.params["b"].reshape(1, -1, 1, 1)
         return y
 
-    def _bias_grad(self, dy):
+    def _bias_grad(self, dy, axes):
+        """``db = sum of dy over every axis but the channel's`` (``axes`` names them)."""
         if self.trainable and "b" in self.params:
-            self.grads["b"] += dy.sum(axis=(0, 2, 3))
+            self.grads["b"] += dy.sum(axis=axes)
 
     def __repr__(self):
         k, s = self.kernel_size, self.stride
@@ -172,9 +184,12 @@ class Conv2D(_ConvBase):
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
                                   f"{H}x{W} is too small for a {g.kh}x{g.kw} kernel with this padding")
         Wm = self.params["W"].reshape(self.out_ch, -1)
-        rows, cols = conv_apply(x, Wm, g)
+        M = N * g.Ho * g.Wo
+        # the columns stay cached for backward; the previous forward's cache is dead by then
+        rows, cols = conv_apply(x, Wm, g, cols=self._buffer("cols", (M, g.K), x),
+                                rows=self._buffer("rows", (M, self.out_ch), x))
         self._cache = (cols, N, g)
-        return self._add_bias(from_rows(rows, N, g.Ho, g.Wo))
+        return from_rows(rows, N, g.Ho, g.Wo, self.params.get("b"))
 
     def backward(self, dy):
         cols, N, g = self._need_cache()
@@ -183,8 +198,8 @@ class Conv2D(_ConvBase):
         Wm = self.params["W"].reshape(self.out_ch, -1)
         if self.trainable:
             self.grads["W"] += (dY.T @ cols).reshape(self.params["W"].shape)
-        self._bias_grad(dy)
-        return conv_adjoint(dY, Wm, N, g)
+        self._bias_grad(dY, 0)  # rows layout: one pixel a row
+        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cols.shape, dy))
 
 
 class Conv2DTranspose(_ConvBase):
@@ -247,16 +262,18 @@ class Conv2DTranspose(_ConvBase):
         Wm = self.params["W"].reshape(self.in_ch, -1)
         X = to_rows(x)
         self._cache = (X, N, g)
-        return self._add_bias(conv_adjoint(X, Wm, N, g))
+        cols = self._buffer("cols", (X.shape[0], g.K), x)
+        return self._add_bias(conv_adjoint(X, Wm, N, g, cols=cols))
 
     def backward(self, dy):
         X, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
         Wm = self.params["W"].reshape(self.in_ch, -1)
-        rows, cols = conv_apply(dy, Wm, g)
+        # the same column buffer as forward: there it is dead once col2im has run
+        rows, cols = conv_apply(dy, Wm, g, cols=self._buffer("cols", (X.shape[0], g.K), dy))
         if self.trainable:
             self.grads["W"] += (X.T @ cols).reshape(self.params["W"].shape)
-        self._bias_grad(dy)
+        self._bias_grad(dy, (0, 2, 3))
         return from_rows(rows, N, g.Ho, g.Wo)
 
     def __repr__(self):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
+from .. import kernels
 from .layer import Layer
 
 
@@ -11,7 +11,8 @@ class Dropout(Layer):
     """Inverted dropout: in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``.
 
     ``dL/dx = dy * mask / (1 - p)``.  In eval mode it is the identity.  The
-    mask comes from :func:`minigan.backend.global_rng`, so a seed fixes it.
+    mask comes from :func:`minigan.backend.global_rng`, so a seed fixes it
+    (the Numba path hashes one seed drawn from it: see :func:`minigan.kernels.dropout`).
     """
 
     def __init__(self, p: float = 0.5):
@@ -25,16 +26,14 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._cache = (None, x.shape)
             return x
-        xp = backend.get_xp(x)
-        keep = backend.uniform(xp, x.shape, x.dtype) >= self.p
-        scale = keep * x.dtype.type(1.0 / (1.0 - self.p))
-        self._cache = (scale, x.shape)
-        return x * scale
+        y, keep = kernels.dropout(x, self.p)
+        self._cache = (keep, x.shape)
+        return y
 
     def backward(self, dy):
-        scale, shape = self._need_cache()
+        keep, shape = self._need_cache()
         self._check_dy(dy, shape)
-        return dy if scale is None else dy * scale
+        return dy if keep is None else kernels.dropout_grad(dy, keep, self.p)
 
     def __repr__(self):
         return f"Dropout({self.p})"

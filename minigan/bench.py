@@ -1,0 +1,541 @@
+"""The benchmark harness behind ``minigan bench`` and ``benchmarks/bench.py``.
+
+It times, as medians over repeats after a warm-up:
+
+* each layer's forward and backward, for the MLP GAN and the DCGAN;
+* one whole GAN train step, exactly as a trainer writes it (see
+  :func:`train_step`): the discriminator step on a real and a fake batch,
+  then the generator step through the frozen discriminator, Adam on both;
+* for every conv layer of the DCGAN, its ``col2im`` against the GEMM whose
+  output it consumes;
+* the machine's float32 GEMM rate (NumPy, 2048^3), and the rate the DCGAN
+  step achieves counting its FLOPs as the GEMMs an im2col engine performs
+  (:func:`gemm_flops`);
+
+for each kernel path (``numpy``, ``numba``, and ``cupy`` when CuPy sees a
+GPU) and, when PyTorch is installed, the same networks and step in PyTorch
+in the same run, so that the ratio minigan/PyTorch is measured under the
+same conditions.  PyTorch is optional and only imported here.
+
+Thread counts must be fixed before NumPy loads its BLAS, so the harness runs
+in a process whose environment sets them (:func:`thread_env`);
+``minigan bench`` starts one.  ``OPENBLAS_THREAD_TIMEOUT`` is set low because
+OpenBLAS's idle threads otherwise spin for ~0.1 s after each GEMM and fight
+Numba's threads for the cores (measured: GEMM + col2im of one layer 8 ms
+instead of 1.6 ms on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import backend, losses, optim
+from .gan import build
+from .nn import Conv2D, Conv2DTranspose, Dense, Sequential
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict:
+    """Environment variables that give NumPy's BLAS, Numba and PyTorch ``threads`` threads."""
+    env = {k: str(threads) for k in THREAD_VARS}
+    env["OPENBLAS_THREAD_TIMEOUT"] = "4"  # idle BLAS threads sleep after 2^4 cycles
+    return env
+
+
+NOISE_DIM = 100
+
+
+# -- timing --------------------------------------------------------------------------
+
+def _sync(xp):
+    if xp is not np:
+        xp.cuda.Device().synchronize()
+
+
+def timeit(fn, repeats: int, warmup: int = 2, xp=np) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(xp)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(xp)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def timeit_interleaved(fns: dict, repeats: int, rounds: int = 3, warmup: int = 2) -> dict:
+    """Median times of several ``name -> (fn, xp)`` entries, taken in alternating blocks.
+
+    On a shared, noisy machine alternating puts every contender under the
+    same conditions, so their ratios stay meaningful when absolute times
+    drift.  Each block starts with an untimed call: the thread pool of the
+    previous contender (PyTorch's OpenMP, OpenBLAS, Numba) may still be
+    spinning, and that tail should not be charged to the next one.
+    """
+    times = {name: [] for name in fns}
+    per_round = max(1, -(-repeats // rounds))
+    for r in range(rounds):
+        for name, (fn, xp) in fns.items():
+            for _ in range(warmup if r == 0 else 1):
+                fn()
+            _sync(xp)
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                _sync(xp)
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def gemm_rate(n: int = 2048, repeats: int = 7) -> float:
+    """Measured float32 GEMM rate of NumPy's BLAS in GFLOP/s (``n^3`` matmul)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty_like(a)
+    return 2 * n ** 3 / timeit(lambda: np.matmul(a, b, out=out), repeats) / 1e9
+
+
+# -- the step ------------------------------------------------------------------------
+
+def train_step(G, D, oG, oD, L, z, real):
+    """One GAN step: D on a real and a fake batch, then G through the frozen D."""
+    fake = G.forward(z)
+    D.zero_grad()
+    _, g1 = L.d_real(D.forward(real))
+    D.backward(g1)
+    _, g2 = L.d_fake(D.forward(fake))
+    D.backward(g2)
+    oD.step()
+    G.zero_grad()
+    D.trainable = False
+    _, g3 = L.g(D.forward(fake))
+    G.backward(D.backward(g3))
+    D.trainable = True
+    oG.step()
+
+
+def image_shape(model: str):
+    return (1, 28, 28) if model == "dcgan" else (784,)
+
+
+def setup(model: str, batch: int, xp=np, seed: int = 0):
+    """Networks, optimisers, loss and a fixed (noise, real batch) pair on ``xp``'s device."""
+    backend.manual_seed(seed)
+    G, D = build(model)
+    if xp is not np:
+        G.to("gpu")
+        D.to("gpu")
+    rng = np.random.default_rng(seed)
+    z = xp.asarray(rng.standard_normal((batch, NOISE_DIM), dtype=np.float32))
+    real = xp.asarray(rng.uniform(-1, 1, (batch,) + image_shape(model)).astype(np.float32))
+    oG = optim.Adam(G, 1e-4, (0.5, 0.999))
+    oD = optim.Adam(D, 1e-4, (0.5, 0.999))
+    return G, D, oG, oD, losses.GANLoss("bce"), z, real
+
+
+# -- FLOPs ---------------------------------------------------------------------------
+
+def layer_flops(layer, in_shape):
+    """``(forward, dx, dW)`` GEMM FLOPs of one layer for an input of ``in_shape``.
+
+    Conv layers count the GEMMs of the im2col engine: ``2 * M * K * O`` with
+    ``M`` the pixel rows, ``K = C*kh*kw`` and ``O`` the channels on the other
+    side; forward, dx and dW are one such GEMM each.  Layers without a GEMM
+    count zero.
+    """
+    N = in_shape[0]
+    if isinstance(layer, Dense):
+        f = 2 * N * layer.in_features * layer.out_features
+    elif isinstance(layer, Conv2D):
+        g = layer.geometry(*in_shape[2:])
+        f = 2 * N * g.Ho * g.Wo * g.K * layer.out_ch
+    elif isinstance(layer, Conv2DTranspose):
+        g = layer.geometry(*in_shape[2:])
+        f = 2 * N * in_shape[2] * in_shape[3] * g.K * layer.in_ch
+    else:
+        return 0, 0, 0
+    return f, f, f
+
+
+def gemm_flops(model: Sequential, x):
+    """Per-layer ``(name, forward, dx, dW)`` GEMM FLOPs for input ``x`` (runs one forward)."""
+    rows = []
+    for layer in model.layers:
+        rows.append((repr(layer),) + layer_flops(layer, x.shape))
+        x = layer.forward(x)
+    return rows
+
+
+def step_flops(G, D, z, real) -> int:
+    """GEMM FLOPs of :func:`train_step`: G forward and backward; D three forwards,
+    two backwards with weight gradients and one (frozen) without."""
+    g = np.array([r[1:] for r in gemm_flops(G, z)]).sum(axis=0)
+    d = np.array([r[1:] for r in gemm_flops(D, real)]).sum(axis=0)
+    return int(g.sum() + 3 * d[0] + 3 * d[1] + 2 * d[2])
+
+
+# -- per-layer timings ----------------------------------------------------------------
+
+def layer_times(model: Sequential, x, repeats: int, xp=np):
+    """``[(name, forward_s, backward_s)]`` for each layer, fed real activations."""
+    out = []
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        y = layer.forward(x)
+        dy = xp.asarray(rng.standard_normal(y.shape).astype(np.float32))
+        tf = timeit(lambda: layer.forward(x), repeats, xp=xp)  # noqa: B023
+        layer.forward(x)
+        tb = timeit(lambda: layer.backward(dy), repeats, xp=xp)  # noqa: B023
+        out.append((repr(layer), tf, tb))
+        x = y
+    return out
+
+
+def col2im_vs_gemm(D, G, batch: int, repeats: int):
+    """For each conv layer of the DCGAN: (name, GEMM s, col2im s) on the current kernel path.
+
+    Conv2D uses col2im for dx (``dcols = dY @ W``); Conv2DTranspose in its
+    forward (``cols = X @ W``).  Both are timed with preallocated outputs.
+    """
+    from . import kernels  # noqa: PLC0415
+
+    rng = np.random.default_rng(2)
+    out = []
+    for model, x in ((G, rng.standard_normal((batch, NOISE_DIM), dtype=np.float32)),
+                     (D, rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))):
+        for layer in model.layers:
+            y = layer.forward(x)
+            if isinstance(layer, (Conv2D, Conv2DTranspose)):
+                N, _, H, W = x.shape
+                g = layer.geometry(H, W)
+                if isinstance(layer, Conv2D):
+                    Wm = layer.params["W"].reshape(layer.out_ch, -1)
+                    rows = rng.standard_normal((N * g.Ho * g.Wo, layer.out_ch), dtype=np.float32)
+                else:
+                    Wm = layer.params["W"].reshape(layer.in_ch, -1)
+                    rows = kernels.to_rows(x)
+                cols = np.empty((rows.shape[0], g.K), np.float32)
+                img = np.empty((N, g.C, g.H, g.W), np.float32)
+                t_gemm = timeit(lambda: np.matmul(rows, Wm, out=cols), repeats)  # noqa: B023
+                t_c2i = timeit(lambda: kernels.col2im(cols, N, g, out=img), repeats)  # noqa: B023
+                out.append((repr(layer), t_gemm, t_c2i))
+            x = y
+    return out
+
+
+# -- PyTorch -------------------------------------------------------------------------
+
+def torch_module():
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_nets(torch, model: str):
+    """The same networks in PyTorch.  "same" padding with stride 2 and k5 is padding=2
+    for Conv2d and padding=2, output_padding=1 for ConvTranspose2d (same shapes)."""
+    nn = torch.nn
+    if model == "mlp":
+        G = nn.Sequential(nn.Linear(100, 128), nn.LeakyReLU(0.2), nn.Linear(128, 784), nn.Tanh())
+        D = nn.Sequential(nn.Linear(784, 128), nn.LeakyReLU(0.2), nn.Linear(128, 1))
+        return G, D
+    G = nn.Sequential(
+        nn.Linear(100, 7 * 7 * 256, bias=False), nn.BatchNorm1d(7 * 7 * 256), nn.LeakyReLU(0.3),
+        nn.Unflatten(1, (256, 7, 7)),
+        nn.ConvTranspose2d(256, 128, 5, 1, padding=2, bias=False), nn.BatchNorm2d(128),
+        nn.LeakyReLU(0.3),
+        nn.ConvTranspose2d(128, 64, 5, 2, padding=2, output_padding=1, bias=False),
+        nn.BatchNorm2d(64), nn.LeakyReLU(0.3),
+        nn.ConvTranspose2d(64, 1, 5, 2, padding=2, output_padding=1, bias=False), nn.Tanh(),
+    )
+    D = nn.Sequential(
+        nn.Conv2d(1, 64, 5, 2, padding=2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
+        nn.Conv2d(64, 128, 5, 2, padding=2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
+        nn.Flatten(), nn.Linear(7 * 7 * 128, 1),
+    )
+    return G, D
+
+
+def torch_step_fn(torch, model: str, batch: int):
+    """A closure running the same step in PyTorch (float32, CPU)."""
+    torch.manual_seed(0)
+    G, D = torch_nets(torch, model)
+    oG = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.999))
+    oD = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.999))
+    bce = torch.nn.BCEWithLogitsLoss()
+    z = torch.randn(batch, NOISE_DIM)
+    real = torch.rand((batch,) + image_shape(model)) * 2 - 1
+    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+
+    def step():
+        fake = G(z)
+        oD.zero_grad()
+        bce(D(real), ones).backward()
+        bce(D(fake.detach()), zeros).backward()
+        oD.step()
+        oG.zero_grad()
+        D.requires_grad_(False)
+        bce(D(fake), ones).backward()
+        D.requires_grad_(True)
+        oG.step()
+
+    return step
+
+
+# -- machine -------------------------------------------------------------------------
+
+def machine_info(torch=None) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numba  # noqa: PLC0415
+
+    info = {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": f"{numba.__version__} (threading layer {_numba_layer()})",
+        "blas": _blas_name(),
+        "threads": os.environ.get("OPENBLAS_NUM_THREADS", "?"),
+        "load average (1, 5, 15 min) at start": _loadavg(),
+    }
+    if torch is not None:
+        info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    cp = backend.cupy_module()
+    if cp is not None:
+        info["cupy"] = cp.__version__
+        info["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    return info
+
+
+def _loadavg():
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def _numba_layer():
+    import numba  # noqa: PLC0415
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        return "not started"
+
+
+def _blas_name():
+    try:
+        cfg = np.show_config(mode="dicts")
+        blas = cfg["Build Dependencies"]["blas"]
+        return f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # older NumPy
+        return "unknown"
+
+
+# -- report --------------------------------------------------------------------------
+
+def _ms(s):
+    return f"{1e3 * s:.2f}"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def kernel_paths(requested):
+    paths = []
+    for p in requested:
+        if p == "cupy" and not backend.gpu_available():
+            print(f"(skipping cupy: {'CuPy or a GPU is not available'})")
+            continue
+        paths.append(p)
+    return paths
+
+
+class _KernelPath:
+    """Select a kernel path for a block: ``numpy``/``numba`` via MINIGAN_KERNELS; ``cupy`` = GPU arrays."""
+
+    def __init__(self, path):
+        self.path = path
+        self.xp = backend.xp_for("gpu") if path == "cupy" else np
+
+    def __enter__(self):
+        self.old = os.environ.get("MINIGAN_KERNELS")
+        os.environ["MINIGAN_KERNELS"] = "numba" if self.path == "cupy" else self.path
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop("MINIGAN_KERNELS", None)
+        else:
+            os.environ["MINIGAN_KERNELS"] = self.old
+
+
+def _with_path(path, fn):
+    """``fn`` wrapped to run on kernel path ``path``."""
+    def call():
+        with _KernelPath(path):
+            fn()
+    return call
+
+
+def run(args, out=print):
+    torch = torch_module() if args.torch else None
+    if args.torch and torch is None:
+        out("(PyTorch is not installed: skipping the PyTorch reference)")
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    paths = kernel_paths(args.kernels)
+    rep = {"mlp": args.repeats * 5, "dcgan": args.repeats}
+
+    # warm the Numba caches (compiles on a fresh machine) before any timing
+    with _KernelPath("numba"):
+        s = setup("dcgan", 2)
+        train_step(*s)
+
+    out("# minigan benchmark\n")
+    info = machine_info(torch)
+    out(_table(["what", "value"], list(info.items())))
+    out(f"\ncommand: `{' '.join(args.argv)}`\n")
+
+    rate = gemm_rate(repeats=max(3, args.repeats // 2))
+    out(f"float32 GEMM 2048^3 (NumPy): **{rate:.1f} GFLOP/s**\n")
+
+    out("## Whole train step (median ms)\n")
+    header = ["model", "batch"] + [f"minigan {p}" for p in paths]
+    if torch is not None:
+        header += ["PyTorch", "minigan numba / PyTorch"]
+    rows, step_ms = [], {}
+    flops = {}
+    for model in args.models:
+        for batch in args.batch:
+            fns = {}
+            for p in paths:
+                with _KernelPath(p) as kp:
+                    s = setup(model, batch, kp.xp)
+                    fns[p] = (_with_path(p, lambda s=s: train_step(*s)), kp.xp)
+                    if p == "numba" and model == "dcgan":
+                        G, D, _, _, _, z, real = s
+                        flops[batch] = step_flops(G, D, z, real)
+            if torch is not None:
+                fns["torch"] = (torch_step_fn(torch, model, batch), np)
+            t = timeit_interleaved(fns, rep[model])
+            step_ms.update({(model, batch, p): t[p] for p in paths})
+            row = [model, batch] + [_ms(t[p]) for p in paths]
+            if torch is not None:
+                row.append(_ms(t["torch"]))
+                row.append(f"{t['numba'] / t['torch']:.2f}" if "numba" in t else "-")
+            rows.append(row)
+    out(_table(header, rows))
+
+    if flops:
+        out("\n## DCGAN step against the GEMM rate (numba path)\n")
+        r = []
+        for batch, f in flops.items():
+            t = step_ms[("dcgan", batch, "numba")]
+            r.append([batch, f"{f / 1e9:.1f}", _ms(f / (rate * 1e9)), _ms(t),
+                      f"{f / t / 1e9:.1f}", f"{100 * f / t / 1e9 / rate:.0f}%"])
+        out(_table(["batch", "GEMM GFLOP", "GEMM floor ms", "step ms", "achieved GFLOP/s",
+                    "of GEMM rate"], r))
+
+    if "numba" in paths and "dcgan" in args.models:
+        out(f"\n## col2im vs the GEMM it serves (DCGAN, numba, batch {args.batch[0]}, ms)\n")
+        with _KernelPath("numba"):
+            G, D, *_ = setup("dcgan", args.batch[0])
+            r = [[name, _ms(tg), _ms(tc), f"{tc / tg:.2f}"]
+                 for name, tg, tc in col2im_vs_gemm(D, G, args.batch[0], args.repeats)]
+        out(_table(["layer", "GEMM", "col2im", "col2im / GEMM"], r))
+
+    if not args.no_layers:
+        for model in args.models:
+            batch = args.batch[0]
+            out(f"\n## Per layer, {model}, batch {batch} (median ms, forward / backward)\n")
+            cols, names = {}, None
+            for p in paths:
+                with _KernelPath(p) as kp:
+                    G, D, _, _, _, z, real = setup(model, batch, kp.xp)
+                    t = ([("G " + n, f, b) for n, f, b in layer_times(G, z, rep[model], kp.xp)]
+                         + [("D " + n, f, b) for n, f, b in layer_times(D, real, rep[model], kp.xp)])
+                    names = [n for n, _, _ in t]
+                    cols[p] = [(f, b) for _, f, b in t]
+                    fl = [r[1:] for r in gemm_flops(G, z) + gemm_flops(D, real)]
+            r = []
+            for i, name in enumerate(names):
+                floor = f"{_ms(fl[i][0] / rate / 1e9)} / {_ms((fl[i][1] + fl[i][2]) / rate / 1e9)}"
+                r.append([name] + [f"{_ms(cols[p][i][0])} / {_ms(cols[p][i][1])}" for p in paths]
+                         + [floor if fl[i][0] else ""])
+            out(_table(["layer"] + paths + ["GEMM floor at the measured rate"], r))
+    out(f"\nload average at the end: {_loadavg()} (other work on the machine inflates every figure)")
+    return 0
+
+
+def parser(prog="minigan bench", quick=False):
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Time minigan's layers and GAN train steps on each kernel path "
+                    "(and PyTorch, when installed) and print Markdown tables.")
+    p.add_argument("--quick", action=argparse.BooleanOptionalAction, default=quick,
+                   help=f"batch 64 only, fewer repeats (default: {'yes' if quick else 'no'})")
+    p.add_argument("--batch", type=int, nargs="+", default=None, help="batch sizes (default 64 256)")
+    p.add_argument("--kernels", nargs="+", default=["numpy", "numba", "cupy"],
+                   choices=["numpy", "numba", "cupy"], help="kernel paths (cupy only with a GPU)")
+    p.add_argument("--models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "dcgan"])
+    p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time PyTorch when it is installed (default: yes)")
+    p.add_argument("--threads", type=int, default=2, help="threads for BLAS, Numba and PyTorch")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats (DCGAN; MLP x5)")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
+    return p
+
+
+def parse(argv, prog="minigan bench", quick=False):
+    args = parser(prog, quick).parse_args(argv)
+    if args.batch is None:
+        args.batch = [64] if args.quick else [64, 256]
+    if args.repeats is None:
+        args.repeats = 5 if args.quick else 15
+    args.argv = [prog] + list(argv)
+    return args
+
+
+def threads_ready(threads: int) -> bool:
+    """Whether this process was started with :func:`thread_env` for ``threads``."""
+    return all(os.environ.get(k) == v for k, v in thread_env(threads).items())
+
+
+def main(argv=None, prog="python -m minigan.bench"):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv, prog)
+    if not threads_ready(args.threads):
+        print(f"warning: thread variables are not set for {args.threads} threads before NumPy "
+              "was imported; run through `minigan bench` or benchmarks/bench.py", file=sys.stderr)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

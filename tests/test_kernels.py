@@ -1,0 +1,168 @@
+"""The Numba kernels against the NumPy reference path (minigan/kernels/numpy_ref.py).
+
+im2col, the layout transposes and LeakyReLU only move or scale values, so
+they must agree exactly; col2im and Adam add in a different order, so they
+agree to a few ulps.  Geometries are drawn by hypothesis: asymmetric
+padding, stride larger than the kernel, 1x1 kernels, odd sizes, float32 and
+float64.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minigan import kernels, nn
+from minigan.kernels import ConvGeom, numba_cpu, numpy_ref
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+@st.composite
+def geometries(draw):
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    pt, pb, pl, pr = (draw(st.integers(0, 3)) for _ in range(4))
+    H = draw(st.integers(max(1, kh - pt - pb), 12))
+    W = draw(st.integers(max(1, kw - pl - pr), 12))
+    return ConvGeom(draw(st.integers(1, 6)), H, W, kh, kw, sh, sw, pt, pb, pl, pr)
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_im2col_matches_reference(dtype, g, N, seed):
+    x = _rand(np.random.default_rng(seed), (N, g.C, g.H, g.W), dtype)
+    ref = numpy_ref.im2col(x, g)
+    got = numba_cpu.im2col(x, g)
+    assert got.shape == (N * g.Ho * g.Wo, g.K) and got.dtype == dtype
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_col2im_matches_reference(dtype, g, N, seed):
+    cols = _rand(np.random.default_rng(seed), (N * g.Ho * g.Wo, g.K), dtype)
+    ref = numpy_ref.col2im(cols, N, g)
+    out = np.full((N, g.C, g.H, g.W), np.nan, dtype)  # every element must be written
+    got = numba_cpu.col2im(cols, N, g, out=out)
+    assert got is out and got.dtype == dtype
+    np.testing.assert_allclose(got, ref, **TOL[dtype])
+
+
+@given(g=geometries(), seed=st.integers(0, 2**16))
+def test_col2im_is_adjoint_of_im2col(g, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, (2, g.C, g.H, g.W), np.float64)
+    c = _rand(rng, (2 * g.Ho * g.Wo, g.K), np.float64)
+    lhs = np.vdot(numba_cpu.im2col(x, g), c)
+    rhs = np.vdot(x, numba_cpu.col2im(c, 2, g))
+    assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 3), C=st.integers(1, 7), H=st.integers(1, 6), W=st.integers(1, 6),
+       bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_layout_transposes_match_reference(dtype, N, C, H, W, bias, seed):
+    rng = np.random.default_rng(seed)
+    a = _rand(rng, (N, C, H, W), dtype)
+    np.testing.assert_array_equal(numba_cpu.to_rows(a), numpy_ref.to_rows(a))
+    m = _rand(rng, (N * H * W, C), dtype)
+    b = _rand(rng, (C,), dtype) if bias else None
+    np.testing.assert_array_equal(numba_cpu.from_rows(m, N, H, W, b),
+                                  numpy_ref.from_rows(m, N, H, W, b))
+    np.testing.assert_array_equal(numba_cpu.from_rows(numba_cpu.to_rows(a), N, H, W), a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       slope=st.sampled_from([0.0, 0.2, 0.3, -0.5, 1.5]), seed=st.integers(0, 2**16))
+def test_leaky_relu_matches_reference(dtype, shape, slope, seed):
+    rng = np.random.default_rng(seed)
+    x = _rand(rng, shape, dtype)
+    x.flat[0] = 0  # the kink: both paths take the slope branch
+    dy = _rand(rng, shape, dtype)
+    np.testing.assert_array_equal(numba_cpu.leaky_relu(x, slope), numpy_ref.leaky_relu(x, slope))
+    np.testing.assert_array_equal(numba_cpu.leaky_relu_grad(dy, x, slope),
+                                  numpy_ref.leaky_relu_grad(dy, x, slope))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3), seed=st.integers(0, 2**16))
+def test_adam_update_matches_reference(dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    p0 = _rand(rng, shape, dtype)
+    states = [[p0.copy(), np.zeros_like(p0), np.zeros_like(p0)] for _ in range(2)]
+    for t in range(1, 4):
+        g = _rand(rng, shape, dtype)
+        for mod, (p, m, v) in zip((numpy_ref, numba_cpu), states):
+            mod.adam_update(p, g, m, v, 1e-3, 0.5, 0.999, 1e-8, t)
+    for a, b in zip(*states):
+        np.testing.assert_allclose(a, b, **TOL[dtype])
+
+
+def test_adam_dispatch_falls_back_for_non_contiguous_parameters():
+    p = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
+    m, v, g = np.zeros_like(p), np.zeros_like(p), np.ones_like(p)
+    before = p.copy()
+    kernels.adam_update(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 1)
+    np.testing.assert_allclose(p, before - 0.1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.75])
+def test_dropout_kernels(mod, p):
+    """Both paths: y = x * keep / (1 - p), keep rate 1 - p, mask fixed by the global seed."""
+    from minigan import backend
+
+    x = np.random.default_rng(3).standard_normal((64, 32, 7, 7)).astype(np.float32)
+    backend.manual_seed(11)
+    y, keep = mod.dropout(x, p)
+    scale = np.float32(1 / (1 - p))
+    np.testing.assert_array_equal(y, np.where(keep, x * scale, 0))
+    assert abs(keep.mean() - (1 - p)) < 0.01
+    dy = np.ones_like(x)
+    np.testing.assert_array_equal(mod.dropout_grad(dy, keep, p), np.where(keep, scale, 0))
+    backend.manual_seed(11)
+    np.testing.assert_array_equal(mod.dropout(x, p)[1], keep)  # same seed, same mask
+    assert p == 0 or not np.array_equal(mod.dropout(x, p)[1], keep)  # the generator moved on
+
+
+LAYERS = [
+    lambda: nn.Conv2D(3, 4, 5, 2, "same"),
+    lambda: nn.Conv2D(2, 3, (1, 3), (3, 1), (0, 1)),
+    lambda: nn.Conv2D(2, 2, 1, 3),
+    lambda: nn.Conv2DTranspose(3, 2, 5, 2, "same"),
+    lambda: nn.Conv2DTranspose(2, 3, 3, 4, 1, output_padding=2),
+    lambda: nn.Sequential(nn.Dense(5, 12), nn.LeakyReLU(0.3), nn.Reshape((3, 2, 2)),
+                          nn.Conv2DTranspose(3, 2, 3, 1, "same"), nn.LeakyReLU(0.2)),
+]
+
+
+@pytest.mark.parametrize("make", LAYERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layers_agree_on_both_kernel_paths(make, dtype, monkeypatch):
+    """Forward, dx and every parameter gradient, twice (buffers are reused on the second call)."""
+    layer = make().astype(dtype)
+    rng = np.random.default_rng(7)
+    first = layer.layers[0] if isinstance(layer, nn.Sequential) else layer
+    x = _rand(rng, (3, first.in_features) if isinstance(first, nn.Dense)
+              else (3, first.in_ch, 7, 6), dtype)
+    results = {}
+    for path in ("numpy", "numba"):
+        monkeypatch.setenv("MINIGAN_KERNELS", path)
+        for _ in range(2):
+            layer.zero_grad()
+            y = layer.forward(x)
+            dy = np.random.default_rng(8).standard_normal(y.shape).astype(dtype)
+            dx = layer.backward(dy)
+        grads = {n: l.grads[k].copy() for n, l, k in layer.named_parameters()}
+        results[path] = (y.copy(), dx.copy(), grads)
+    (y0, dx0, g0), (y1, dx1, g1) = results["numpy"], results["numba"]
+    np.testing.assert_allclose(y1, y0, **TOL[dtype])
+    np.testing.assert_allclose(dx1, dx0, **TOL[dtype])
+    for name in g0:
+        np.testing.assert_allclose(g1[name], g0[name], **TOL[dtype], err_msg=name)
