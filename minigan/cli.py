@@ -1,4 +1,4 @@
-"""``minigan train | sample | bench | gradcheck``."""
+"""``minigan train | sample | eval | bench | gradcheck``."""
 from __future__ import annotations
 
 import argparse
@@ -16,14 +16,32 @@ def _positive(kind):
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="train a GAN on MNIST",
+    p = sub.add_parser("train", help="train a GAN on MNIST or a 2-D mixture",
                        description="Train a GAN on MNIST.  With no arguments: the DCGAN, on the CPU, "
-                                   "for 2 epochs; pictures go to runs/<model>/.")
-    p.add_argument("--model", choices=["dcgan", "mlp"], default=None, help="network (default dcgan)")
+                                   "for 2 epochs; pictures go to runs/<model>/.  With --dataset ring or "
+                                   "grid: PacGAN's MLP pair on that 2-D Gaussian mixture (defaults: "
+                                   "15 epochs of 100,000 points, batch 100, Adam 2e-4 decaying "
+                                   "linearly); a scatter plot and the mode scores each epoch; pictures "
+                                   "go to runs/<dataset>-pack<m>/.")
+    p.add_argument("--dataset", choices=["mnist", "ring", "grid"], default=None,
+                   help="training data (default mnist)")
+    p.add_argument("--pack", type=_positive(int), default=None,
+                   help="PacGAN packing: the discriminator judges this many samples at once "
+                        "(2-D mixtures; default 1, a plain GAN)")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="score the generator every N epochs into eval.csv (MNIST: Fréchet distance, "
+                        "Inception Score, ...; default 0 = never on MNIST, 1 on the mixtures)")
+    p.add_argument("--model", choices=["dcgan", "mlp", "mlp2d"], default=None,
+                   help="network (default dcgan on MNIST, mlp2d on the mixtures)")
     p.add_argument("--loss", choices=["bce", "lsgan", "hinge"], default=None, help="GAN loss (default bce)")
     p.add_argument("--epochs", type=_positive(int), default=None, help="epochs (default 2)")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="batch size (default 64)")
     p.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--lr-d", type=_positive(float), default=None,
+                   help="the discriminator's learning rate (default: the same as --lr)")
+    p.add_argument("--lr-decay", choices=["none", "linear"], default=None,
+                   help="learning-rate schedule over the epochs (default none on MNIST, linear on the "
+                        "mixtures)")
     p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default 0.999)")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to compute (default cpu)")
@@ -47,22 +65,38 @@ def _train(args):
         "model": args.model, "loss": args.loss, "epochs": args.epochs, "batch_size": args.batch_size,
         "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2, "device": args.device,
         "seed": args.seed, "out": args.out, "limit": args.limit,
-        "checkpoint_every": args.checkpoint_every}.items() if v is not None}
-    out = given.get("out") or os.path.join("runs", given.get("model", "dcgan"))
+        "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
+        "lr_decay": args.lr_decay,
+        "eval_every": args.eval_every}.items() if v is not None}
+    if args.eval_every is not None and args.eval_every < 0:
+        raise SystemExit(f"minigan train: --eval-every must be >= 0, got {args.eval_every}")
+    dataset = args.dataset
+    if args.resume and dataset is None:
+        ck0 = os.path.join(given.get("out") or "", CHECKPOINT)
+        if given.get("out") and os.path.exists(ck0):
+            dataset = read_checkpoint_meta(ck0).get("dataset")
+    dataset = dataset or "mnist"
+    if dataset == "mnist":
+        default_out = os.path.join("runs", given.get("model", "dcgan"))
+    else:
+        default_out = os.path.join("runs", f"{dataset}-pack{given.get('pack', 1)}")
+    out = given.get("out") or default_out
     given["out"] = out
     ck = os.path.join(out, CHECKPOINT)
     if args.resume:
         if not os.path.exists(ck):
             raise SystemExit(f"minigan train: --resume, but there is no checkpoint at {ck}")
         saved = read_checkpoint_meta(ck).get("config", {})
-        for key in ("model", "loss", "batch_size", "limit", "seed"):
+        saved.setdefault("dataset", "mnist")
+        given["dataset"] = dataset
+        for key in ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack"):
             if key in given and key in saved and given[key] != saved[key]:
                 raise SystemExit(f"minigan train: the checkpoint in {out} was trained with "
                                  f"{key}={saved[key]!r}, not {given[key]!r}")
         cfg = TrainConfig.from_dict({**saved, **given})
     else:
-        cfg = TrainConfig.from_dict(given)
-        for name in ("log.csv", "gradients.csv"):  # a new run starts new logs
+        cfg = TrainConfig.for_dataset(dataset, **given)
+        for name in ("log.csv", "gradients.csv", "eval.csv"):  # a new run starts new logs
             if os.path.exists(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
     trainer = Trainer(cfg, progress=not args.quiet)
@@ -70,6 +104,10 @@ def _train(args):
         trainer.restore(ck)
         print(f"resuming {cfg.model} from epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
               f"of {trainer.steps_per_epoch}")
+    elif cfg.is_mixture:
+        print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss) on {len(trainer.data)} "
+              f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
+              f"on the {cfg.device}")
     else:
         print(f"training the {cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
               f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}")
@@ -82,7 +120,9 @@ def _train(args):
 def _add_sample(sub):
     p = sub.add_parser("sample", help="draw samples from a trained generator",
                        description="Write a PNG grid of generated digits, or with an .npz OUT the raw "
-                                   "images (key 'images', float32 in [0, 1], shape (N, 28, 28)).")
+                                   "images (key 'images', float32 in [0, 1], shape (N, 28, 28)).  For a "
+                                   "2-D mixture model: a scatter plot over the true modes, or with an "
+                                   ".npz OUT the points (key 'points', float32, shape (N, 2)).")
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
     p.add_argument("--n", type=_positive(int), default=64, help="how many samples (default 64)")
     p.add_argument("--out", default="samples.png", help="output .png or .npz (default samples.png)")
@@ -92,12 +132,50 @@ def _add_sample(sub):
 
 def _sample(args):
     from .gan.sampler import sample, write_samples  # noqa: PLC0415
+    from .io import read_checkpoint_meta  # noqa: PLC0415
 
     if not os.path.exists(args.checkpoint):
         raise SystemExit(f"minigan sample: no checkpoint at {args.checkpoint}")
     images = sample(args.checkpoint, args.n, args.seed, args.device)
-    write_samples(images, args.out)
+    write_samples(images, args.out, dataset=read_checkpoint_meta(args.checkpoint).get("dataset"))
     print(f"wrote {args.n} samples to {args.out}")
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="score a trained generator (Fréchet distance, Inception Score, modes)",
+                       description="Score the generator in a checkpoint and append the scores to the "
+                                   "run's eval.csv (beside the checkpoint).  MNIST: 10,000 samples; "
+                                   "Fréchet distance on the MNIST classifier's features against the test "
+                                   "set, classifier Inception Score, digit histogram and its KL from "
+                                   "uniform, digit classes produced; with reference values for MNIST "
+                                   "training images and for noise.  2-D mixtures: 2,500 points; modes "
+                                   "covered, % high quality, reverse KL; beside points drawn from the "
+                                   "mixture itself.")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
+    p.add_argument("--n", type=_positive(int), default=None,
+                   help="samples to score (default 10000 on MNIST, 2500 on a mixture)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--csv", default=None, help="CSV to append to (default: eval.csv beside the checkpoint)")
+    p.add_argument("--no-csv", action="store_true", help="print only")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference columns")
+
+
+def _eval(args):
+    from .metrics import append_scores, format_scores, reference_for, score_checkpoint  # noqa: PLC0415
+
+    if not os.path.exists(args.checkpoint):
+        raise SystemExit(f"minigan eval: no checkpoint at {args.checkpoint}")
+    scores = score_checkpoint(args.checkpoint, args.n, args.seed, args.device)
+    refs = None if args.no_reference else reference_for(scores["dataset"])
+    where = f"{scores['model']}" + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else "")
+    print(f"{args.checkpoint}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
+          f"step {scores.get('step')}")
+    print(format_scores(scores, refs))
+    if not args.no_csv:
+        path = args.csv or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "eval.csv")
+        append_scores(path, scores)
+        print(f"appended to {path}")
 
 
 def _gradcheck(args):
@@ -111,6 +189,7 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_eval(sub)
     pb = sub.add_parser("bench", help="time layers and train steps", add_help=False)
     pb.add_argument("rest", nargs=argparse.REMAINDER)
     pg = sub.add_parser("gradcheck", help="check every layer and loss against finite differences")
@@ -125,7 +204,7 @@ def main(argv=None):
     from .io import CheckpointError  # noqa: PLC0415
 
     try:
-        handler = {"train": _train, "sample": _sample, "gradcheck": _gradcheck}[args.command]
+        handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck}[args.command]
         return handler(args) or 0
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)

@@ -18,6 +18,7 @@ Images are (N, 1, 28, 28) in [-1, 1] for the DCGAN and (N, 784) for the MLP.
 from __future__ import annotations
 
 from .. import nn
+from .mixture_models import MIXTURE_MODEL, MIXTURE_NOISE_DIM, build_mixture
 
 NOISE_DIM = 100
 
@@ -57,10 +58,25 @@ BUILDERS = {
 }
 
 
-def build(model: str):
-    """``(generator, discriminator)`` for ``"mlp"`` or ``"dcgan"``."""
+MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
+
+
+def build(model: str, pack: int = 1):
+    """``(generator, discriminator)`` for ``"mlp"``, ``"dcgan"`` or ``"mlp2d"`` (the 2-D mixtures).
+
+    ``pack`` is PacGAN's packing degree of the discriminator; only ``"mlp2d"`` takes one.
+    """
+    if model == MIXTURE_MODEL:
+        return build_mixture(pack)
+    if pack != 1:
+        raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
     try:
         g, d = BUILDERS[model]
     except KeyError:
-        raise ValueError(f"unknown model {model!r}; choose from {sorted(BUILDERS)}") from None
+        raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
     return g(), d()
+
+
+def noise_dim(model: str) -> int:
+    """Length of the generator's noise vector."""
+    return MIXTURE_NOISE_DIM if model == MIXTURE_MODEL else NOISE_DIM

@@ -10,6 +10,18 @@ One training step on a real batch ``x`` (B images) and noise ``z``::
 When D has no BatchNorm (both seed networks), real and fake go through D as
 one batch of 2B: the same numbers as two passes, one pass of overhead.
 
+On the 2-D mixtures (``dataset="ring"`` or ``"grid"``) the model is the
+PacGAN MLP pair (:mod:`minigan.gan.mixture_models`) and a step draws
+``batch_size * pack`` real and fake points, which the discriminator sees
+packed as ``batch_size`` rows of ``pack`` points each.
+
+Scores (:mod:`minigan.metrics`) go to ``eval.csv`` in the run directory:
+on the mixtures every ``eval_every`` epochs (default 1; modes covered,
+% high quality, reverse KL on 2,500 points), on MNIST every ``eval_every``
+epochs when it is set (Fréchet distance, Inception Score, class histogram).
+Scoring draws nothing from the training generators, so it does not disturb
+an exact resume.
+
 Everything random comes from seeded generators whose state is saved: the
 order of each epoch's batches is drawn from ``(seed, epoch)``, noise and
 dropout masks from :func:`minigan.backend.global_rng`.  A checkpoint holds
@@ -35,7 +47,15 @@ from ..nn import BatchNorm
 from . import models
 
 CHECKPOINT = "checkpoint.npz"
+EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
 LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
+EVAL_LOG = "eval.csv"
+DATASETS = ("mnist", "ring", "grid")
+MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
+# Defaults that differ on the 2-D mixtures: PacGAN's batch of 100; Adam at 2e-4 (PacGAN: 1e-4)
+# falling linearly over 15 epochs, which fits a 5-seed sweep into a CPU budget (docs/metrics.md).
+MIXTURE_DEFAULTS = {"batch_size": 100, "lr": 2e-4, "lr_decay": "linear", "beta1": 0.5, "beta2": 0.999,
+                    "epochs": 15, "eval_every": 1}
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,7 +64,7 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    model: str = "dcgan"
+    model: str = ""  # "" picks the dataset's default: "dcgan" on MNIST, "mlp2d" on a 2-D mixture
     loss: str = "bce"
     epochs: int = 2
     batch_size: int = 64
@@ -58,16 +78,42 @@ class TrainConfig:
     log_every: int = 50  # steps between log rows and gradient-norm records
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints
     n_samples: int = 64  # images in each sample grid
+    dataset: str = "mnist"  # "mnist", "ring" or "grid"
+    pack: int = 1  # PacGAN packing degree of the discriminator (2-D mixtures only)
+    eval_every: int = 0  # epochs between scores written to eval.csv (0: never)
+    lr_d: float = 0.0  # the discriminator's learning rate (0: the same as lr)
+    lr_decay: str = "none"  # "linear": both rates fall linearly over the epochs, to 1/epochs of their start
+
+    @property
+    def is_mixture(self) -> bool:
+        return self.dataset in ("ring", "grid")
 
     def validate(self):
-        if self.model not in models.BUILDERS:
-            raise ValueError(f"unknown model {self.model!r}; choose from {sorted(models.BUILDERS)}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {list(DATASETS)}")
+        if not self.model:
+            self.model = models.MIXTURE_MODEL if self.is_mixture else "dcgan"
+        if self.model not in models.MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {models.MODELS}")
+        if self.is_mixture != (self.model == models.MIXTURE_MODEL):
+            raise ValueError(f"model {self.model!r} does not fit dataset {self.dataset!r}: the 2-D "
+                             f"mixtures use {models.MIXTURE_MODEL!r}, MNIST uses 'mlp' or 'dcgan'")
+        if self.pack < 1:
+            raise ValueError(f"pack must be at least 1, got {self.pack}")
+        if self.pack > 1 and not self.is_mixture:
+            raise ValueError("--pack is implemented for the 2-D mixtures (ring, grid) only")
+        if self.eval_every < 0:
+            raise ValueError(f"eval-every must be >= 0, got {self.eval_every}")
         losses.GANLoss(self.loss)
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.lr_decay not in ("none", "linear"):
+            raise ValueError(f"lr-decay must be 'none' or 'linear', got {self.lr_decay!r}")
+        if self.lr_d < 0:
+            raise ValueError(f"lr-d must be positive (or 0 for the same as lr), got {self.lr_d}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.limit < 0:
@@ -80,6 +126,12 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
+    @classmethod
+    def for_dataset(cls, dataset: str = "mnist", **given) -> "TrainConfig":
+        """A config with ``dataset``'s defaults (PacGAN's on the mixtures), overridden by ``given``."""
+        base = dict(MIXTURE_DEFAULTS) if dataset in ("ring", "grid") else {}
+        return cls.from_dict({**base, **given, "dataset": dataset})
+
 
 def mnist_images(model: str, limit: int = 0) -> np.ndarray:
     """MNIST training images as float32 in [-1, 1]: (N, 1, 28, 28) for conv nets, (N, 784) for MLPs."""
@@ -89,6 +141,13 @@ def mnist_images(model: str, limit: int = 0) -> np.ndarray:
     if limit:
         x = x[:limit]
     return prepare_images(x, model)
+
+
+def mixture_points(name: str, seed: int = 0, n: int = MIXTURE_POINTS) -> np.ndarray:
+    """The training set of a 2-D mixture: ``n`` points (n, 2) float32 drawn with ``seed``."""
+    from ..data import sample_mixture  # noqa: PLC0415
+
+    return sample_mixture(name, n, np.random.default_rng([seed, 2]))
 
 
 def prepare_images(x_uint8, model: str) -> np.ndarray:
@@ -103,22 +162,32 @@ class Trainer:
         self.config = config.validate()
         cfg = self.config
         backend.manual_seed(cfg.seed)
-        self.G, self.D = models.build(cfg.model)
+        self.G, self.D = models.build(cfg.model, cfg.pack)
+        self.noise_dim = models.noise_dim(cfg.model)
         self.xp = backend.xp_for(cfg.device)
         self.G.to(cfg.device), self.D.to(cfg.device)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_G = optim.Adam(self.G, cfg.lr, betas)
-        self.opt_D = optim.Adam(self.D, cfg.lr, betas)
+        self.opt_D = optim.Adam(self.D, cfg.lr_d or cfg.lr, betas)
         self.loss = losses.GANLoss(cfg.loss)
-        self.data = mnist_images(cfg.model, cfg.limit) if data is None else np.asarray(data, np.float32)
-        if len(self.data) < cfg.batch_size:
-            raise ValueError(f"{len(self.data)} training images is fewer than one batch of {cfg.batch_size}")
-        self.steps_per_epoch = len(self.data) // cfg.batch_size
+        if data is not None:
+            self.data = np.asarray(data, np.float32)
+        elif cfg.is_mixture:
+            self.data = mixture_points(cfg.dataset, cfg.seed)
+            self.data = self.data[:cfg.limit] if cfg.limit else self.data
+        else:
+            self.data = mnist_images(cfg.model, cfg.limit)
+        self.points_per_step = cfg.batch_size * cfg.pack  # real (and fake) samples per step
+        if len(self.data) < self.points_per_step:
+            raise ValueError(f"{len(self.data)} training samples is fewer than one batch of "
+                             f"{self.points_per_step}")
+        self.steps_per_epoch = len(self.data) // self.points_per_step
         self.joint_D = not any(isinstance(m, BatchNorm) for m in self.D.modules())
         self.progress = progress
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches done in the current epoch
-        z = np.random.default_rng([cfg.seed, 1]).standard_normal((cfg.n_samples, models.NOISE_DIM))
+        n_fixed = EVAL_POINTS if cfg.is_mixture else cfg.n_samples
+        z = np.random.default_rng([cfg.seed, 1]).standard_normal((n_fixed, self.noise_dim))
         self.fixed_noise = self.xp.asarray(z.astype(np.float32))
 
     # -- paths -----------------------------------------------------------------
@@ -147,13 +216,13 @@ class Trainer:
     def train_step(self, real, z):
         """One D step and one G step; returns the step's numbers."""
         G, D, L, xp = self.G, self.D, self.loss, self.xp
-        B = real.shape[0]
         fake = G.forward(z)
 
         D.zero_grad()
         if self.joint_D:
             out = D.forward(xp.concatenate([real, fake]))
-            out_real, out_fake = out[:B], out[B:]
+            half = out.shape[0] // 2  # B rows each (B*m samples each when D packs m)
+            out_real, out_fake = out[:half], out[half:]
             l_real, g_real = L.d_real(out_real)
             l_fake, g_fake = L.d_fake(out_fake)
             D.backward(xp.concatenate([g_real, g_fake]))
@@ -184,7 +253,8 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------
     def save(self):
-        meta = {"model": self.config.model, "config": dataclasses.asdict(self.config),
+        meta = {"model": self.config.model, "dataset": self.config.dataset, "pack": self.config.pack,
+                "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
                 "n_data": len(self.data), "version": __version__}
@@ -209,7 +279,7 @@ class Trainer:
     # -- logs and pictures -----------------------------------------------------------
     def _truncate_logs(self, upto_step):
         """Drop log rows written after the checkpoint we resume from (they will be redone)."""
-        for name in ("log.csv", "gradients.csv"):
+        for name in ("log.csv", "gradients.csv", EVAL_LOG):
             p = self.path(name)
             if not os.path.exists(p):
                 continue
@@ -251,11 +321,24 @@ class Trainer:
             self.G.train()
 
     def pictures(self):
-        """Sample grid for this epoch, loss curves and gradient flow."""
-        imgs = self.generate(self.fixed_noise)
+        """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow."""
+        cfg = self.config
         grid = self.path("samples", f"epoch_{self.epoch:03d}.png")
-        viz.save_image_grid(imgs, grid, title=f"{self.config.model}, epoch {self.epoch}")
-        viz.save_image_grid(imgs, self.path("samples.png"), title=f"{self.config.model}, epoch {self.epoch}")
+        if cfg.is_mixture:
+            from ..data import MIXTURES, mode_stats  # noqa: PLC0415
+
+            pts = backend.to_numpy(self.generate(self.fixed_noise))
+            s = mode_stats(pts, cfg.dataset)
+            title = (f"{cfg.dataset}, pack {cfg.pack}, epoch {self.epoch}: {s['modes_covered']}/"
+                     f"{len(s['counts'])} modes, {100 * s['high_quality']:.1f}% high quality, "
+                     f"KL {s['reverse_kl']:.3f}")
+            mix = MIXTURES[cfg.dataset]
+            viz.plot_points(pts, mix.modes, grid, std=mix.std, title=title)
+            viz.plot_points(pts, mix.modes, self.path("samples.png"), std=mix.std, title=title)
+        else:
+            imgs = self.generate(self.fixed_noise)
+            viz.save_image_grid(imgs, grid, title=f"{cfg.model}, epoch {self.epoch}")
+            viz.save_image_grid(imgs, self.path("samples.png"), title=f"{cfg.model}, epoch {self.epoch}")
         if os.path.exists(self.path("log.csv")):
             viz.plot_losses(self.path("log.csv"), self.path("losses.png"), x="step")
         if os.path.exists(self.path("gradients.csv")):
@@ -263,10 +346,38 @@ class Trainer:
                 viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"))
         return grid
 
+    # -- scores ----------------------------------------------------------------------
+    def wants_eval(self) -> bool:
+        """Whether the epoch just completed gets scored (every ``eval_every`` epochs and the last)."""
+        every = self.config.eval_every
+        return every > 0 and (self.epoch % every == 0 or self.epoch == self.config.epochs)
+
+    def evaluate(self, log=print):
+        """Score the generator now (:func:`minigan.metrics.score_generator`) and append to eval.csv."""
+        from ..metrics import append_scores, format_scores, score_generator  # noqa: PLC0415
+
+        cfg = self.config
+        # Scores draw from their own generators and restore the global one: exact resume holds.
+        state = backend.rng_state()
+        try:
+            scores = score_generator(self.G, cfg.dataset, cfg.model, seed=cfg.seed, device=cfg.device)
+        finally:
+            backend.set_rng_state(state)
+        append_scores(self.path(EVAL_LOG), scores, epoch=self.epoch, step=self.global_step)
+        log(f"epoch {self.epoch} scores: {format_scores(scores, short=True)}")
+        return scores
+
     # -- the loop ----------------------------------------------------------------------
+    def set_learning_rates(self):
+        """This epoch's rates: constant, or with ``lr_decay="linear"`` scaled by (epochs - epoch) / epochs."""
+        cfg = self.config
+        scale = (cfg.epochs - self.epoch) / cfg.epochs if cfg.lr_decay == "linear" else 1.0
+        self.opt_G.lr = cfg.lr * scale
+        self.opt_D.lr = (cfg.lr_d or cfg.lr) * scale
+
     def batch_indices(self, epoch):
         perm = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.data))
-        B = self.config.batch_size
+        B = self.points_per_step
         return perm[: self.steps_per_epoch * B].reshape(self.steps_per_epoch, B)
 
     def fit(self, log=print):
@@ -278,6 +389,7 @@ class Trainer:
 
         rng = backend.global_rng
         while self.epoch < cfg.epochs:
+            self.set_learning_rates()
             order = self.batch_indices(self.epoch)
             bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step",
                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
@@ -287,7 +399,7 @@ class Trainer:
             while self.step_in_epoch < self.steps_per_epoch:
                 idx = order[self.step_in_epoch]
                 real = self.xp.asarray(self.data[idx])
-                z = self.xp.asarray(rng().standard_normal((len(idx), models.NOISE_DIM), dtype=np.float32))
+                z = self.xp.asarray(rng().standard_normal((len(idx), self.noise_dim), dtype=np.float32))
                 stats = self.train_step(real, z)
                 self.step_in_epoch += 1
                 bar.update(1)
@@ -306,6 +418,8 @@ class Trainer:
             seconds = time.perf_counter() - t0
             self.epoch += 1
             self.step_in_epoch = 0
+            if self.wants_eval():  # before the checkpoint: a run killed in between redoes it
+                self.evaluate(log)
             self.save()
             grid = self.pictures()
             log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "

@@ -1,0 +1,60 @@
+"""MNIST scores of trained generators beside the reference values, as a Markdown table.
+
+    python examples/mnist_scores_table.py "MLP GAN, 20 epochs=runs/mlp/checkpoint.npz" \\
+        "DCGAN, 2 epochs=runs/dcgan/checkpoint.npz" [--seeds 0 1 2] [--json scores.json]
+
+Each argument is ``LABEL=CHECKPOINT`` (or just a checkpoint path).  Every checkpoint is
+scored on 10,000 samples per noise seed (mean ± std over ``--seeds`` when more than one);
+the table also has the reference rows: 10,000 MNIST training images against the test set
+(the best a generator can do) and 10,000 images of uniform noise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from minigan.metrics import reference_scores, score_checkpoint
+
+KEYS = ("frechet", "inception_score", "kl_uniform", "n_classes")
+
+
+def cell(values, digits):
+    v = np.asarray(values, float)
+    return f"{v.mean():.{digits}f}" + (f" ± {v.std():.{digits}f}" if len(v) > 1 else "")
+
+
+def row(label, runs):
+    return (f"| {label} | {cell([r['frechet'] for r in runs], 2)} | "
+            f"{cell([r['inception_score'] for r in runs], 2)} | {cell([r['kl_uniform'] for r in runs], 3)} | "
+            f"{cell([r['n_classes'] for r in runs], 1)} |")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoints", nargs="*", help="LABEL=CHECKPOINT or CHECKPOINT")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="noise seeds (default 0)")
+    p.add_argument("--json", default=None, help="also write every score to this JSON file")
+    args = p.parse_args(argv)
+    ref = reference_scores()
+    lines = ["| samples | Fréchet distance ↓ | Inception Score ↑ | KL(digits ‖ uniform) ↓ | digit classes |",
+             "|---|---|---|---|---|",
+             row("MNIST training images (reference: a perfect generator)", [ref["train"]]),
+             row("uniform noise (reference)", [ref["noise"]])]
+    everything = {"reference": ref, "runs": {}}
+    for item in args.checkpoints:
+        label, _, path = item.rpartition("=") if "=" in item else (item, "", item)
+        runs = [score_checkpoint(path, seed=s) for s in args.seeds]
+        everything["runs"][label] = runs
+        epoch = runs[0].get("epoch")
+        lines.append(row(f"{label} (epoch {epoch})", runs))
+        print(f"{label}: " + ", ".join(f"{k} {cell([r[k] for r in runs], 3)}" for k in KEYS), flush=True)
+    print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(everything, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The 2-D mixture GAN: packing, the MLP pair, training with scores, exact resume, sample and eval."""
+import csv
+
+import numpy as np
+import pytest
+
+from minigan import io
+from minigan.cli import main
+from minigan.gan.mixture_models import Pack, build_mixture, mixture_discriminator
+from minigan.gan.trainer import CHECKPOINT, EVAL_LOG, Trainer, TrainConfig
+from minigan.gradcheck import check_layer
+
+
+def test_pack_puts_m_consecutive_samples_side_by_side():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    p = Pack(3)
+    y = p.forward(x)
+    np.testing.assert_array_equal(y, [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
+    np.testing.assert_array_equal(p.backward(y), x)
+    with pytest.raises(ValueError, match="divisible by 3"):
+        p.forward(np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError):
+        Pack(0)
+
+
+@pytest.mark.parametrize("pack", [1, 2, 3])
+def test_packed_discriminator_gradients(pack):
+    D = mixture_discriminator(pack, hidden=7, depth=2)
+    x = np.random.default_rng(pack).standard_normal((4 * pack, 2))
+    check_layer(D, x).assert_ok(1e-6)
+    assert D.forward(x.astype(np.float32)).shape == (4, 1)
+
+
+def test_mixture_pair_shapes():
+    G, D = build_mixture(pack=2)
+    z = np.random.default_rng(0).standard_normal((10, 2)).astype(np.float32)
+    pts = G.forward(z)
+    assert pts.shape == (10, 2)
+    assert D.forward(pts).shape == (5, 1)
+
+
+def cfg(tmp_path, name, **kw):
+    base = dict(dataset="ring", epochs=2, batch_size=20, pack=2, limit=400, seed=4, log_every=3,
+                checkpoint_every=4, out=str(tmp_path / name))
+    base.update(kw)
+    return TrainConfig.for_dataset(**base)
+
+
+def test_config_defaults_and_checks():
+    c = TrainConfig.for_dataset("grid").validate()
+    assert (c.model, c.batch_size, c.lr, c.pack, c.eval_every, c.lr_decay) == ("mlp2d", 100, 2e-4, 1, 1, "linear")
+    assert TrainConfig().validate().model == "dcgan"
+    for bad, match in [(dict(dataset="spiral"), "unknown dataset"),
+                       (dict(dataset="ring", model="dcgan"), "does not fit"),
+                       (dict(model="mlp2d"), "does not fit"),
+                       (dict(dataset="mnist", pack=2), "pack"),
+                       (dict(dataset="ring", pack=0), "pack")]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad).validate()
+
+
+def test_small_ring_run_writes_scatter_plots_and_scores(tmp_path):
+    lines = []
+    t = Trainer(cfg(tmp_path, "ring"), progress=False).fit(log=lines.append)
+    out = tmp_path / "ring"
+    assert t.steps_per_epoch == 400 // (20 * 2)
+    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png", "losses.png", EVAL_LOG):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / EVAL_LOG)))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert all(r["n"] == "2500" and 0 <= int(r["modes_covered"]) <= 8 for r in rows)
+    assert any("scores: modes_covered" in s for s in lines)
+    meta = io.read_checkpoint_meta(out / CHECKPOINT)
+    assert (meta["dataset"], meta["pack"], meta["model"]) == ("ring", 2, "mlp2d")
+
+
+def test_mixture_resume_matches_an_uninterrupted_run(tmp_path):
+    ref = Trainer(cfg(tmp_path, "ref"), progress=False).fit(log=lambda s: None)
+    broken = Trainer(cfg(tmp_path, "cut"), progress=False)
+    real_step, calls = broken.train_step, []
+
+    def dying_step(*a):
+        if len(calls) == 15:  # epoch 2, after its first mid-epoch checkpoint
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*a)
+
+    broken.train_step = dying_step
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit(log=lambda s: None)
+    resumed = Trainer(cfg(tmp_path, "cut"), progress=False)
+    resumed.restore()
+    assert resumed.epoch == 1
+    resumed.fit(log=lambda s: None)
+    for name in ("G", "D"):
+        a, b = getattr(ref, name).state_dict(), getattr(resumed, name).state_dict()
+        for k in a:
+            assert np.array_equal(a[k], b[k]), (name, k)
+    a = list(csv.DictReader(open(tmp_path / "ref" / EVAL_LOG)))
+    b = list(csv.DictReader(open(tmp_path / "cut" / EVAL_LOG)))
+    assert a == b
+
+
+def test_cli_train_sample_eval_on_grid(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert main(["train", "--dataset", "grid", "--pack", "2", "--epochs", "1", "--limit", "400",
+                 "--batch-size", "20", "--out", str(out), "--quiet"]) == 0
+    ck = str(out / CHECKPOINT)
+    assert main(["sample", "--checkpoint", ck, "--n", "33", "--out", str(tmp_path / "p.npz")]) == 0
+    pts = np.load(tmp_path / "p.npz")["points"]
+    assert pts.shape == (33, 2) and pts.dtype == np.float32
+    assert main(["sample", "--checkpoint", ck, "--n", "50", "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", ck]) == 0
+    text = capsys.readouterr().out
+    assert "modes covered (of 25)" in text and "true mixture" in text
+    rows = list(csv.DictReader(open(out / EVAL_LOG)))
+    assert len(rows) == 2 and rows[0] == rows[1]  # the trainer's row at epoch 1, then eval's
+    # resuming keeps the dataset and refuses a different packing
+    with pytest.raises(SystemExit, match="pack"):
+        main(["train", "--resume", "--pack", "3", "--out", str(out), "--quiet"])
