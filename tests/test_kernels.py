@@ -104,6 +104,31 @@ def test_adam_update_matches_reference(dtype, shape, seed):
         np.testing.assert_allclose(a, b, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@given(N=st.integers(2, 5), C=st.integers(1, 9), hw=st.sampled_from([None, (1, 1), (3, 2), (5, 7)]),
+       seed=st.integers(0, 2**16))
+def test_batchnorm_kernels_match_reference(dtype, training, N, C, hw, seed):
+    """Statistics, normalise + affine and the gradient, for (N, C) and (N, C, H, W)."""
+    rng = np.random.default_rng(seed)
+    shape = (N, C) if hw is None else (N, C) + hw
+    x = (_rand(rng, shape, dtype) * 3 + 1).astype(dtype)
+    gamma, beta = _rand(rng, (C,), dtype), _rand(rng, (C,), dtype)
+    stats = [mod.batchnorm_stats(x) for mod in (numpy_ref, numba_cpu)]
+    for a, b in zip(*stats):
+        np.testing.assert_allclose(b, a, **TOL[dtype])
+    mu, var = stats[0]
+    inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
+    (y0, xh0), (y1, xh1) = (mod.batchnorm_apply(x, mu, inv_std, gamma, beta)
+                            for mod in (numpy_ref, numba_cpu))
+    np.testing.assert_allclose(y1, y0, **TOL[dtype])
+    np.testing.assert_allclose(xh1, xh0, **TOL[dtype])
+    dy = _rand(rng, shape, dtype)
+    for a, b in zip(*(mod.batchnorm_grad(dy, xh0, gamma, inv_std, training)
+                      for mod in (numpy_ref, numba_cpu))):
+        np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
+
+
 def test_adam_dispatch_falls_back_for_non_contiguous_parameters():
     p = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
     m, v, g = np.zeros_like(p), np.zeros_like(p), np.ones_like(p)

@@ -5,8 +5,13 @@ convolution (the "forward" direction: input ``(N, C, H, W)`` to output
 ``(N, O, Ho, Wo)``) and moves data between the image layout and the column
 layout that turns the convolution into one GEMM::
 
-    cols[(n, oh, ow), (c, i, j)] = x_pad[n, c, oh*sh + i, ow*sw + j]
-    cols.shape == (N*Ho*Wo, C*kh*kw)
+    cols[(n, oh, ow), (i, j, c)] = x_pad[n, c, oh*sh + i, ow*sw + j]
+    cols.shape == (N*Ho*Wo, kh*kw*C)
+
+The columns are tap-major (channel fastest), so a weight ``(O, C, kh, kw)``
+enters the GEMM as ``W.transpose(0, 2, 3, 1).reshape(O, -1)`` (see
+:func:`minigan.nn.conv.weight_matrix`): the order that lets col2im add the C
+values of one tap as one contiguous, vectorised run.
 
 ``im2col`` builds the columns; ``col2im`` is its adjoint: every input pixel
 sums the column entries that read it.  The dispatch below picks the code:
@@ -19,7 +24,7 @@ sums the column entries that read it.  The dispatch below picks the code:
 Besides the conv engine the same dispatch serves the passes around it that
 NumPy would do in several sweeps with temporaries: the NCHW <-> rows
 transposes around the GEMMs (with the bias add fused), LeakyReLU, dropout
-and their gradients, and the Adam update.  Layers call these functions, never a
+and their gradients, BatchNorm's three passes, and the Adam update.  Layers call these functions, never a
 backend module, so a CuPy array never reaches a Numba kernel.
 """
 from __future__ import annotations
@@ -61,7 +66,7 @@ class ConvGeom:
 
     @property
     def K(self) -> int:
-        """Length of one column row: ``C * kh * kw``."""
+        """Length of one column row: ``kh * kw * C``."""
         return self.C * self.kh * self.kw
 
 
@@ -81,12 +86,12 @@ def _module_for(a):
 
 
 def im2col(x, g: ConvGeom, out=None):
-    """``x (N, C, H, W) -> cols (N*Ho*Wo, C*kh*kw)``; padding is read as zeros."""
+    """``x (N, C, H, W) -> cols (N*Ho*Wo, kh*kw*C)``; padding is read as zeros."""
     return _module_for(x).im2col(x, g, out)
 
 
 def col2im(cols, N: int, g: ConvGeom, out=None):
-    """Adjoint of :func:`im2col`: ``cols (N*Ho*Wo, C*kh*kw) -> (N, C, H, W)``."""
+    """Adjoint of :func:`im2col`: ``cols (N*Ho*Wo, kh*kw*C) -> (N, C, H, W)``."""
     return _module_for(cols).col2im(cols, N, g, out)
 
 
@@ -122,6 +127,21 @@ def dropout(x, p: float):
 def dropout_grad(dy, keep, p: float):
     """``dL/dx = dy * keep / (1 - p)``."""
     return _module_for(dy).dropout_grad(dy, keep, p)
+
+
+def batchnorm_stats(x):
+    """Per-channel ``(mean, biased variance)`` of ``x (N, C)`` or ``(N, C, H, W)``."""
+    return _module_for(x).batchnorm_stats(x)
+
+
+def batchnorm_apply(x, mu, inv_std, gamma, beta):
+    """``x -> (y, xh)`` with ``xh = (x - mu) * inv_std`` and ``y = gamma * xh + beta``, per channel."""
+    return _module_for(x).batchnorm_apply(x, mu, inv_std, gamma, beta)
+
+
+def batchnorm_grad(dy, xh, gamma, inv_std, training: bool):
+    """``(dx, dgamma, dbeta)`` of BatchNorm for ``dy`` and the cached ``xh`` (math in :mod:`minigan.nn.batchnorm`)."""
+    return _module_for(dy).batchnorm_grad(dy, xh, gamma, inv_std, training)
 
 
 def adam_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, t: int):

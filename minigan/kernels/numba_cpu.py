@@ -14,10 +14,15 @@ and ``cache=True`` (compiled once per machine, not once per process).
   written exactly once, with no atomics and no zero-filled scratch image.
   The taps that reach a pixel are worked out from precomputed ranges, not
   by dividing inside the loop (integer division was most of the cost of
-  the first version), and the channel loop is innermost so one pass over a
-  column row serves every channel.
+  the first version).  The columns are tap-major (see :mod:`minigan.kernels`),
+  so the C values one tap adds to one pixel are contiguous in both the
+  column row and the accumulator, and the innermost add vectorises
+  (channel-major columns, read with stride kh*kw: col2im of D's second conv
+  3.3 ms -> 2.0 ms, of G's first transposed conv 5.0 -> 1.9 ms).
 * The elementwise kernels (LeakyReLU, the NCHW <-> rows transposes, Adam)
-  fuse what NumPy does in several passes with temporaries into one pass.
+  fuse what NumPy does in several passes with temporaries into one pass;
+  BatchNorm is three kernels (statistics; normalise + affine; both gradient
+  sums and dx), each one sweep per channel.
 
 Scalars that enter float32 arithmetic are passed as ``x.dtype.type(...)``
 so Numba keeps the arithmetic in the array's precision, as NumPy does.
@@ -32,14 +37,19 @@ from numba import njit, prange
 
 _jit = dict(parallel=True, cache=True, nogil=True)
 
-# Below this many elements of work a kernel runs on the calling thread alone.
-# Each parallel launch is a barrier: on a shared machine a descheduled worker
-# stalls the call for a scheduler tick (a 64x128 LeakyReLU: 5 us median, 4 ms
-# worst).  Elementwise passes (<= ~1e6 elements here, memory-bound, ~0.1 ms)
-# gain little from a second thread; the conv engine's column matrices (5e6 to
-# 1e7 elements) do.  Measured on 2 busy cores, DCGAN step: 1.3 s with a
-# threshold of 2^16, 0.92 s with 2^20.
+# Below this much work a kernel runs on the calling thread alone.  Work is
+# counted in streaming passes over one element: an elementwise kernel costs
+# its size; the layout kernels (im2col, col2im, the NCHW <-> rows transposes),
+# which gather with strides, cost about GATHER_COST times that per element;
+# BatchNorm's statistics and gradient make two passes.  Each parallel launch
+# is a barrier: on a shared machine a descheduled worker stalls the call for a
+# scheduler tick (a 64x128 LeakyReLU: 5 us median, 4 ms worst), and an
+# elementwise pass (<= ~1e6 elements here, ~0.1 ms) gains nothing from a
+# second thread (measured: LeakyReLU on 64x64x14x14, 0.10 ms alone, 0.13 ms
+# on 2 threads), while the layout kernels of that size do (col2im of D's first
+# conv 1.23 -> 0.61 ms, from_rows 64x64x14x14 1.03 -> 0.58 ms).
 PARALLEL_MIN = 1 << 20
+GATHER_COST = 8
 
 
 def _launch(kernel, work, *args):
@@ -63,22 +73,19 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
         n = r // Ho
         oh = r - n * Ho
         for ow in range(Wo):
-            row = r * Wo + ow
+            row = cols[r * Wo + ow]
             w0 = ow * sw - pl
-            for c in range(C):
-                for i in range(kh):
-                    h = oh * sh + i - pt
-                    base = (c * kh + i) * kw
-                    if h < 0 or h >= H:
-                        for j in range(kw):
-                            cols[row, base + j] = 0
+            for i in range(kh):
+                h = oh * sh + i - pt
+                for j in range(kw):
+                    w = w0 + j
+                    t = (i * kw + j) * C  # tap (i, j): C consecutive entries
+                    if h < 0 or h >= H or w < 0 or w >= W:
+                        for c in range(C):
+                            row[t + c] = 0
                     else:
-                        for j in range(kw):
-                            w = w0 + j
-                            if w >= 0 and w < W:
-                                cols[row, base + j] = x[n, c, h, w]
-                            else:
-                                cols[row, base + j] = 0
+                        for c in range(C):
+                            row[t + c] = x[n, c, h, w]
 
 
 @njit(cache=True)
@@ -98,7 +105,6 @@ def _reach(H, k, s, p, Ho):
 def _col2im(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     oh_lo, oh_hi = _reach(H, kh, sh, pt, Ho)
     ow_lo, ow_hi = _reach(W, kw, sw, pl, Wo)
-    kk = kh * kw
     for r in prange(N * H):
         n = r // H
         h = r - n * H
@@ -108,10 +114,11 @@ def _col2im(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
             for w in range(W):
                 a = acc[w]
                 for ow in range(ow_lo[w], ow_hi[w]):
-                    src = cols[(n * Ho + oh) * Wo + ow]  # 1-D views keep the inner loop lean
-                    t = i * kw + w + pl - ow * sw        # tap (i, j) as i*kw + j
+                    t = (i * kw + w + pl - ow * sw) * C  # tap (i, j), j = w + pl - ow*sw
+                    # zero-based 1-D views of C consecutive values: the add vectorises
+                    src = cols[(n * Ho + oh) * Wo + ow, t:t + C]
                     for c in range(C):
-                        a[c] += src[c * kk + t]
+                        a[c] += src[c]
         for c in range(C):
             for w in range(W):
                 out[n, c, h, w] = acc[w, c]
@@ -122,7 +129,7 @@ def im2col(x, g, out=None):
     N = x.shape[0]
     if out is None:
         out = np.empty((N * g.Ho * g.Wo, g.K), dtype=x.dtype)
-    _launch(_im2col, out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
+    _launch(_im2col, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
     return out
 
 
@@ -130,7 +137,7 @@ def col2im(cols, N, g, out=None):
     cols = np.ascontiguousarray(cols)
     if out is None:
         out = np.empty((N, g.C, g.H, g.W), dtype=cols.dtype)
-    _launch(_col2im, cols.size, cols, N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
+    _launch(_col2im, GATHER_COST * cols.size, cols, N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
             g.Ho, g.Wo, out)
     return out
 
@@ -165,7 +172,7 @@ def _from_rows(m, N, H, W, bias, out):
 def to_rows(a):
     N, C, H, W = a.shape
     out = np.empty((N * H * W, C), dtype=a.dtype)
-    _launch(_to_rows, out.size, a, out)
+    _launch(_to_rows, GATHER_COST * out.size, a, out)
     return out
 
 
@@ -174,7 +181,7 @@ def from_rows(m, N, H, W, bias=None):
     out = np.empty((N, C, H, W), dtype=m.dtype)
     if bias is None:
         bias = np.zeros(C, dtype=m.dtype)
-    _launch(_from_rows, out.size, np.ascontiguousarray(m), N, H, W, bias, out)
+    _launch(_from_rows, GATHER_COST * out.size, np.ascontiguousarray(m), N, H, W, bias, out)
     return out
 
 
@@ -226,6 +233,139 @@ def adam_update(p, g, m, v, lr, b1, b2, eps, t):
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
     _launch(_adam, p.size, p.reshape(-1), np.ascontiguousarray(g).reshape(-1), m.reshape(-1),
             v.reshape(-1), f(b1), f(1 - b1), f(b2), f(1 - b2), f(lr / c1), f(c2), f(eps))
+
+
+# -- batch normalisation ------------------------------------------------------------------
+# A sample is viewed as one row of L = C*S values, S = H*W for images and 1 for
+# (N, C): channel c owns positions [c*S, (c+1)*S).  The loops sum over the batch
+# first, position by position (n outer, position inner: contiguous and
+# vectorised whatever S is -- a loop per channel with an inner loop over S
+# measured 12x slower for S = 1), then fold each channel's S positions.  The
+# channels are split into ``parts`` contiguous ranges, one per thread; sums
+# are float64 and do not depend on the split.
+
+
+@njit(cache=True)
+def _part(b, parts, C):
+    """Channels ``[c0, c1)`` of part ``b`` of ``parts``."""
+    return b * C // parts, (b + 1) * C // parts
+
+
+@njit(cache=True)
+def _fold(t, S):
+    """Per-channel sums of per-position sums ``t``."""
+    out = np.zeros(t.size // S)
+    for c in range(out.size):
+        for s in range(S):
+            out[c] += t[c * S + s]
+    return out
+
+
+@njit(cache=True)
+def _spread(v, c0, c1, S):
+    """Per-channel values ``v[c0:c1]`` repeated over each channel's S positions."""
+    out = np.empty((c1 - c0) * S, v.dtype)
+    for c in range(c0, c1):
+        out[(c - c0) * S:(c - c0 + 1) * S] = v[c]
+    return out
+
+
+@njit(**_jit)
+def _bn_stats(x, S, parts, mu, var):
+    N, L = x.shape
+    for b in prange(parts):
+        c0, c1 = _part(b, parts, L // S)
+        P = (c1 - c0) * S  # this part's positions, [c0*S, c1*S) of each row
+        t = np.zeros(P)
+        for n in range(N):
+            xr = x[n, c0 * S:c1 * S]  # zero-based 1-D views keep the inner loops vectorised
+            for i in range(P):
+                t[i] += xr[i]
+        m = _fold(t, S) / (N * S)
+        mi = _spread(m, 0, c1 - c0, S)
+        q = np.zeros(P)
+        for n in range(N):
+            xr = x[n, c0 * S:c1 * S]
+            for i in range(P):
+                d = xr[i] - mi[i]
+                q[i] += d * d
+        mu[c0:c1] = m
+        var[c0:c1] = _fold(q, S) / (N * S)
+
+
+@njit(**_jit)
+def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, y, xh):
+    N, L = x.shape
+    for b in prange(parts):
+        c0, c1 = _part(b, parts, L // S)
+        m, k = _spread(mu, c0, c1, S), _spread(inv_std, c0, c1, S)
+        g, bt = _spread(gamma, c0, c1, S), _spread(beta, c0, c1, S)
+        for n in range(N):
+            xr, hr, yr = x[n, c0 * S:c1 * S], xh[n, c0 * S:c1 * S], y[n, c0 * S:c1 * S]
+            for i in range(m.size):
+                h = (xr[i] - m[i]) * k[i]
+                hr[i] = h
+                yr[i] = g[i] * h + bt[i]
+
+
+@njit(**_jit)
+def _bn_grad(dy, xh, S, parts, gamma, inv_std, training, dx, dgamma, dbeta):
+    N, L = dy.shape
+    for b in prange(parts):
+        c0, c1 = _part(b, parts, L // S)
+        P = (c1 - c0) * S
+        tb = np.zeros(P)
+        tg = np.zeros(P)
+        for n in range(N):
+            dr, hr = dy[n, c0 * S:c1 * S], xh[n, c0 * S:c1 * S]
+            for i in range(P):
+                tb[i] += dr[i]
+                tg[i] += dr[i] * hr[i]
+        sb, sg = _fold(tb, S), _fold(tg, S)
+        dbeta[c0:c1] = sb
+        dgamma[c0:c1] = sg
+        if not training:  # mu and var are constants: no mean terms
+            sb[:] = 0.0
+            sg[:] = 0.0
+        k = _spread(gamma * inv_std, c0, c1, S)
+        mb = _spread(sb / (N * S), 0, c1 - c0, S)
+        mg = _spread(sg / (N * S), 0, c1 - c0, S)
+        for n in range(N):
+            dr, hr, xr = dy[n, c0 * S:c1 * S], xh[n, c0 * S:c1 * S], dx[n, c0 * S:c1 * S]
+            for i in range(P):
+                xr[i] = k[i] * (dr[i] - mb[i] - hr[i] * mg[i])
+
+
+def _rows(a):
+    """``(N, C)`` or ``(N, C, H, W)`` as contiguous ``(N, C*S)`` rows, and S."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], -1), a.size // (a.shape[0] * a.shape[1])
+
+
+def batchnorm_stats(x):
+    C = x.shape[1]
+    mu, var = np.empty(C, x.dtype), np.empty(C, x.dtype)
+    _launch(_bn_stats, 2 * x.size, *_rows(x), numba.get_num_threads(), mu, var)
+    return mu, var
+
+
+def batchnorm_apply(x, mu, inv_std, gamma, beta):
+    x2, S = _rows(x)
+    y, xh = np.empty_like(x2), np.empty_like(x2)
+    f = x.dtype.type
+    _launch(_bn_apply, x.size, x2, S, numba.get_num_threads(), mu.astype(f, copy=False),
+            inv_std.astype(f, copy=False), gamma, beta, y, xh)
+    return y.reshape(x.shape), xh.reshape(x.shape)
+
+
+def batchnorm_grad(dy, xh, gamma, inv_std, training):
+    dy2, S = _rows(dy)
+    C = dy.shape[1]
+    dx = np.empty_like(dy2)
+    dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
+    _launch(_bn_grad, 2 * dy.size, dy2, _rows(xh)[0], S, numba.get_num_threads(), gamma,
+            inv_std.astype(dy.dtype, copy=False), bool(training), dx, dgamma, dbeta)
+    return dx.reshape(dy.shape), dgamma, dbeta
 
 
 # -- dropout ---------------------------------------------------------------------------

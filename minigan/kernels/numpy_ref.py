@@ -24,11 +24,11 @@ def im2col(x, g, out=None):
     xp = get_xp(x)
     N = x.shape[0]
     xpad = xp.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))
-    # cols6[n, oh, ow, c, i, j]: one strided slice of x per kernel tap.
-    cols6 = xp.empty((N, g.Ho, g.Wo, g.C, g.kh, g.kw), dtype=x.dtype)
+    # cols6[n, oh, ow, i, j, c]: one strided slice of x per kernel tap.
+    cols6 = xp.empty((N, g.Ho, g.Wo, g.kh, g.kw, g.C), dtype=x.dtype)
     for i in range(g.kh):
         for j in range(g.kw):
-            cols6[..., i, j] = xpad[_tap(g, i, j)].transpose(0, 2, 3, 1)
+            cols6[:, :, :, i, j] = xpad[_tap(g, i, j)].transpose(0, 2, 3, 1)
     cols = cols6.reshape(N * g.Ho * g.Wo, g.K)
     if out is not None:
         out[...] = cols
@@ -38,11 +38,11 @@ def im2col(x, g, out=None):
 
 def col2im(cols, N, g, out=None):
     xp = get_xp(cols)
-    cols6 = cols.reshape(N, g.Ho, g.Wo, g.C, g.kh, g.kw)
+    cols6 = cols.reshape(N, g.Ho, g.Wo, g.kh, g.kw, g.C)
     xpad = xp.zeros((N, g.C, g.H + g.pt + g.pb, g.W + g.pl + g.pr), dtype=cols.dtype)
     for i in range(g.kh):
         for j in range(g.kw):
-            xpad[_tap(g, i, j)] += cols6[..., i, j].transpose(0, 3, 1, 2)
+            xpad[_tap(g, i, j)] += cols6[:, :, :, i, j].transpose(0, 3, 1, 2)
     x = xpad[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     if out is not None:
         out[...] = x
@@ -104,3 +104,44 @@ def dropout(x, p):
 def dropout_grad(dy, keep, p):
     """``dx = dy * keep / (1 - p)``."""
     return dy * (keep * dy.dtype.type(1.0 / (1.0 - p)))
+
+
+# -- batch normalisation: x is (N, C) or (N, C, H, W), statistics per channel c ----------
+
+def _bn_axes(x):
+    """The axes every channel's statistics run over, and the shape of a per-channel view."""
+    return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+
+
+def batchnorm_stats(x):
+    """Per-channel mean and biased variance: ``(mu (C,), var (C,))``."""
+    axes, v = _bn_axes(x)
+    mu = x.mean(axis=axes)
+    xc = x - mu.reshape(v)
+    return mu, (xc * xc).mean(axis=axes)
+
+
+def batchnorm_apply(x, mu, inv_std, gamma, beta):
+    """``xh = (x - mu) * inv_std``, ``y = gamma * xh + beta``; returns ``(y, xh)``."""
+    _, v = _bn_axes(x)
+    xh = x - mu.reshape(v)
+    xh *= inv_std.reshape(v)
+    return xh * gamma.reshape(v) + beta.reshape(v), xh
+
+
+def batchnorm_grad(dy, xh, gamma, inv_std, training):
+    """``(dx, dgamma, dbeta)`` with ``dbeta = sum dy``, ``dgamma = sum dy * xh`` and
+    ``dx = gamma * inv_std * (dy - dbeta/m - xh * dgamma/m)`` (training; without the two
+    mean terms in eval mode, where mu and var are constants)."""
+    axes, v = _bn_axes(dy)
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xh).sum(axis=axes)
+    scale = (gamma * inv_std).reshape(v)
+    if not training:
+        return dy * scale, dgamma, dbeta
+    m = dy.size // dy.shape[1]
+    dx = xh * (dgamma / m).reshape(v)
+    dx += (dbeta / m).reshape(v)
+    dx = dy - dx
+    dx *= scale
+    return dx, dgamma, dbeta

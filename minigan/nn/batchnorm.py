@@ -16,12 +16,17 @@ mu and var.  Backward in training mode (mu and var depend on x)::
     dgamma = sum(dy * xh)       dbeta = sum(dy)
 
 In eval mode mu and var are constants: ``dx = dy * gamma / sqrt(var + eps)``.
+Since mean(dxh) = gamma*dbeta/m and mean(dxh*xh) = gamma*dgamma/m, training
+mode computes ``dx = gamma/sqrt(var + eps) * (dy - dbeta/m - xh*dgamma/m)``.
+The passes are :func:`minigan.kernels.batchnorm_stats`, ``batchnorm_apply``
+and ``batchnorm_grad`` (fused Numba loops on the CPU, the same math in
+NumPy/CuPy in :mod:`minigan.kernels.numpy_ref`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from .layer import Layer
 
 
@@ -39,25 +44,17 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = np.zeros(num_features, dtype=dt)
         self.buffers["running_var"] = np.ones(num_features, dtype=dt)
 
-    def _view(self, ndim):
-        """Shape that broadcasts a per-channel vector against the input."""
-        return (1, -1) if ndim == 2 else (1, -1, 1, 1)
-
     def forward(self, x):
         self._check_float(x)
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise self._bad_input(x, f"(N, {self.num_features}) or (N, {self.num_features}, H, W)")
         xp = backend.get_xp(x)
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
         m = x.size // self.num_features
-        v = self._view(x.ndim)
         if self.training:
             if m < 2:
                 raise self._bad_input(x, "with more than one value per channel",
                                       "batch statistics need at least two values per channel")
-            mu = x.mean(axis=axes)
-            xc = x - mu.reshape(v)
-            var = (xc * xc).mean(axis=axes)
+            mu, var = kernels.batchnorm_stats(x)
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -65,34 +62,19 @@ class BatchNorm(Layer):
             rv *= 1 - mom
             rv += mom * var * (m / (m - 1))
         else:
-            xc = x - self.buffers["running_mean"].reshape(v)
-            var = self.buffers["running_var"]
+            mu, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / xp.sqrt(var + self.eps)
-        xh = xc
-        xh *= inv_std.reshape(v)
-        self._cache = (xh, inv_std, axes, self.training)
-        return xh * self.params["gamma"].reshape(v) + self.params["beta"].reshape(v)
+        y, xh = kernels.batchnorm_apply(x, mu, inv_std, self.params["gamma"], self.params["beta"])
+        self._cache = (xh, inv_std, self.training)
+        return y
 
     def backward(self, dy):
-        xh, inv_std, axes, training = self._need_cache()
+        xh, inv_std, training = self._need_cache()
         self._check_dy(dy, xh.shape)
-        v = self._view(dy.ndim)
-        gamma = self.params["gamma"]
-        dbeta = dy.sum(axis=axes)
-        dgamma = (dy * xh).sum(axis=axes)
+        dx, dgamma, dbeta = kernels.batchnorm_grad(dy, xh, self.params["gamma"], inv_std, training)
         if self.trainable:
             self.grads["gamma"] += dgamma
             self.grads["beta"] += dbeta
-        scale = (gamma * inv_std).reshape(v)
-        if not training:
-            return dy * scale
-        m = dy.size // self.num_features
-        # mean(dxh) = gamma*dbeta/m and mean(dxh*xh) = gamma*dgamma/m, so
-        # dx = gamma*inv_std * (dy - dbeta/m - xh*dgamma/m)
-        dx = xh * (dgamma / m).reshape(v)
-        dx += (dbeta / m).reshape(v)
-        dx = dy - dx
-        dx *= scale
         return dx
 
     def __repr__(self):

@@ -3,15 +3,16 @@
 Layout is NCHW.  A convolution with weight ``W (O, C, kh, kw)`` is one GEMM
 over the column matrix of its input (see :mod:`minigan.kernels`)::
 
-    cols = im2col(x)                      (N*Ho*Wo, C*kh*kw)
-    Y    = cols @ W.reshape(O, -1).T + b  (N*Ho*Wo, O)  -> y (N, O, Ho, Wo)
+    cols = im2col(x)                      (N*Ho*Wo, kh*kw*C)
+    Wm   = W as an (O, kh*kw*C) matrix    (the columns' tap-major order)
+    Y    = cols @ Wm.T + b                (N*Ho*Wo, O)  -> y (N, O, Ho, Wo)
 
 and its backward pass, with ``dY`` the upstream gradient laid out the same
 way as ``Y``::
 
-    dW   = dY^T @ cols                    (O, C*kh*kw)
+    dWm  = dY^T @ cols                    (O, kh*kw*C)  -> dW (O, C, kh, kw)
     db   = sum of dY over rows            (O,)
-    dx   = col2im(dY @ W.reshape(O, -1))  (N, C, H, W)
+    dx   = col2im(dY @ Wm)                (N, C, H, W)
 
 The transposed convolution is the adjoint of that map, so it runs the same
 two pieces the other way round: its forward is the conv's ``dx`` (GEMM then
@@ -71,6 +72,22 @@ def _pads(padding, H, W, kh, kw, sh, sw):
 
 to_rows = kernels.to_rows        # (N, C, H, W) -> (N*H*W, C): one pixel a row
 from_rows = kernels.from_rows    # (N*H*W, C) -> (N, C, H, W), with an optional bias
+
+
+def weight_matrix(W):
+    """A weight ``(O, C, kh, kw)`` as the GEMM's ``(O, kh*kw*C)`` matrix (a copy).
+
+    The column matrices are tap-major (:mod:`minigan.kernels`), so the
+    weight's taps go first and its channels last, to match.
+    """
+    xp = backend.get_xp(W)
+    return xp.ascontiguousarray(W.transpose(0, 2, 3, 1)).reshape(W.shape[0], -1)
+
+
+def weight_grad(dWm, shape):
+    """Inverse of :func:`weight_matrix` for a gradient: ``(O, kh*kw*C) -> (O, C, kh, kw)``."""
+    O, C, kh, kw = shape
+    return dWm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2)
 
 
 def conv_apply(x, Wm, g: ConvGeom, cols=None, rows=None):
@@ -183,7 +200,7 @@ class Conv2D(_ConvBase):
         if g.Ho < 1 or g.Wo < 1:
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
                                   f"{H}x{W} is too small for a {g.kh}x{g.kw} kernel with this padding")
-        Wm = self.params["W"].reshape(self.out_ch, -1)
+        Wm = weight_matrix(self.params["W"])
         M = N * g.Ho * g.Wo
         # the columns stay cached for backward; the previous forward's cache is dead by then
         rows, cols = conv_apply(x, Wm, g, cols=self._buffer("cols", (M, g.K), x),
@@ -195,9 +212,9 @@ class Conv2D(_ConvBase):
         cols, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
         dY = to_rows(dy)
-        Wm = self.params["W"].reshape(self.out_ch, -1)
+        Wm = weight_matrix(self.params["W"])
         if self.trainable:
-            self.grads["W"] += (dY.T @ cols).reshape(self.params["W"].shape)
+            self.grads["W"] += weight_grad(dY.T @ cols, self.params["W"].shape)
         self._bias_grad(dY, 0)  # rows layout: one pixel a row
         return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cols.shape, dy))
 
@@ -259,7 +276,7 @@ class Conv2DTranspose(_ConvBase):
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
                                   f"padding {self.padding} leaves no output pixels")
         assert (g.Ho, g.Wo) == (H, W), (g, H, W)
-        Wm = self.params["W"].reshape(self.in_ch, -1)
+        Wm = weight_matrix(self.params["W"])
         X = to_rows(x)
         self._cache = (X, N, g)
         cols = self._buffer("cols", (X.shape[0], g.K), x)
@@ -268,11 +285,11 @@ class Conv2DTranspose(_ConvBase):
     def backward(self, dy):
         X, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
-        Wm = self.params["W"].reshape(self.in_ch, -1)
+        Wm = weight_matrix(self.params["W"])
         # the same column buffer as forward: there it is dead once col2im has run
         rows, cols = conv_apply(dy, Wm, g, cols=self._buffer("cols", (X.shape[0], g.K), dy))
         if self.trainable:
-            self.grads["W"] += (X.T @ cols).reshape(self.params["W"].shape)
+            self.grads["W"] += weight_grad(X.T @ cols, self.params["W"].shape)
         self._bias_grad(dy, (0, 2, 3))
         return from_rows(rows, N, g.Ho, g.Wo)
 
