@@ -34,7 +34,8 @@ def _add_train(sub):
     p.add_argument("--model", choices=["dcgan", "mlp", "mlp2d"], default=None,
                    help="network (default dcgan on MNIST, mlp2d on the mixtures)")
     p.add_argument("--loss", choices=["bce", "lsgan", "hinge"], default=None, help="GAN loss (default bce)")
-    p.add_argument("--epochs", type=_positive(int), default=None, help="epochs (default 2)")
+    p.add_argument("--epochs", type=_positive(int), default=None,
+                   help="epochs (default 2 for the DCGAN, 30 for the MLP, 15 on the 2-D mixtures)")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="batch size (default 64)")
     p.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 2e-4)")
     p.add_argument("--lr-d", type=_positive(float), default=None,
