@@ -130,6 +130,13 @@ class _ConvBase(Layer):
     def fans(self):
         return self._fans(*self.kernel_size)
 
+    def geometry(self, H, W) -> ConvGeom:
+        """The :class:`ConvGeom` for an input of H x W pixels, made once per input size."""
+        g = self._geoms.get((H, W))
+        if g is None:
+            g = self._geoms[(H, W)] = self._make_geometry(H, W)
+        return g
+
     def _check_input(self, x):
         self._check_float(x)
         if x.ndim != 4 or x.shape[1] != self.in_ch:
@@ -179,15 +186,10 @@ class Conv2D(_ConvBase):
         super().__init__(in_ch, out_ch, kernel_size, stride, padding, bias,
                          (out_ch, in_ch, kh, kw), init)
 
-    def geometry(self, H, W) -> ConvGeom:
-        key = (H, W)
-        g = self._geoms.get(key)
-        if g is None:
-            kh, kw = self.kernel_size
-            sh, sw = self.stride
-            g = ConvGeom(self.in_ch, H, W, kh, kw, sh, sw, *_pads(self.padding, H, W, kh, kw, sh, sw))
-            self._geoms[key] = g
-        return g
+    def _make_geometry(self, H, W) -> ConvGeom:
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        return ConvGeom(self.in_ch, H, W, kh, kw, sh, sw, *_pads(self.padding, H, W, kh, kw, sh, sw))
 
     def output_shape(self, H, W):
         g = self.geometry(H, W)
@@ -244,25 +246,20 @@ class Conv2DTranspose(_ConvBase):
         # the weight (in, out, kh, kw) maps `in` channels onto `out` channels
         return self.in_ch * kh * kw, self.out_ch * kh * kw
 
-    def geometry(self, H, W) -> ConvGeom:
+    def _make_geometry(self, H, W) -> ConvGeom:
         """Geometry of the adjoint conv: (out_ch, Ho, Wo) -> (in_ch, H, W)."""
-        key = (H, W)
-        g = self._geoms.get(key)
-        if g is None:
-            kh, kw = self.kernel_size
-            sh, sw = self.stride
-            if self.padding == "same":
-                Ho, Wo = H * sh, W * sw
-                pads = _pads("same", Ho, Wo, kh, kw, sh, sw)
-            else:
-                ph, pw = (0, 0) if self.padding == "valid" else self.padding
-                oph, opw = self.output_padding
-                Ho = (H - 1) * sh - 2 * ph + kh + oph
-                Wo = (W - 1) * sw - 2 * pw + kw + opw
-                pads = (ph, ph, pw, pw)
-            g = ConvGeom(self.out_ch, Ho, Wo, kh, kw, sh, sw, *pads)
-            self._geoms[key] = g
-        return g
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        if self.padding == "same":
+            Ho, Wo = H * sh, W * sw
+            pads = _pads("same", Ho, Wo, kh, kw, sh, sw)
+        else:
+            ph, pw = (0, 0) if self.padding == "valid" else self.padding
+            oph, opw = self.output_padding
+            Ho = (H - 1) * sh - 2 * ph + kh + oph
+            Wo = (W - 1) * sw - 2 * pw + kw + opw
+            pads = (ph, ph, pw, pw)
+        return ConvGeom(self.out_ch, Ho, Wo, kh, kw, sh, sw, *pads)
 
     def output_shape(self, H, W):
         g = self.geometry(H, W)
