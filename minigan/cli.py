@@ -34,6 +34,9 @@ def _add_train(sub):
     p.add_argument("--model", choices=["dcgan", "mlp", "mlp2d"], default=None,
                    help="network (default dcgan on MNIST, mlp2d on the mixtures)")
     p.add_argument("--loss", choices=["bce", "lsgan", "hinge"], default=None, help="GAN loss (default bce)")
+    p.add_argument("--conditional", action="store_true", default=None,
+                   help="class-conditional GAN (MNIST): the digit label is joined to G's noise and to "
+                        "D's input; the sample grid has one row per digit; default out runs/c<model>")
     p.add_argument("--epochs", type=_positive(int), default=None,
                    help="epochs (default 2 for the DCGAN, 30 for the MLP, 15 on the 2-D mixtures)")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="batch size (default 64)")
@@ -68,7 +71,7 @@ def _train(args):
         "seed": args.seed, "out": args.out, "limit": args.limit,
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
         "lr_decay": args.lr_decay,
-        "eval_every": args.eval_every}.items() if v is not None}
+        "eval_every": args.eval_every, "conditional": args.conditional}.items() if v is not None}
     if args.eval_every is not None and args.eval_every < 0:
         raise SystemExit(f"minigan train: --eval-every must be >= 0, got {args.eval_every}")
     dataset = args.dataset
@@ -78,7 +81,8 @@ def _train(args):
             dataset = read_checkpoint_meta(ck0).get("dataset")
     dataset = dataset or "mnist"
     if dataset == "mnist":
-        default_out = os.path.join("runs", given.get("model", "dcgan"))
+        prefix = "c" if given.get("conditional") else ""  # runs/cdcgan, runs/cmlp
+        default_out = os.path.join("runs", prefix + given.get("model", "dcgan"))
     else:
         default_out = os.path.join("runs", f"{dataset}-pack{given.get('pack', 1)}")
     out = given.get("out") or default_out
@@ -90,6 +94,9 @@ def _train(args):
         saved = read_checkpoint_meta(ck).get("config", {})
         saved.setdefault("dataset", "mnist")
         given["dataset"] = dataset
+        if "conditional" in given and not saved.get("conditional", False):
+            raise SystemExit(f"minigan train: the checkpoint in {out} holds an unconditional model; "
+                             f"drop --conditional to resume it")
         for key in ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack"):
             if key in given and key in saved and given[key] != saved[key]:
                 raise SystemExit(f"minigan train: the checkpoint in {out} was trained with "
@@ -110,7 +117,8 @@ def _train(args):
               f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
               f"on the {cfg.device}")
     else:
-        print(f"training the {cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
+        kind = "conditional " if cfg.conditional else ""
+        print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
               f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}")
     trainer.fit()
     print(f"done. Pictures: {os.path.join(out, 'samples')}/ (a grid per epoch), "
@@ -123,23 +131,43 @@ def _add_sample(sub):
                        description="Write a PNG grid of generated digits, or with an .npz OUT the raw "
                                    "images (key 'images', float32 in [0, 1], shape (N, 28, 28)).  For a "
                                    "2-D mixture model: a scatter plot over the true modes, or with an "
-                                   ".npz OUT the points (key 'points', float32, shape (N, 2)).")
+                                   ".npz OUT the points (key 'points', float32, shape (N, 2)).  From a "
+                                   "conditional checkpoint: --digit D gives N images of digit D; "
+                                   "without --digit, a grid with one row per digit (10 rows of "
+                                   "--per-row images).")
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
     p.add_argument("--n", type=_positive(int), default=64, help="how many samples (default 64)")
     p.add_argument("--out", default="samples.png", help="output .png or .npz (default samples.png)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--digit", type=int, default=None,
+                   help="the digit 0-9 to draw (conditional checkpoints only)")
+    p.add_argument("--per-row", type=_positive(int), default=8,
+                   help="conditional checkpoint without --digit: images per digit row (default 8)")
 
 
 def _sample(args):
-    from .gan.sampler import sample, write_samples  # noqa: PLC0415
+    from .gan.sampler import sample, sample_rows, write_samples  # noqa: PLC0415
     from .io import read_checkpoint_meta  # noqa: PLC0415
 
     if not os.path.exists(args.checkpoint):
         raise SystemExit(f"minigan sample: no checkpoint at {args.checkpoint}")
-    images = sample(args.checkpoint, args.n, args.seed, args.device)
-    write_samples(images, args.out, dataset=read_checkpoint_meta(args.checkpoint).get("dataset"))
-    print(f"wrote {args.n} samples to {args.out}")
+    meta = read_checkpoint_meta(args.checkpoint)
+    if args.digit is not None and not meta.get("conditional", False):
+        raise SystemExit(f"minigan sample: --digit needs a conditional checkpoint (minigan train "
+                         f"--conditional); {args.checkpoint} holds an unconditional "
+                         f"{meta.get('model')!r} generator")
+    if args.digit is not None and not 0 <= args.digit <= 9:
+        raise SystemExit(f"minigan sample: --digit must be one of 0-9, got {args.digit}")
+    if meta.get("conditional", False) and args.digit is None:
+        images = sample_rows(args.checkpoint, args.per_row, args.seed, args.device)
+        write_samples(images, args.out, row_labels=list(range(10)), nrow=args.per_row)
+        print(f"wrote {len(images)} samples, one row of {args.per_row} per digit, to {args.out}")
+        return
+    images = sample(args.checkpoint, args.n, args.seed, args.device, digit=args.digit)
+    write_samples(images, args.out, dataset=meta.get("dataset"))
+    what = f"samples of digit {args.digit}" if args.digit is not None else "samples"
+    print(f"wrote {args.n} {what} to {args.out}")
 
 
 def _add_eval(sub):
@@ -151,7 +179,10 @@ def _add_eval(sub):
                                    "uniform, digit classes produced; with reference values for MNIST "
                                    "training images and for noise.  2-D mixtures: 2,500 points; modes "
                                    "covered, % high quality, reverse KL; beside points drawn from the "
-                                   "mixture itself.")
+                                   "mixture itself.  A conditional checkpoint adds its conditional "
+                                   "accuracy: the "
+                                   "fraction of samples the classifier assigns to the digit asked for, "
+                                   "per digit and overall (N/10 per digit).")
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
     p.add_argument("--n", type=_positive(int), default=None,
                    help="samples to score (default 10000 on MNIST, 2500 on a mixture)")
@@ -169,7 +200,8 @@ def _eval(args):
         raise SystemExit(f"minigan eval: no checkpoint at {args.checkpoint}")
     scores = score_checkpoint(args.checkpoint, args.n, args.seed, args.device)
     refs = None if args.no_reference else reference_for(scores["dataset"])
-    where = f"{scores['model']}" + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else "")
+    where = (("conditional " if "conditional" in scores else "") + f"{scores['model']}"
+             + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else ""))
     print(f"{args.checkpoint}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
           f"step {scores.get('step')}")
     print(format_scores(scores, refs))

@@ -14,6 +14,13 @@ function computed without overflow.
   Dense 6272->1 (logit).  Initialised as in the DCGAN paper: N(0, 0.02).
 
 Images are (N, 1, 28, 28) in [-1, 1] for the DCGAN and (N, 784) for the MLP.
+
+Conditional versions (``build(model, conditional=True)``, Mirza & Osindero 2014, as in
+the Keras conditional-GAN example on MNIST) put :class:`minigan.nn.LabelJoin` first in
+both networks: G sees ``[z, onehot(y)]`` (N, 100 + 10) in its first Dense; the MLP D
+sees ``[x, onehot(y)]`` (N, 784 + 10); the conv D sees the image with 10 constant label
+planes, (N, 1 + 10, 28, 28).  Labels are given with ``nn.set_labels(model, y)`` before
+each forward.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ from .. import nn
 from .mixture_models import MIXTURE_MODEL, MIXTURE_NOISE_DIM, build_mixture
 
 NOISE_DIM = 100
+NUM_CLASSES = 10  # MNIST digits, the labels a conditional model takes
 
 
 def mlp_generator(noise_dim=NOISE_DIM, hidden=128, out_dim=784, slope=0.2):
@@ -43,9 +51,9 @@ def dcgan_generator(noise_dim=NOISE_DIM, slope=0.3, init="dcgan"):
     return nn.init.apply(g, init)
 
 
-def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan"):
+def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan", in_channels=1):
     d = nn.Sequential(
-        nn.Conv2D(1, 64, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
+        nn.Conv2D(in_channels, 64, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
         nn.Conv2D(64, 128, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
         nn.Flatten(), nn.Dense(7 * 7 * 128, 1),
     )
@@ -61,12 +69,16 @@ BUILDERS = {
 MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
 
 
-def build(model: str, pack: int = 1):
+def build(model: str, pack: int = 1, conditional: bool = False):
     """``(generator, discriminator)`` for ``"mlp"``, ``"dcgan"`` or ``"mlp2d"`` (the 2-D mixtures).
 
     ``pack`` is PacGAN's packing degree of the discriminator; only ``"mlp2d"`` takes one.
+    ``conditional``: class-conditional G and D (MNIST models only), each starting with
+    ``nn.LabelJoin(10)``; set their labels with ``nn.set_labels`` before each forward.
     """
     if model == MIXTURE_MODEL:
+        if conditional:
+            raise ValueError("conditional models are implemented for MNIST ('mlp', 'dcgan') only")
         return build_mixture(pack)
     if pack != 1:
         raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
@@ -74,7 +86,14 @@ def build(model: str, pack: int = 1):
         g, d = BUILDERS[model]
     except KeyError:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
-    return g(), d()
+    if not conditional:
+        return g(), d()
+    G = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *g(noise_dim=NOISE_DIM + NUM_CLASSES).layers)
+    if model == "mlp":
+        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_dim=784 + NUM_CLASSES).layers)
+    else:
+        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_channels=1 + NUM_CLASSES).layers)
+    return G, D
 
 
 def noise_dim(model: str) -> int:

@@ -2,6 +2,10 @@
 
 MNIST generators give images (N, 28, 28) in [0, 1]; a 2-D mixture generator
 (model ``"mlp2d"``) gives points (N, 2) in the plane.
+
+A conditional generator (checkpoint meta ``conditional``) is asked for digits:
+``generate(G, model, n, labels=...)`` / ``sample(checkpoint, n, digit=7)``; with no
+labels it draws the digits 0, 1, ..., 9, 0, 1, ... in turn (a balanced set).
 """
 from __future__ import annotations
 
@@ -10,7 +14,10 @@ import os
 import numpy as np
 
 from .. import backend, io, viz
+from ..nn import is_conditional, set_labels
 from . import models
+
+NUM_CLASSES = models.NUM_CLASSES
 
 
 def load_generator(checkpoint, device="cpu"):
@@ -19,40 +26,96 @@ def load_generator(checkpoint, device="cpu"):
     name = meta.get("model")
     if name not in models.MODELS:
         raise io.CheckpointError(f"{checkpoint}: holds no generator minigan knows (model {name!r})")
-    G, _ = models.build(name)  # the generator does not depend on the discriminator's packing
+    # the generator does not depend on the discriminator's packing
+    G, _ = models.build(name, conditional=bool(meta.get("conditional", False)))
     io.load_checkpoint(checkpoint, models={"G": G}, restore_rng=False, expect_model=name)
     return G.to(device).eval(), meta
 
 
-def generate(G, model, n, seed=0, device="cpu", batch_size=1000):
+def check_digit(digit):
+    """``digit`` as an int in 0..9, or a ValueError that says so."""
+    try:
+        d = int(digit)
+    except (TypeError, ValueError):
+        raise ValueError(f"digit must be an integer in 0..{NUM_CLASSES - 1}, got {digit!r}") from None
+    if d != digit or not 0 <= d < NUM_CLASSES:
+        raise ValueError(f"digit must be an integer in 0..{NUM_CLASSES - 1}, got {digit!r}")
+    return d
+
+
+def class_labels(n, labels=None):
+    """Labels (n,) int64 for a conditional generator: ``labels`` (an int or n ints), or 0..9 in turn."""
+    if labels is None:
+        return np.arange(n, dtype=np.int64) % NUM_CLASSES
+    y = np.asarray(labels)
+    if y.ndim == 0:
+        y = np.full(n, check_digit(labels), dtype=np.int64)
+    y = y.reshape(-1)
+    if len(y) != n:
+        raise ValueError(f"{len(y)} labels for {n} samples")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES)):
+        raise ValueError(f"labels must be integers in 0..{NUM_CLASSES - 1}")
+    return y.astype(np.int64)
+
+
+def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
     """``n`` outputs of ``G`` (in eval mode) for noise drawn from ``default_rng(seed)``.
 
     MNIST models: images (n, 28, 28) float32 in [0, 1]; ``"mlp2d"``: points (n, 2) float32.
     The noise is drawn in one piece, so the first k of n samples do not depend on n.
+    A conditional ``G`` makes digit ``labels`` (an int, or n ints in 0..9; default
+    0..9 in turn); an unconditional one refuses labels.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    conditional = is_conditional(G)
+    if labels is not None and not conditional:
+        raise ValueError("this generator is not conditional: it takes no digit labels")
+    y = class_labels(n, labels) if conditional else None
     xp = backend.xp_for(device)
     z = np.random.default_rng(seed).standard_normal((n, models.noise_dim(model))).astype(np.float32)
     G.eval()
-    out = np.concatenate([backend.to_numpy(G.forward(xp.asarray(z[i:i + batch_size])))
-                          for i in range(0, n, batch_size)])
+    outs = []
+    for i in range(0, n, batch_size):
+        if conditional:
+            set_labels(G, xp.asarray(y[i:i + batch_size]))
+        outs.append(backend.to_numpy(G.forward(xp.asarray(z[i:i + batch_size]))))
+    out = np.concatenate(outs)
     if model == models.MIXTURE_MODEL:
         return out.reshape(n, 2).astype(np.float32)
     return ((out.reshape(n, 28, 28) + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
 
 
-def sample(checkpoint, n=64, seed=0, device="cpu"):
-    """``n`` generated images as float32 in [0, 1], shape (n, 28, 28); points (n, 2) for a 2-D model."""
+def sample(checkpoint, n=64, seed=0, device="cpu", digit=None):
+    """``n`` generated images as float32 in [0, 1], shape (n, 28, 28); points (n, 2) for a 2-D model.
+
+    ``digit`` (0..9): only that digit, from a conditional checkpoint (a ValueError for
+    any other).  A conditional checkpoint without ``digit`` gives 0..9 in turn.
+    """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    if digit is not None:
+        digit = check_digit(digit)
     G, meta = load_generator(checkpoint, device)
-    return generate(G, meta["model"], n, seed, device)
+    if digit is not None and not meta.get("conditional", False):
+        raise ValueError(f"{checkpoint}: --digit needs a conditional model (minigan train --conditional); "
+                         f"this checkpoint holds an unconditional {meta.get('model')!r} generator")
+    return generate(G, meta["model"], n, seed, device, labels=digit)
 
 
-def write_samples(images, out, dataset=None):
+def sample_rows(checkpoint, per_row=8, seed=0, device="cpu"):
+    """A conditional checkpoint's digits, one row per digit: (10 * per_row, 28, 28), rows 0..9."""
+    G, meta = load_generator(checkpoint, device)
+    if not meta.get("conditional", False):
+        raise ValueError(f"{checkpoint}: not a conditional model")
+    y = np.repeat(np.arange(NUM_CLASSES), per_row)
+    return generate(G, meta["model"], len(y), seed, device, labels=y)
+
+
+def write_samples(images, out, dataset=None, row_labels=None, nrow=None):
     """A PNG grid, or with a ``.npz`` name the raw images under the key ``images``.
 
+    ``row_labels`` and ``nrow`` (images per row) go to :func:`minigan.viz.save_image_grid`.
     Points (N, 2) of a 2-D mixture model go to the key ``points`` of an ``.npz``, or
     to a scatter plot over the modes of ``dataset`` ("ring" or "grid") for a PNG.
     """
@@ -73,5 +136,5 @@ def write_samples(images, out, dataset=None):
         viz.plot_points(images, mix.modes, out, std=mix.std,
                         title=f"{len(images)} samples over the {dataset} modes")
     else:
-        viz.save_image_grid(images, out, value_range=(0.0, 1.0))
+        viz.save_image_grid(images, out, value_range=(0.0, 1.0), row_labels=row_labels, nrow=nrow)
     return out

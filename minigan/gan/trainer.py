@@ -15,6 +15,13 @@ PacGAN MLP pair (:mod:`minigan.gan.mixture_models`) and a step draws
 ``batch_size * pack`` real and fake points, which the discriminator sees
 packed as ``batch_size`` rows of ``pack`` points each.
 
+Conditional GAN (``conditional=True``, MNIST only; Mirza & Osindero 2014): both
+networks start with :class:`minigan.nn.LabelJoin`.  A real batch carries its own
+labels, the fake batch labels drawn uniformly from the global RNG (after the
+noise, so exact resume still holds); D sees each image with its label, the joint
+real+fake batch with the two label vectors concatenated.  The sample grid has one
+row per digit (10 x 8).
+
 Scores (:mod:`minigan.metrics`) go to ``eval.csv`` in the run directory:
 on the mixtures every ``eval_every`` epochs (default 1; modes covered,
 % high quality, reverse KL on 2,500 points), on MNIST every ``eval_every``
@@ -43,13 +50,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__, backend, io, losses, optim, viz
-from ..nn import BatchNorm
+from ..nn import BatchNorm, set_labels
 from . import models
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
 LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
 EVAL_LOG = "eval.csv"
+GRID_COLUMNS = 8  # samples per digit row in a conditional model's grid
 DATASETS = ("mnist", "ring", "grid")
 MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
 # Defaults that differ on the 2-D mixtures: PacGAN's batch of 100; Adam at 2e-4 (PacGAN: 1e-4)
@@ -86,6 +94,7 @@ class TrainConfig:
     eval_every: int = 0  # epochs between scores written to eval.csv (0: never)
     lr_d: float = 0.0  # the discriminator's learning rate (0: the same as lr)
     lr_decay: str = "none"  # "linear": both rates fall linearly over the epochs, to 1/epochs of their start
+    conditional: bool = False  # class-conditional G and D (MNIST only)
 
     @property
     def is_mixture(self) -> bool:
@@ -101,6 +110,8 @@ class TrainConfig:
         if self.is_mixture != (self.model == models.MIXTURE_MODEL):
             raise ValueError(f"model {self.model!r} does not fit dataset {self.dataset!r}: the 2-D "
                              f"mixtures use {models.MIXTURE_MODEL!r}, MNIST uses 'mlp' or 'dcgan'")
+        if self.conditional and self.is_mixture:
+            raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
         if self.pack < 1:
             raise ValueError(f"pack must be at least 1, got {self.pack}")
         if self.pack > 1 and not self.is_mixture:
@@ -137,14 +148,18 @@ class TrainConfig:
         return cls.from_dict({**base, **given, "dataset": dataset})
 
 
-def mnist_images(model: str, limit: int = 0) -> np.ndarray:
-    """MNIST training images as float32 in [-1, 1]: (N, 1, 28, 28) for conv nets, (N, 784) for MLPs."""
+def mnist_images(model: str, limit: int = 0, labels: bool = False):
+    """MNIST training images as float32 in [-1, 1]: (N, 1, 28, 28) for conv nets, (N, 784) for MLPs.
+
+    ``labels=True``: ``(images, labels)`` with the labels (N,) int64.
+    """
     from ..data import load_mnist  # noqa: PLC0415
 
-    x, _ = load_mnist("train")
+    x, y = load_mnist("train")
     if limit:
-        x = x[:limit]
-    return prepare_images(x, model)
+        x, y = x[:limit], y[:limit]
+    x = prepare_images(x, model)
+    return (x, np.asarray(y, np.int64)) if labels else x
 
 
 def mixture_points(name: str, seed: int = 0, n: int = MIXTURE_POINTS) -> np.ndarray:
@@ -162,11 +177,11 @@ def prepare_images(x_uint8, model: str) -> np.ndarray:
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
-    def __init__(self, config: TrainConfig, data=None, progress: bool = True):
+    def __init__(self, config: TrainConfig, data=None, progress: bool = True, labels=None):
         self.config = config.validate()
         cfg = self.config
         backend.manual_seed(cfg.seed)
-        self.G, self.D = models.build(cfg.model, cfg.pack)
+        self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional)
         self.noise_dim = models.noise_dim(cfg.model)
         self.xp = backend.xp_for(cfg.device)
         self.G.to(cfg.device), self.D.to(cfg.device)
@@ -174,11 +189,24 @@ class Trainer:
         self.opt_G = optim.Adam(self.G, cfg.lr, betas)
         self.opt_D = optim.Adam(self.D, cfg.lr_d or cfg.lr, betas)
         self.loss = losses.GANLoss(cfg.loss)
+        self.labels = None  # (N,) int64 class of each training sample, for a conditional model
         if data is not None:
             self.data = np.asarray(data, np.float32)
+            if cfg.conditional:
+                if labels is None:
+                    raise ValueError("a conditional model needs the labels of the data given")
+                self.labels = np.asarray(labels).reshape(-1)
+                if len(self.labels) != len(self.data):
+                    raise ValueError(f"{len(self.labels)} labels for {len(self.data)} training samples")
+                if (not np.issubdtype(self.labels.dtype, np.integer) or self.labels.min() < 0
+                        or self.labels.max() >= models.NUM_CLASSES):
+                    raise ValueError(f"labels must be integers in 0..{models.NUM_CLASSES - 1}")
+                self.labels = self.labels.astype(np.int64)
         elif cfg.is_mixture:
             self.data = mixture_points(cfg.dataset, cfg.seed)
             self.data = self.data[:cfg.limit] if cfg.limit else self.data
+        elif cfg.conditional:
+            self.data, self.labels = mnist_images(cfg.model, cfg.limit, labels=True)
         else:
             self.data = mnist_images(cfg.model, cfg.limit)
         self.points_per_step = cfg.batch_size * cfg.pack  # real (and fake) samples per step
@@ -191,6 +219,10 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches done in the current epoch
         n_fixed = EVAL_POINTS if cfg.is_mixture else cfg.n_samples
+        self.fixed_labels = None
+        if cfg.conditional:  # one row per digit
+            self.fixed_labels = np.repeat(np.arange(models.NUM_CLASSES), GRID_COLUMNS)
+            n_fixed = len(self.fixed_labels)
         z = np.random.default_rng([cfg.seed, 1]).standard_normal((n_fixed, self.noise_dim))
         self.fixed_noise = self.xp.asarray(z.astype(np.float32))
 
@@ -217,13 +249,24 @@ class Trainer:
                 f"{name} became {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
                 f"training stopped and {kept}. Try a smaller --lr or another --loss.")
 
-    def train_step(self, real, z):
-        """One D step and one G step; returns the step's numbers."""
+    def train_step(self, real, z, y_real=None, y_fake=None):
+        """One D step and one G step; returns the step's numbers.
+
+        A conditional model takes the real batch's labels ``y_real`` and the labels
+        ``y_fake`` the generator is asked for (arrays of ints in 0..9).
+        """
         G, D, L, xp = self.G, self.D, self.loss, self.xp
+        cond = self.config.conditional
+        if cond and (y_real is None or y_fake is None):
+            raise ValueError("a conditional model's train_step needs y_real and y_fake")
+        if cond:
+            set_labels(G, y_fake)
         fake = G.forward(z)
 
         D.zero_grad()
         if self.joint_D:
+            if cond:
+                set_labels(D, xp.concatenate([xp.asarray(y_real), xp.asarray(y_fake)]))
             out = D.forward(xp.concatenate([real, fake]))
             half = out.shape[0] // 2  # B rows each (B*m samples each when D packs m)
             out_real, out_fake = out[:half], out[half:]
@@ -231,9 +274,13 @@ class Trainer:
             l_fake, g_fake = L.d_fake(out_fake)
             D.backward(xp.concatenate([g_real, g_fake]))
         else:
+            if cond:
+                set_labels(D, y_real)
             out_real = D.forward(real)
             l_real, g_real = L.d_real(out_real)
             D.backward(g_real)
+            if cond:
+                set_labels(D, y_fake)
             out_fake = D.forward(fake)
             l_fake, g_fake = L.d_fake(out_fake)
             D.backward(g_fake)
@@ -245,6 +292,8 @@ class Trainer:
 
         G.zero_grad()
         D.trainable = False
+        if cond:
+            set_labels(D, y_fake)
         try:
             g_loss, g_out = L.g(D.forward(fake))
             self._check_finite("the generator loss", g_loss)
@@ -258,6 +307,7 @@ class Trainer:
     # -- checkpoints ---------------------------------------------------------------
     def save(self):
         meta = {"model": self.config.model, "dataset": self.config.dataset, "pack": self.config.pack,
+                "conditional": bool(self.config.conditional),
                 "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
@@ -271,6 +321,10 @@ class Trainer:
         meta = io.load_checkpoint(path, models={"G": self.G, "D": self.D},
                                   optimizers={"G": self.opt_G, "D": self.opt_D},
                                   expect_model=self.config.model)
+        if bool(meta.get("conditional", False)) != bool(self.config.conditional):
+            kind = "conditional" if meta.get("conditional") else "unconditional"
+            raise io.CheckpointMismatchError(f"{path}: the checkpoint holds a {kind} model; this run's "
+                                             f"conditional={self.config.conditional}")
         if meta.get("n_data") != len(self.data) or meta.get("steps_per_epoch") != self.steps_per_epoch:
             raise io.CheckpointMismatchError(
                 f"{path}: the checkpoint was trained on {meta.get('n_data')} images in batches giving "
@@ -316,9 +370,11 @@ class Trainer:
                 grads.append([self.global_step, mname, pname, norm])
         self._append("gradients.csv", ["step", "model", "param", "norm"], grads)
 
-    def generate(self, z):
-        """Generator output for noise ``z`` in eval mode (BatchNorm running statistics)."""
+    def generate(self, z, labels=None):
+        """Generator output for noise ``z`` (and digit ``labels`` if conditional) in eval mode."""
         self.G.eval()
+        if self.config.conditional:
+            set_labels(self.G, self.xp.asarray(labels))
         try:
             return self.G.forward(z)
         finally:
@@ -340,9 +396,14 @@ class Trainer:
             viz.plot_points(pts, mix.modes, grid, std=mix.std, title=title)
             viz.plot_points(pts, mix.modes, self.path("samples.png"), std=mix.std, title=title)
         else:
-            imgs = self.generate(self.fixed_noise)
-            viz.save_image_grid(imgs, grid, title=f"{cfg.model}, epoch {self.epoch}")
-            viz.save_image_grid(imgs, self.path("samples.png"), title=f"{cfg.model}, epoch {self.epoch}")
+            imgs = self.generate(self.fixed_noise, self.fixed_labels)
+            if cfg.conditional:
+                kw = {"nrow": GRID_COLUMNS, "row_labels": list(range(models.NUM_CLASSES)),
+                      "title": f"conditional {cfg.model}, epoch {self.epoch}"}
+            else:
+                kw = {"title": f"{cfg.model}, epoch {self.epoch}"}
+            viz.save_image_grid(imgs, grid, **kw)
+            viz.save_image_grid(imgs, self.path("samples.png"), **kw)
         if os.path.exists(self.path("log.csv")):
             viz.plot_losses(self.path("log.csv"), self.path("losses.png"), x="step")
         if os.path.exists(self.path("gradients.csv")):
@@ -404,7 +465,12 @@ class Trainer:
                 idx = order[self.step_in_epoch]
                 real = self.xp.asarray(self.data[idx])
                 z = self.xp.asarray(rng().standard_normal((len(idx), self.noise_dim), dtype=np.float32))
-                stats = self.train_step(real, z)
+                if cfg.conditional:
+                    y_real = self.xp.asarray(self.labels[idx])
+                    y_fake = self.xp.asarray(rng().integers(0, models.NUM_CLASSES, len(idx)))
+                    stats = self.train_step(real, z, y_real, y_fake)
+                else:
+                    stats = self.train_step(real, z)
                 self.step_in_epoch += 1
                 bar.update(1)
                 for k, v in stats.items():

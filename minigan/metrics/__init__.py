@@ -9,10 +9,14 @@ test; noise).
 2-D mixtures (:func:`mixture_scores`): PacGAN's modes covered, % high-quality points
 and reverse KL of the mode histogram.
 
+Conditional models (:func:`conditional_accuracy`): the fraction of samples the
+classifier assigns to the digit asked for, per digit and overall.
+
 See ``docs/metrics.md`` for definitions and measured tables.
 """
 from .classifier import (ClassifierError, build_classifier, forward_features, load_classifier, predict,
                          prepare_images)
+from .conditional import conditional_accuracy, format_conditional
 from .evaluate import (append_scores, format_scores, mixture_scores, reference_for, score_checkpoint,
                        score_generator)
 from .frechet import feature_stats, frechet_distance, frechet_distance_features, sqrtm_psd
@@ -25,5 +29,5 @@ __all__ = [
     "mnist_scores", "reference_scores", "scores_from_outputs", "test_set_stats", "inception_score",
     "class_counts", "classes_produced", "kl_from_uniform",
     "mixture_scores", "score_generator", "score_checkpoint", "reference_for", "format_scores",
-    "append_scores",
+    "append_scores", "conditional_accuracy", "format_conditional",
 ]

@@ -4,6 +4,8 @@
 ``minigan eval`` calls on a checkpoint.  On MNIST it draws 10,000 samples and
 returns :func:`minigan.metrics.scores.mnist_scores`; on a 2-D mixture it draws 2,500
 points and returns :func:`mixture_scores`.  Each scores dict carries ``dataset``.
+A conditional generator's samples are the ten digits in turn, and its scores add
+``conditional``: :func:`minigan.metrics.conditional_accuracy` on n/10 samples per digit.
 """
 from __future__ import annotations
 
@@ -47,9 +49,17 @@ def score_generator(G, dataset: str, model: str, n: int | None = None, seed: int
             return mixture_scores(pts, dataset)
         from .scores import N_SAMPLES, mnist_scores  # noqa: PLC0415
 
+        from ..nn import is_conditional  # noqa: PLC0415
+        from .classifier import load_classifier  # noqa: PLC0415
+        from .conditional import conditional_accuracy  # noqa: PLC0415
+
+        classifier = classifier or load_classifier()
         imgs = generate(G, model, n or N_SAMPLES, seed, device)
-        out = mnist_scores(imgs, classifier)
-        return {"dataset": "mnist", **out}
+        out = {"dataset": "mnist", **mnist_scores(imgs, classifier)}
+        if is_conditional(G):
+            out["conditional"] = conditional_accuracy(G, classifier, max(1, (n or N_SAMPLES) // 10),
+                                                      seed, device, model)
+        return out
     finally:
         G.train(was_training)
 
@@ -106,8 +116,10 @@ def format_scores(scores: dict, references: dict | None = None, short: bool = Fa
             return f"{v:.2f} ± {s['inception_score_std']:.2f}"
         return _fmt(v, digits)
 
+    cond = scores.get("conditional")
     if short:
-        return ", ".join(f"{key} {value(scores, key, d)}" for _, key, d in rows)
+        text = ", ".join(f"{key} {value(scores, key, d)}" for _, key, d in rows)
+        return text + (f", cond_acc {100 * cond['overall']:.1f}%" if cond else "")
     refs = references or {}
     header = ["score", f"samples (n={scores.get('n')})"] + list(refs)
     table = [header] + [[label, value(scores, key, d)] + [value(r, key, d) for r in refs.values()]
@@ -121,6 +133,10 @@ def format_scores(scores: dict, references: dict | None = None, short: bool = Fa
         label = "high-quality points per mode" if mixture else "predicted digits"
         lines.append(f"{label}: " + " ".join(
             (f"{c}" if mixture else f"{k}:{c}") for k, c in enumerate(scores[key])))
+    if cond:
+        from .conditional import format_conditional  # noqa: PLC0415
+
+        lines.append(format_conditional(cond))
     return "\n".join(lines)
 
 
@@ -135,6 +151,13 @@ def append_scores(path, scores: dict, epoch=None, step=None) -> str:
     else:
         columns = MNIST_COLUMNS
         row.update({f"count_{k}": c for k, c in enumerate(scores["class_counts"])})
+        cond = scores.get("conditional")
+        if cond:  # a conditional model's eval.csv has its own, wider header
+            from .conditional import CONDITIONAL_COLUMNS  # noqa: PLC0415
+
+            columns = MNIST_COLUMNS + CONDITIONAL_COLUMNS[2:]
+            row.update({"n_per_class": cond["n_per_class"], "cond_acc": cond["overall"],
+                        **{f"cond_acc_{k}": v for k, v in enumerate(cond["per_digit"])}})
     new = not os.path.exists(path) or os.path.getsize(path) == 0
     if not new:
         with open(path, newline="") as f:

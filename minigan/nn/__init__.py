@@ -2,7 +2,7 @@
 from . import init
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm
-from .conditioning import LabelJoin, set_labels
+from .conditioning import LabelJoin, is_conditional, set_labels
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
 from .layer import Layer, ShapeError
@@ -10,4 +10,5 @@ from .misc import Dropout, Flatten, Reshape
 from .sequential import Sequential
 
 __all__ = ["Layer", "ShapeError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
-           "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "LabelJoin", "set_labels", "init"]
+           "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "LabelJoin",
+           "set_labels", "is_conditional", "init"]

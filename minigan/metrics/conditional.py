@@ -1,0 +1,51 @@
+"""Conditional accuracy: does a conditional generator draw the digit it is asked for?
+
+For each digit k, ``n_per_class`` samples are drawn with label k and classified by the
+MNIST classifier (:func:`minigan.metrics.load_classifier`); the score for k is the
+fraction assigned to k, and the overall score the fraction over all 10 * n_per_class
+samples (the mean of the ten, since the classes are the same size).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+N_PER_CLASS = 1000
+CONDITIONAL_COLUMNS = ["epoch", "step", "n_per_class", "cond_acc"] + [f"cond_acc_{k}" for k in range(10)]
+
+
+def conditional_accuracy(G, classifier=None, n_per_class: int = N_PER_CLASS, seed: int = 0,
+                         device: str = "cpu", model: str = "dcgan") -> dict:
+    """Per-digit and overall fraction of ``G``'s samples the classifier assigns to the asked digit.
+
+    ``G``: a conditional MNIST generator (built with ``conditional=True``); put in eval mode
+    and back.  Returns ``{"n_per_class", "overall", "per_digit": [10 floats], "confusion":
+    10x10 counts (row: digit asked, column: digit seen)}``.
+    """
+    from ..gan.sampler import generate  # noqa: PLC0415
+    from ..nn import is_conditional  # noqa: PLC0415
+    from .classifier import load_classifier, predict  # noqa: PLC0415
+
+    if not is_conditional(G):
+        raise ValueError("conditional accuracy needs a conditional generator")
+    if n_per_class < 1:
+        raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
+    classifier = classifier or load_classifier()
+    y = np.repeat(np.arange(10), n_per_class)
+    was_training = G.training
+    try:
+        imgs = generate(G, model, len(y), seed, device, labels=y)
+    finally:
+        G.train(was_training)
+    pred = predict(classifier, imgs)
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    per_digit = (np.diag(confusion) / n_per_class).tolist()
+    return {"n_per_class": int(n_per_class), "overall": float((pred == y).mean()),
+            "per_digit": [float(v) for v in per_digit], "confusion": confusion.tolist()}
+
+
+def format_conditional(acc: dict) -> str:
+    """Two lines: overall, then per digit, in percent."""
+    digits = "  ".join(f"{k}: {100 * v:.1f}" for k, v in enumerate(acc["per_digit"]))
+    return (f"conditional accuracy ({acc['n_per_class']} per digit): {100 * acc['overall']:.2f}%\n"
+            f"  per digit (%): {digits}")
