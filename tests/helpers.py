@@ -29,3 +29,20 @@ def direct_conv2d(x, W, b, stride, pads):
     if b is not None:
         y += b.reshape(1, -1, 1, 1)
     return y
+
+
+def fit_until_interrupted(trainer, steps, log=lambda s: None):
+    """Run ``trainer.fit`` and stop it, as a crash would, just before its ``steps + 1``-th step."""
+    import pytest  # noqa: PLC0415
+
+    real_step, calls = trainer.train_step, []
+
+    def dying_step(*a):
+        if len(calls) == steps:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_step(*a)
+
+    trainer.train_step = dying_step
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(log=log)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from helpers import fit_until_interrupted  # noqa: E402
 from test_trainer import synthetic, weights  # noqa: E402
 
 from minigan import io, nn  # noqa: E402
@@ -110,17 +111,7 @@ def test_conditional_resume_matches_an_uninterrupted_run(tmp_path, model):
     ref = Trainer(cfg(tmp_path, "ref", model=model), data=data, labels=y, progress=False).fit(log=quiet)
 
     broken = Trainer(cfg(tmp_path, "cut", model=model), data=data, labels=y, progress=False)
-    real_step, calls = broken.train_step, []
-
-    def dying_step(*a):
-        if len(calls) == 4:  # mid-epoch 2, one step after the checkpoint at step 3 of 3
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_step(*a)
-
-    broken.train_step = dying_step
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(log=quiet)
+    fit_until_interrupted(broken, 4, quiet)  # mid-epoch 2, one step after the checkpoint at step 3 of 3
     resumed = Trainer(cfg(tmp_path, "cut", model=model), data=data, labels=y, progress=False)
     resumed.restore()
     resumed.fit(log=quiet)

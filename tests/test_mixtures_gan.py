@@ -3,6 +3,7 @@ import csv
 
 import numpy as np
 import pytest
+from helpers import fit_until_interrupted
 
 from minigan import io
 from minigan.cli import main
@@ -77,17 +78,7 @@ def test_small_ring_run_writes_scatter_plots_and_scores(tmp_path):
 def test_mixture_resume_matches_an_uninterrupted_run(tmp_path):
     ref = Trainer(cfg(tmp_path, "ref"), progress=False).fit(log=lambda s: None)
     broken = Trainer(cfg(tmp_path, "cut"), progress=False)
-    real_step, calls = broken.train_step, []
-
-    def dying_step(*a):
-        if len(calls) == 15:  # epoch 2, after its first mid-epoch checkpoint
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_step(*a)
-
-    broken.train_step = dying_step
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(log=lambda s: None)
+    fit_until_interrupted(broken, 15)  # epoch 2, after its first mid-epoch checkpoint
     resumed = Trainer(cfg(tmp_path, "cut"), progress=False)
     resumed.restore()
     assert resumed.epoch == 1

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import fit_until_interrupted
 
 from minigan import io
 from minigan.cli import main
@@ -56,18 +57,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, model):
     ref = Trainer(cfg(tmp_path, "ref", model=model), data=data, progress=False).fit(log=lambda s: None)
 
     broken = Trainer(cfg(tmp_path, "cut", model=model), data=data, progress=False)
-    real_step = broken.train_step
-    calls = []
-
-    def dying_step(*a):
-        if len(calls) == 4:  # mid-epoch 2, one step after the checkpoint at step 3 of 3
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real_step(*a)
-
-    broken.train_step = dying_step
-    with pytest.raises(KeyboardInterrupt):
-        broken.fit(log=lambda s: None)
+    fit_until_interrupted(broken, 4)  # mid-epoch 2, one step after the checkpoint at step 3 of 3
     resumed = Trainer(cfg(tmp_path, "cut", model=model), data=data, progress=False)
     resumed.restore()
     assert (resumed.epoch, resumed.step_in_epoch) == (1, 0)
