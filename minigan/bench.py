@@ -3,9 +3,9 @@
 It times, as medians over repeats after a warm-up:
 
 * each layer's forward and backward, for the MLP GAN and the DCGAN;
-* one whole GAN train step, exactly as a trainer writes it (see
-  :func:`train_step`): the discriminator step on a real and a fake batch,
-  then the generator step through the frozen discriminator, Adam on both;
+* one whole GAN train step, the trainer's own (see :func:`setup`): the
+  discriminator step on a real and a fake batch, then the generator step
+  through the frozen discriminator, Adam on both;
 * for every conv layer of the DCGAN, its ``col2im`` against the GEMM whose
   output it consumes;
 * the machine's float32 GEMM rate (NumPy, 2048^3), and the rate the DCGAN
@@ -40,11 +40,11 @@ import platform
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
-from . import backend, losses, optim
-from .gan import build
+from . import backend
 from .nn import Conv2D, Conv2DTranspose, Dense, Sequential
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -119,40 +119,31 @@ def gemm_rate(n: int = 2048, repeats: int = 7) -> float:
 
 # -- the step ------------------------------------------------------------------------
 
-def train_step(G, D, oG, oD, L, z, real):
-    """One GAN step: D on a real and a fake batch, then G through the frozen D."""
-    fake = G.forward(z)
-    D.zero_grad()
-    _, g1 = L.d_real(D.forward(real))
-    D.backward(g1)
-    _, g2 = L.d_fake(D.forward(fake))
-    D.backward(g2)
-    oD.step()
-    G.zero_grad()
-    D.trainable = False
-    _, g3 = L.g(D.forward(fake))
-    G.backward(D.backward(g3))
-    D.trainable = True
-    oG.step()
-
-
 def image_shape(model: str):
     return (1, 28, 28) if model == "dcgan" else (784,)
 
 
-def setup(model: str, batch: int, xp=np, seed: int = 0):
-    """Networks, optimisers, loss and a fixed (noise, real batch) pair on ``xp``'s device."""
-    backend.manual_seed(seed)
-    G, D = build(model)
-    if xp is not np:
-        G.to("gpu")
-        D.to("gpu")
+class StepSetup(NamedTuple):
+    G: Sequential
+    D: Sequential
+    z: object  # (batch, 100) noise on the device
+    real: object  # a fixed real batch on the device
+    step: object  # runs one train step
+
+
+def setup(model: str, batch: int, xp=np, seed: int = 0) -> StepSetup:
+    """The trainer's own step (:meth:`minigan.gan.Trainer.train_step`: BCE, Adam 1e-4,
+    betas (0.5, 0.999)) on a fixed (noise, real batch) pair on ``xp``'s device."""
+    from .gan.trainer import Trainer, TrainConfig  # noqa: PLC0415
+
     rng = np.random.default_rng(seed)
+    data = rng.uniform(-1, 1, (batch,) + image_shape(model)).astype(np.float32)
+    cfg = TrainConfig(model=model, batch_size=batch, lr=1e-4, beta1=0.5, seed=seed,
+                      device="cpu" if xp is np else "gpu", out="runs/bench")  # writes nothing
+    t = Trainer(cfg, data=data, progress=False)
     z = xp.asarray(rng.standard_normal((batch, NOISE_DIM), dtype=np.float32))
-    real = xp.asarray(rng.uniform(-1, 1, (batch,) + image_shape(model)).astype(np.float32))
-    oG = optim.Adam(G, 1e-4, (0.5, 0.999))
-    oD = optim.Adam(D, 1e-4, (0.5, 0.999))
-    return G, D, oG, oD, losses.GANLoss("bce"), z, real
+    real = xp.asarray(data)
+    return StepSetup(t.G, t.D, z, real, lambda: t.train_step(real, z))
 
 
 # -- FLOPs ---------------------------------------------------------------------------
@@ -189,11 +180,14 @@ def gemm_flops(model: Sequential, x):
 
 
 def step_flops(G, D, z, real) -> int:
-    """GEMM FLOPs of :func:`train_step`: G forward and backward; D three forwards,
-    two backwards with weight gradients and one (frozen) without."""
+    """GEMM FLOPs of the train step: G forward and backward; D forward on the real,
+    the fake and the fake again (G step); dW on real and fake; dx on the fake in the
+    G step and, except for D's first layer (its input is data), on real and fake."""
     g = np.array([r[1:] for r in gemm_flops(G, z)]).sum(axis=0)
-    d = np.array([r[1:] for r in gemm_flops(D, real)]).sum(axis=0)
-    return int(g.sum() + 3 * d[0] + 3 * d[1] + 2 * d[2])
+    per_layer = np.array([r[1:] for r in gemm_flops(D, real)])
+    d = per_layer.sum(axis=0)
+    first_dx = next((r[1] for r in per_layer if r[1]), 0)
+    return int(g.sum() + 3 * d[0] + 3 * d[1] - 2 * first_dx + 2 * d[2])
 
 
 # -- per-layer timings ----------------------------------------------------------------
@@ -286,10 +280,11 @@ class TorchProcess:
             raise RuntimeError("the PyTorch child process died")
         return self._json.loads(line)
 
-    def step_block(self, model: str, batch: int):
-        """A block timer (see :func:`timeit_interleaved`) for PyTorch's step."""
-        self._ask({"cmd": "setup", "model": model, "batch": batch})
-        return lambda n, warmup: self._ask({"cmd": "time", "n": n, "warmup": warmup})["times"]
+    def step_block(self, model: str, batch: int, joint: bool = False):
+        """A block timer (see :func:`timeit_interleaved`) for PyTorch's step (see :func:`torch_step_fn`)."""
+        key = f"{model}/{batch}/{int(joint)}"
+        self._ask({"cmd": "setup", "key": key, "model": model, "batch": batch, "joint": joint})
+        return lambda n, warmup: self._ask({"cmd": "time", "key": key, "n": n, "warmup": warmup})["times"]
 
     def close(self):
         self._ask({"cmd": "quit"})
@@ -306,7 +301,7 @@ def torch_serve(inp, out, policy):
 
     import torch  # noqa: PLC0415
 
-    block = None
+    blocks = {}
     for line in inp:
         req = json.loads(line)
         if req["cmd"] == "info":
@@ -314,10 +309,11 @@ def torch_serve(inp, out, policy):
             ans = {"version": torch.__version__, "threads": torch.get_num_threads(),
                    "OMP_WAIT_POLICY": policy}
         elif req["cmd"] == "setup":
-            block = local_block(torch_step_fn(torch, req["model"], req["batch"]))
+            blocks[req["key"]] = local_block(torch_step_fn(torch, req["model"], req["batch"],
+                                                           req["joint"]))
             ans = {}
         elif req["cmd"] == "time":
-            ans = {"times": block(req["n"], req["warmup"])}
+            ans = {"times": blocks[req["key"]](req["n"], req["warmup"])}
         else:
             ans = {}
         out.write(json.dumps(ans) + "\n")
@@ -351,8 +347,14 @@ def torch_nets(torch, model: str):
     return G, D
 
 
-def torch_step_fn(torch, model: str, batch: int):
-    """A closure running the same step in PyTorch (float32, CPU)."""
+def torch_step_fn(torch, model: str, batch: int, joint: bool = False):
+    """A closure running the same step in PyTorch (float32, CPU).
+
+    ``joint=False`` is the step as PyTorch's DCGAN tutorial writes it, D on the
+    real and the fake batch apart; ``joint=True`` sends them through D as one
+    batch, as minigan's trainer does.  The harness times both and compares
+    minigan with the faster.
+    """
     torch.manual_seed(0)
     G, D = torch_nets(torch, model)
     oG = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.999))
@@ -365,8 +367,12 @@ def torch_step_fn(torch, model: str, batch: int):
     def step():
         fake = G(z)
         oD.zero_grad()
-        bce(D(real), ones).backward()
-        bce(D(fake.detach()), zeros).backward()
+        if joint:
+            out = D(torch.cat([real, fake.detach()]))
+            (bce(out[:batch], ones) + bce(out[batch:], zeros)).backward()
+        else:
+            bce(D(real), ones).backward()
+            bce(D(fake.detach()), zeros).backward()
         oD.step()
         oG.zero_grad()
         D.requires_grad_(False)
@@ -503,8 +509,7 @@ def _run(args, torch, out):
 
     # warm the Numba caches (compiles on a fresh machine) before any timing
     with _KernelPath("numba"):
-        s = setup("dcgan", 2)
-        train_step(*s)
+        setup("dcgan", 2).step()
 
     out("# minigan benchmark\n")
     info = machine_info(torch.info if torch is not None else None)
@@ -516,7 +521,8 @@ def _run(args, torch, out):
     out("## Whole train step (median ms)\n")
     header = ["model", "batch"] + [f"minigan {p}" for p in paths]
     if torch is not None:
-        header += ["PyTorch", "minigan numba / PyTorch"]
+        header += ["PyTorch, D on real and fake apart", "PyTorch, D on one real+fake batch",
+                   "minigan numba / faster PyTorch"]
     rows, step_ms = [], {}
     flops = {}
     for model in args.models:
@@ -525,18 +531,19 @@ def _run(args, torch, out):
             for p in paths:
                 with _KernelPath(p) as kp:
                     s = setup(model, batch, kp.xp)
-                    fns[p] = local_block(_with_path(p, lambda s=s: train_step(*s)), kp.xp)
+                    fns[p] = local_block(_with_path(p, s.step), kp.xp)
                     if p == "numba" and model == "dcgan":
-                        G, D, _, _, _, z, real = s
-                        flops[batch] = step_flops(G, D, z, real)
+                        flops[batch] = step_flops(s.G, s.D, s.z, s.real)
             if torch is not None:
-                fns["torch"] = torch.step_block(model, batch)
+                for joint in (False, True):
+                    fns[("torch", joint)] = torch.step_block(model, batch, joint)
             t = timeit_interleaved(fns, rep[model])
             step_ms.update({(model, batch, p): t[p] for p in paths})
             row = [model, batch] + [_ms(t[p]) for p in paths]
             if torch is not None:
-                row.append(_ms(t["torch"]))
-                row.append(f"{t['numba'] / t['torch']:.2f}" if "numba" in t else "-")
+                best = min(t[("torch", False)], t[("torch", True)])
+                row += [_ms(t[("torch", False)]), _ms(t[("torch", True)])]
+                row.append(f"{t['numba'] / best:.2f}" if "numba" in t else "-")
             rows.append(row)
     out(_table(header, rows))
 
@@ -572,7 +579,7 @@ def _run(args, torch, out):
             cols, names = {}, None
             for p in paths:
                 with _KernelPath(p) as kp:
-                    G, D, _, _, _, z, real = setup(model, batch, kp.xp)
+                    G, D, z, real, _ = setup(model, batch, kp.xp)
                     t = ([("G " + n, f, b) for n, f, b in layer_times(G, z, rep[model], kp.xp)]
                          + [("D " + n, f, b) for n, f, b in layer_times(D, real, rep[model], kp.xp)])
                     names = [n for n, _, _ in t]

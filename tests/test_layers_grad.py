@@ -168,3 +168,38 @@ def test_trainable_and_training_propagate_through_sequential():
     model.trainable = True
     model.train()
     assert all(m.trainable and m.training for m in model.modules())
+
+
+def _case_ids():
+    from minigan.gradcheck import standard_cases
+
+    return [c[0] for c in standard_cases() if c[1] == "layer"]
+
+
+@pytest.mark.parametrize("label", _case_ids())
+def test_backward_weights_adds_what_backward_adds(label):
+    """``backward_weights`` (no dL/dx) leaves the same parameter gradients as ``backward``."""
+    from minigan.gradcheck import standard_cases
+
+    layer, x = next((c[2], c[3]) for c in standard_cases() if c[0] == label)
+    layer = layer.astype(np.float64)
+    y = layer.forward(x)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    layer.zero_grad()
+    layer.backward(dy)
+    full = {n: lay.grads[k].copy() for n, lay, k in layer.named_parameters()}
+    layer.zero_grad()
+    assert layer.backward_weights(dy) is None
+    for n, lay, k in layer.named_parameters():
+        np.testing.assert_allclose(lay.grads[k], full[n], rtol=1e-12, atol=1e-12, err_msg=n)
+
+
+def test_backward_weights_of_a_frozen_chain_adds_nothing():
+    d = nn.Sequential(nn.LabelJoin(3), nn.Conv2D(4, 2, 3, 2, "same"), nn.LeakyReLU(0.2), nn.Flatten(),
+                      nn.Dense(2 * 3 * 3, 1)).astype(np.float64)
+    nn.set_labels(d, np.array([0, 2]))
+    out = d.forward(_x(0, (2, 1, 5, 5)))
+    d.trainable = False
+    d.zero_grad()
+    d.backward_weights(np.ones_like(out))
+    assert all(not lay.grads[k].any() for _, lay, k in d.named_parameters())

@@ -3,7 +3,8 @@
 One training step on a real batch ``x`` (B images) and noise ``z``::
 
     fake = G(z)                                   one generator forward per step
-    D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward; Adam on D
+    D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward to D's weights only
+             (no dL/dx for the images); Adam on D
     G step:  D frozen (no weight gradients); L_G = loss_g(D(fake));
              dL/dfake = D.backward(...); G.backward(dL/dfake); Adam on G
 
@@ -272,18 +273,18 @@ class Trainer:
             out_real, out_fake = out[:half], out[half:]
             l_real, g_real = L.d_real(out_real)
             l_fake, g_fake = L.d_fake(out_fake)
-            D.backward(xp.concatenate([g_real, g_fake]))
+            D.backward_weights(xp.concatenate([g_real, g_fake]))
         else:
             if cond:
                 set_labels(D, y_real)
             out_real = D.forward(real)
             l_real, g_real = L.d_real(out_real)
-            D.backward(g_real)
+            D.backward_weights(g_real)
             if cond:
                 set_labels(D, y_fake)
             out_fake = D.forward(fake)
             l_fake, g_fake = L.d_fake(out_fake)
-            D.backward(g_fake)
+            D.backward_weights(g_fake)
         d_loss = l_real + l_fake
         self._check_finite("the discriminator loss", d_loss)
         stats = {"d_loss": d_loss, "d_real": self._d_output_stats(out_real),

@@ -124,6 +124,31 @@ def _col2im(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
                 out[n, c, h, w] = acc[w, c]
 
 
+@njit(**_jit)
+def _col2im_narrow(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
+    # Few channels (the image end of a conv net): a scalar sum per output value,
+    # written straight to ``out`` (no per-row accumulator, no per-tap slices).
+    oh_lo, oh_hi = _reach(H, kh, sh, pt, Ho)
+    ow_lo, ow_hi = _reach(W, kw, sw, pl, Wo)
+    for r in prange(N * H):
+        n = r // H
+        h = r - n * H
+        for w in range(W):
+            for c in range(C):
+                s = cols.dtype.type(0)
+                for oh in range(oh_lo[h], oh_hi[h]):
+                    base = (n * Ho + oh) * Wo
+                    ti = (h + pt - oh * sh) * kw + w + pl
+                    for ow in range(ow_lo[w], ow_hi[w]):
+                        s += cols[base + ow, (ti - ow * sw) * C + c]
+                out[n, c, h, w] = s
+
+
+# Below this many channels col2im sums scalars (``_col2im_narrow``); from it on,
+# C-wide vector adds into a row accumulator.
+NARROW_C = 8
+
+
 def im2col(x, g, out=None):
     x = np.ascontiguousarray(x)
     N = x.shape[0]
@@ -137,7 +162,8 @@ def col2im(cols, N, g, out=None):
     cols = np.ascontiguousarray(cols)
     if out is None:
         out = np.empty((N, g.C, g.H, g.W), dtype=cols.dtype)
-    _launch(_col2im, GATHER_COST * cols.size, cols, N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
+    kernel = _col2im_narrow if g.C < NARROW_C else _col2im
+    _launch(kernel, GATHER_COST * cols.size, cols, N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
             g.Ho, g.Wo, out)
     return out
 

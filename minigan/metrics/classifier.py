@@ -258,7 +258,7 @@ def train(epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 
             model.zero_grad()
             xb = random_shift(x[idx], rng, shift) if shift else x[idx]
             value, grad = losses.softmax_cross_entropy(model.forward(xb), y[idx])
-            model.backward(grad)
+            model.backward_weights(grad)  # the images need no gradient
             opt.step()
             total += value
             n += 1

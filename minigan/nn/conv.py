@@ -211,14 +211,23 @@ class Conv2D(_ConvBase):
         return from_rows(rows, N, g.Ho, g.Wo, self.params.get("b"))
 
     def backward(self, dy):
+        dY = self._weight_grads(dy)
+        cols, N, g = self._cache
+        Wm = weight_matrix(self.params["W"])
+        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cols.shape, dy))
+
+    def backward_weights(self, dy):
+        self._weight_grads(dy)  # no dL/dx: one GEMM and one col2im saved
+
+    def _weight_grads(self, dy):
+        """Add dW and db for ``dy``; return ``dy`` in rows layout (N*Ho*Wo, out_ch)."""
         cols, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
         dY = to_rows(dy)
-        Wm = weight_matrix(self.params["W"])
         if self.trainable:
             self.grads["W"] += weight_grad(dY.T @ cols, self.params["W"].shape)
         self._bias_grad(dY, 0)  # rows layout: one pixel a row
-        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cols.shape, dy))
+        return dY
 
 
 class Conv2DTranspose(_ConvBase):
@@ -280,15 +289,24 @@ class Conv2DTranspose(_ConvBase):
         return self._add_bias(conv_adjoint(X, Wm, N, g, cols=cols))
 
     def backward(self, dy):
+        cols = self._weight_grads(dy)
+        X, N, g = self._cache
+        rows = backend.get_xp(cols).matmul(cols, weight_matrix(self.params["W"]).T)
+        return from_rows(rows, N, g.Ho, g.Wo)
+
+    def backward_weights(self, dy):
+        self._weight_grads(dy)  # no dL/dx: one GEMM saved
+
+    def _weight_grads(self, dy):
+        """Add dW and db for ``dy``; return ``im2col(dy)``, which dL/dx reuses."""
         X, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
-        Wm = weight_matrix(self.params["W"])
         # the same column buffer as forward: there it is dead once col2im has run
-        rows, cols = conv_apply(dy, Wm, g, cols=self._buffer("cols", (X.shape[0], g.K), dy))
+        cols = kernels.im2col(dy, g, out=self._buffer("cols", (X.shape[0], g.K), dy))
         if self.trainable:
             self.grads["W"] += weight_grad(X.T @ cols, self.params["W"].shape)
         self._bias_grad(dy, (0, 2, 3))
-        return from_rows(rows, N, g.Ho, g.Wo)
+        return cols
 
     def __repr__(self):
         r = super().__repr__()

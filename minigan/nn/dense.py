@@ -39,13 +39,16 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        self.backward_weights(dy)
+        return dy @ self.params["W"].T
+
+    def backward_weights(self, dy):
         x = self._need_cache()
         self._check_dy(dy, (x.shape[0], self.out_features))
         if self.trainable:
             self.grads["W"] += x.T @ dy
             if "b" in self.params:
                 self.grads["b"] += dy.sum(axis=0)
-        return dy @ self.params["W"].T
 
     def __repr__(self):
         b = "" if "b" in self.params else ", bias=False"

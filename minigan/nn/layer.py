@@ -6,6 +6,11 @@
 fake batch before one optimizer step) until :meth:`Layer.zero_grad`.  No
 optimizer step ever happens inside ``backward``.
 
+``backward_weights(dy)`` adds the same parameter gradients but returns
+nothing: for a network's first layer, whose input is data, dL/dx is work
+thrown away (a discriminator step never needs it).  Layers whose dL/dx costs
+a GEMM (Dense, the convolutions) override it; the default runs ``backward``.
+
 ``params`` and ``grads`` are dicts with the same keys.  Buffers that are not
 trained (BatchNorm's running statistics) live in ``buffers``.  A layer with
 ``trainable = False`` still returns ``dL/dx`` but skips its weight
@@ -39,6 +44,14 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def backward_weights(self, dy):
+        """Add the parameter gradients as :meth:`backward` does; dL/dx is not wanted (returns None)."""
+        self.backward(dy)
+
+    def has_trainable_params(self) -> bool:
+        """Whether ``backward`` adds into any gradient here (a frozen layer adds none)."""
+        return any(m.params and m.trainable for m in self.modules())
 
     def __call__(self, x):
         return self.forward(x)

@@ -27,6 +27,20 @@ class Sequential(Layer):
             dy = layer.backward(dy)
         return dy
 
+    def backward_weights(self, dy):
+        """The parameter gradients of :meth:`backward` without dL/dx of the chain's input.
+
+        Backward stops at the first layer that has trainable parameters, which
+        computes its weight gradients only; the parameter-free layers before it
+        (a LabelJoin, say) are not visited at all.
+        """
+        first = next((i for i, layer in enumerate(self.layers) if layer.has_trainable_params()), None)
+        if first is None:
+            return
+        for layer in reversed(self.layers[first + 1:]):
+            dy = layer.backward(dy)
+        self.layers[first].backward_weights(dy)
+
     def __getitem__(self, i):
         return self.layers[i]
 

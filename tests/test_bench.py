@@ -1,0 +1,32 @@
+"""The benchmark harness runs; its figures are never asserted (timings live in benchmarks/)."""
+import subprocess
+import sys
+
+import numpy as np
+
+from minigan import bench
+
+
+def test_the_timed_step_is_the_trainers_and_changes_the_weights():
+    s = bench.setup("mlp", 8)
+    before = s.G.layers[0].params["W"].copy()
+    s.step()
+    assert not np.array_equal(before, s.G.layers[0].params["W"])
+
+
+def test_step_flops_count_the_gemms_of_the_step():
+    s = bench.setup("mlp", 8)
+    # G: 100->128->784; D: 784->128->1; batch 8, every GEMM is 2*8*in*out
+    g = 2 * 8 * (100 * 128 + 128 * 784)
+    d = 2 * 8 * (784 * 128 + 128 * 1)
+    d_first_dx = 2 * 8 * 784 * 128
+    expected = 3 * g + 3 * d + 3 * d - 2 * d_first_dx + 2 * d
+    assert bench.step_flops(s.G, s.D, s.z, s.real) == expected
+
+
+def test_minigan_bench_prints_its_tables():
+    out = subprocess.run([sys.executable, "-m", "minigan", "bench", "--models", "mlp", "--batch", "8",
+                          "--repeats", "1", "--no-torch", "--no-layers", "--kernels", "numba"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "| mlp | 8 |" in out.stdout and "GFLOP/s" in out.stdout
