@@ -180,14 +180,18 @@ def gemm_flops(model: Sequential, x):
 
 
 def step_flops(G, D, z, real) -> int:
-    """GEMM FLOPs of the train step: G forward and backward; D forward on the real,
-    the fake and the fake again (G step); dW on real and fake; dx on the fake in the
-    G step and, except for D's first layer (its input is data), on real and fake."""
-    g = np.array([r[1:] for r in gemm_flops(G, z)]).sum(axis=0)
-    per_layer = np.array([r[1:] for r in gemm_flops(D, real)])
-    d = per_layer.sum(axis=0)
-    first_dx = next((r[1] for r in per_layer if r[1]), 0)
-    return int(g.sum() + 3 * d[0] + 3 * d[1] - 2 * first_dx + 2 * d[2])
+    """GEMM FLOPs of the train step: G forward and backward, without dx of its first
+    layer (its input is noise); D forward on the real, the fake and the fake again
+    (G step); dW on real and fake; dx on the fake in the G step and, except for D's
+    first layer (its input is data), on real and fake."""
+    def per_layer(model, x):
+        rows = np.array([r[1:] for r in gemm_flops(model, x)])
+        first_dx = next((r[1] for r in rows if r[1]), 0)
+        return rows.sum(axis=0), first_dx
+
+    g, g_first_dx = per_layer(G, z)
+    d, d_first_dx = per_layer(D, real)
+    return int(g.sum() - g_first_dx + 3 * d[0] + 3 * d[1] - 2 * d_first_dx + 2 * d[2])
 
 
 # -- per-layer timings ----------------------------------------------------------------

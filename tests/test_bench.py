@@ -19,8 +19,8 @@ def test_step_flops_count_the_gemms_of_the_step():
     # G: 100->128->784; D: 784->128->1; batch 8, every GEMM is 2*8*in*out
     g = 2 * 8 * (100 * 128 + 128 * 784)
     d = 2 * 8 * (784 * 128 + 128 * 1)
-    d_first_dx = 2 * 8 * 784 * 128
-    expected = 3 * g + 3 * d + 3 * d - 2 * d_first_dx + 2 * d
+    g_first_dx, d_first_dx = 2 * 8 * 100 * 128, 2 * 8 * 784 * 128
+    expected = 3 * g - g_first_dx + 3 * d + 3 * d - 2 * d_first_dx + 2 * d
     assert bench.step_flops(s.G, s.D, s.z, s.real) == expected
 
 

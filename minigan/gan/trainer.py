@@ -6,7 +6,7 @@ One training step on a real batch ``x`` (B images) and noise ``z``::
     D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward to D's weights only
              (no dL/dx for the images); Adam on D
     G step:  D frozen (no weight gradients); L_G = loss_g(D(fake));
-             dL/dfake = D.backward(...); G.backward(dL/dfake); Adam on G
+             dL/dfake = D.backward(...); G.backward_weights(dL/dfake); Adam on G
 
 When D has no BatchNorm (both seed networks), real and fake go through D as
 one batch of 2B: the same numbers as two passes, one pass of overhead.
@@ -298,7 +298,7 @@ class Trainer:
         try:
             g_loss, g_out = L.g(D.forward(fake))
             self._check_finite("the generator loss", g_loss)
-            G.backward(D.backward(g_out))
+            G.backward_weights(D.backward(g_out))  # the noise needs no gradient
         finally:
             D.trainable = True
         self.opt_G.step()
