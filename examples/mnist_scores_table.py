@@ -3,8 +3,10 @@
     python examples/mnist_scores_table.py "MLP GAN, 20 epochs=runs/mlp/checkpoint.npz" \\
         "DCGAN, 2 epochs=runs/dcgan/checkpoint.npz" [--seeds 0 1 2] [--json scores.json]
 
-Each argument is ``LABEL=CHECKPOINT`` (or just a checkpoint path).  Every checkpoint is
-scored on 10,000 samples per noise seed (mean ± std over ``--seeds`` when more than one);
+Each argument is ``LABEL=CHECKPOINT`` (or just a checkpoint path); ``LABEL=CK1,CK2,...``
+gives one run per training seed.  Every checkpoint is scored on 10,000 samples per noise
+seed.  A row's ± is the spread over its checkpoints (the training seeds: mean ± std, ddof 1,
+of each checkpoint's mean over the noise seeds) when it has several, else over ``--seeds``;
 the table also has the reference rows: 10,000 MNIST training images against the test set
 (the best a generator can do) and 10,000 images of uniform noise.
 """
@@ -20,15 +22,20 @@ from minigan.metrics import reference_scores, score_checkpoint
 KEYS = ("frechet", "inception_score", "kl_uniform", "n_classes")
 
 
-def cell(values, digits):
+def cell(values, digits, ddof=0):
     v = np.asarray(values, float)
-    return f"{v.mean():.{digits}f}" + (f" ± {v.std():.{digits}f}" if len(v) > 1 else "")
+    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=ddof):.{digits}f}" if len(v) > 1 else "")
 
 
-def row(label, runs):
-    return (f"| {label} | {cell([r['frechet'] for r in runs], 2)} | "
-            f"{cell([r['inception_score'] for r in runs], 2)} | {cell([r['kl_uniform'] for r in runs], 3)} | "
-            f"{cell([r['n_classes'] for r in runs], 1)} |")
+def row(label, runs, ddof=0):
+    return (f"| {label} | {cell([r['frechet'] for r in runs], 2, ddof)} | "
+            f"{cell([r['inception_score'] for r in runs], 2, ddof)} | "
+            f"{cell([r['kl_uniform'] for r in runs], 3, ddof)} | {cell([r['n_classes'] for r in runs], 1, ddof)} |")
+
+
+def per_checkpoint(runs):
+    """One checkpoint's scores averaged over the noise seeds."""
+    return {k: float(np.mean([r[k] for r in runs])) for k in KEYS} | {"epoch": runs[0].get("epoch")}
 
 
 def main(argv=None):
@@ -44,12 +51,16 @@ def main(argv=None):
              row("uniform noise (reference)", [ref["noise"]])]
     everything = {"reference": ref, "runs": {}}
     for item in args.checkpoints:
-        label, _, path = item.rpartition("=") if "=" in item else (item, "", item)
-        runs = [score_checkpoint(path, seed=s) for s in args.seeds]
-        everything["runs"][label] = runs
+        label, _, paths = item.rpartition("=") if "=" in item else (item, "", item)
+        paths = paths.split(",")
+        scored = [[score_checkpoint(path, seed=s) for s in args.seeds] for path in paths]
+        everything["runs"][label] = dict(zip(paths, scored))
+        # several checkpoints: the spread over training seeds; one: over noise seeds
+        runs, ddof = ([per_checkpoint(r) for r in scored], 1) if len(paths) > 1 else (scored[0], 0)
         epoch = runs[0].get("epoch")
-        lines.append(row(f"{label} (epoch {epoch})", runs))
-        print(f"{label}: " + ", ".join(f"{k} {cell([r[k] for r in runs], 3)}" for k in KEYS), flush=True)
+        what = f"epoch {epoch}" + (f", {len(paths)} training seeds" if len(paths) > 1 else "")
+        lines.append(row(f"{label} ({what})", runs, ddof))
+        print(f"{label}: " + ", ".join(f"{k} {cell([r[k] for r in runs], 3, ddof)}" for k in KEYS), flush=True)
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:

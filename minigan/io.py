@@ -30,7 +30,7 @@ from . import backend
 FORMAT_VERSION = 1
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError",
-           "save_checkpoint", "load_checkpoint", "read_checkpoint_meta"]
+           "save_checkpoint", "load_checkpoint", "read_checkpoint_meta", "remove_leftovers"]
 
 # Optimizer hyperparameters that are not in Optimizer.state_dict but change its steps.
 _OPTIM_HPARAMS = ("betas", "eps", "momentum")
@@ -117,6 +117,27 @@ def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
         raise
     _fsync_dir(directory)
     return path
+
+
+def remove_leftovers(path) -> list:
+    """Delete the temporary files that writes of checkpoint ``path`` left behind when
+    their process was killed mid-write; returns the paths removed.
+
+    Call it only when no other process is writing that checkpoint (on resume:
+    the run that wrote it is over).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = f".{os.path.basename(path)}."
+    removed = []
+    for name in os.listdir(directory) if os.path.isdir(directory) else ():
+        if name.startswith(prefix) and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _fsync_dir(directory):

@@ -209,3 +209,15 @@ def test_partial_load_for_sampling(tmp_path):
     load_checkpoint(path, models={"G": g2})
     for k, v in g.state_dict().items():
         np.testing.assert_array_equal(g2.state_dict()[k], v)
+
+
+def test_remove_leftovers_deletes_only_this_checkpoints_temporaries(tmp_path):
+    from minigan.io import remove_leftovers
+
+    path = save_checkpoint(tmp_path / "c.npz", models={"G": small_model()})
+    mine = tmp_path / ".c.npz.abc123.tmp"
+    other = tmp_path / ".d.npz.abc123.tmp"
+    for f in (mine, other):
+        f.write_bytes(b"torn")
+    assert remove_leftovers(path) == [str(mine)]
+    assert sorted(os.listdir(tmp_path)) == [".d.npz.abc123.tmp", "c.npz"]

@@ -110,7 +110,11 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
     meta = io.read_checkpoint_meta(ck)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert meta["epoch"] < 3, "killed too late to test a resume"
+    # a write cut short by the kill leaves a hidden temporary file; resuming removes it
+    leftover = cut_out / f".{CHECKPOINT}.killed.tmp"
+    leftover.write_bytes(b"half a checkpoint")
     subprocess.run([sys.executable, script(cut_out), "resume"], check=True, env=env, timeout=600)
+    assert not leftover.exists()
     a, b = np.load(ref_out / "final.npz"), np.load(cut_out / "final.npz")
     for k in a.files:
         assert np.array_equal(a[k], b[k]), k

@@ -333,6 +333,7 @@ class Trainer:
                 f"and {self.steps_per_epoch} steps")
         self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
         self._truncate_logs(self.global_step)
+        io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
 
     # -- logs and pictures -----------------------------------------------------------
