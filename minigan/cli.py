@@ -38,7 +38,8 @@ def _add_train(sub):
                    help="class-conditional GAN (MNIST): the digit label is joined to G's noise and to "
                         "D's input; the sample grid has one row per digit; default out runs/c<model>")
     p.add_argument("--epochs", type=_positive(int), default=None,
-                   help="epochs (default 2 for the DCGAN, 30 for the MLP, 15 on the 2-D mixtures)")
+                   help="epochs (default 2 for the DCGAN, 10 for the conditional DCGAN, 30 for the "
+                        "MLP, 15 on the 2-D mixtures)")
     p.add_argument("--batch-size", type=_positive(int), default=None, help="batch size (default 64)")
     p.add_argument("--lr", type=_positive(float), default=None, help="Adam learning rate (default 2e-4)")
     p.add_argument("--lr-d", type=_positive(float), default=None,

@@ -33,6 +33,17 @@ def quiet(s):
     pass
 
 
+# -- defaults ------------------------------------------------------------------------------
+def test_the_conditional_dcgan_trains_longer_by_default():
+    def epochs(**given):
+        return TrainConfig.for_dataset("mnist", **given).epochs
+
+    assert epochs() == epochs(model="dcgan") == 2
+    assert epochs(conditional=True) == epochs(model="dcgan", conditional=True) == 10
+    assert epochs(model="mlp") == epochs(model="mlp", conditional=True) == 30
+    assert epochs(conditional=True, epochs=3) == 3  # an explicit --epochs wins
+
+
 # -- builders ------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_builders_join_the_label_to_both_networks(model):
