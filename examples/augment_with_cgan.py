@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from minigan import backend, io, losses, optim
+from minigan import backend, io, optim
 from minigan.data import load_mnist
 from minigan.gan.sampler import generate, load_generator
-from minigan.metrics.classifier import accuracy, build_classifier, prepare_images, random_shift
+from minigan.metrics.classifier import accuracy, build_classifier, prepare_images, train_step
 
 
 def small_subset(x, y, per_digit, rng):
@@ -53,11 +53,7 @@ def train_classifier(x, y, steps, seed, batch_size=64, lr=1e-3, shift=2):
             order, pos = rng.permutation(len(x)), 0
         idx = order[pos:pos + batch_size]
         pos += batch_size
-        model.zero_grad()
-        xb = random_shift(x[idx], rng, shift) if shift else x[idx]
-        _, grad = losses.softmax_cross_entropy(model.forward(xb), y[idx])
-        model.backward_weights(grad)  # the images need no gradient
-        opt.step()
+        train_step(model, opt, x[idx], y[idx], rng, shift)
     return model.eval()
 
 

@@ -229,11 +229,10 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
             if isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
                 g = layer.geometry(H, W)
+                Wm = weight_matrix(layer.params["W"])
                 if isinstance(layer, Conv2D):
-                    Wm = weight_matrix(layer.params["W"])
                     rows = rng.standard_normal((N * g.Ho * g.Wo, layer.out_ch), dtype=np.float32)
                 else:
-                    Wm = weight_matrix(layer.params["W"])
                     rows = kernels.to_rows(x)
                 cols = np.empty((rows.shape[0], g.K), np.float32)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)

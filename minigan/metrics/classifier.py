@@ -227,6 +227,18 @@ def random_shift(x, rng, max_shift: int = 2):
     return padded[np.arange(n)[:, None, None], 0, rows[:, :, None], cols[:, None, :]][:, None]
 
 
+def train_step(model, opt, xb, yb, rng, shift: int = 2) -> float:
+    """One Adam step of softmax cross-entropy on ``(xb, yb)``, each image first shifted
+    by up to ``shift`` pixels (drawn from ``rng``); returns the batch's loss."""
+    model.zero_grad()
+    if shift:
+        xb = random_shift(xb, rng, shift)
+    value, grad = losses.softmax_cross_entropy(model.forward(xb), yb)
+    model.backward_weights(grad)  # the images need no gradient
+    opt.step()
+    return value
+
+
 def train(epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
           progress: bool = True, log=None, shift: int = 2, decay_after: int = 3, decay: float = 0.6):
     """Train the classifier on the MNIST training set; ``(model, info)``.
@@ -255,12 +267,7 @@ def train(epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 
         total, n = 0.0, 0
         for i in range(0, len(x) - batch_size + 1, batch_size):
             idx = order[i:i + batch_size]
-            model.zero_grad()
-            xb = random_shift(x[idx], rng, shift) if shift else x[idx]
-            value, grad = losses.softmax_cross_entropy(model.forward(xb), y[idx])
-            model.backward_weights(grad)  # the images need no gradient
-            opt.step()
-            total += value
+            total += train_step(model, opt, x[idx], y[idx], rng, shift)
             n += 1
         acc = accuracy(model, x_test, y_test)
         history.append({"epoch": epoch + 1, "loss": total / n, "test_accuracy": acc, "lr": opt.lr})
