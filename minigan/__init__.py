@@ -18,5 +18,9 @@ from . import backend, losses, nn, optim  # noqa: E402
 from .backend import manual_seed  # noqa: E402
 from .gradcheck import check_layer, check_loss  # noqa: E402
 
+# New arrays reuse freed memory instead of faulting in fresh pages (MLP GAN step
+# 2.21 -> 1.83 ms, DCGAN step 273 -> 247 ms; see backend.retain_freed_memory).
+backend.retain_freed_memory()
+
 __version__ = "0.1.0"
 __all__ = ["backend", "nn", "losses", "optim", "manual_seed", "check_layer", "check_loss"]
