@@ -16,11 +16,14 @@ for each kernel path (``numpy``, ``numba``, and ``cupy`` when CuPy sees a
 GPU) and, when PyTorch is installed, the same networks and step in PyTorch
 in the same run, so that the ratio minigan/PyTorch is measured under the
 same conditions.  PyTorch is optional and never imported by this process:
-it runs in a child process (:class:`TorchProcess`) with *its* default
-environment, because ``import minigan`` sets ``OMP_WAIT_POLICY=PASSIVE``
-(good for minigan's Numba pool, but it doubles PyTorch's small-op cost:
-MLP step 2.3 ms -> 7.6 ms measured) and importing PyTorch first in the
-same process instead slows minigan's DCGAN step (228-258 -> 287-296 ms).
+it runs in a child process (:class:`TorchProcess`, code in
+:mod:`minigan.torch_reference`) with *its* default environment, because
+``import minigan`` sets ``OMP_WAIT_POLICY=PASSIVE`` (good for minigan's
+Numba pool, but it doubles PyTorch's small-op cost: MLP step 2.3 ms -> 7.6
+ms measured) and glibc's malloc thresholds
+(:func:`minigan.backend.retain_freed_memory`), and importing PyTorch first
+in the same process instead slows minigan's DCGAN step (228-258 -> 287-296
+ms).
 The two processes take turns: the parent sends "time n steps", the child
 answers with the times, so the blocks still alternate.
 
@@ -44,8 +47,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
+from . import backend, torch_reference
 from .nn import Conv2D, Conv2DTranspose, Dense, Sequential
+from .torch_reference import NOISE_DIM, image_shape
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -55,9 +59,6 @@ def thread_env(threads: int) -> dict:
     env = {k: str(threads) for k in THREAD_VARS}
     env["OPENBLAS_THREAD_TIMEOUT"] = "4"  # idle BLAS threads sleep after 2^4 cycles
     return env
-
-
-NOISE_DIM = 100
 
 
 # -- timing --------------------------------------------------------------------------
@@ -118,10 +119,6 @@ def gemm_rate(n: int = 2048, repeats: int = 7) -> float:
 
 
 # -- the step ------------------------------------------------------------------------
-
-def image_shape(model: str):
-    return (1, 28, 28) if model == "dcgan" else (784,)
-
 
 class StepSetup(NamedTuple):
     G: Sequential
@@ -259,8 +256,10 @@ MINIGAN_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 class TorchProcess:
     """PyTorch's train step, run and timed in a child process with PyTorch's own environment.
 
-    The child imports PyTorch before anything else and never runs minigan
-    code; it answers one JSON line per request (see :func:`torch_serve`).
+    The child imports PyTorch before anything else and never imports minigan
+    (so none of what ``import minigan`` sets up reaches it): it loads
+    :mod:`minigan.torch_reference` as a lone file and answers one JSON line
+    per request (:func:`minigan.torch_reference.serve`).
     """
 
     def __init__(self, threads: int):
@@ -269,9 +268,8 @@ class TorchProcess:
 
         self._json = json
         env = {k: v for k, v in os.environ.items() if MINIGAN_ENV_DEFAULTS.get(k) != v}
-        code = ("import os, sys; policy = os.environ.get('OMP_WAIT_POLICY', '(unset)'); import torch; "
-                "from minigan import bench; bench.torch_serve(sys.stdin, sys.stdout, policy)")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+        self.proc = subprocess.Popen([sys.executable, "-c", torch_reference.CHILD_CODE,
+                                      torch_reference.__file__], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.info = self._ask({"cmd": "info", "threads": threads})
 
@@ -284,7 +282,8 @@ class TorchProcess:
         return self._json.loads(line)
 
     def step_block(self, model: str, batch: int, joint: bool = False):
-        """A block timer (see :func:`timeit_interleaved`) for PyTorch's step (see :func:`torch_step_fn`)."""
+        """A block timer (see :func:`timeit_interleaved`) for PyTorch's step
+        (:func:`minigan.torch_reference.torch_step_fn`)."""
         key = f"{model}/{batch}/{int(joint)}"
         self._ask({"cmd": "setup", "key": key, "model": model, "batch": batch, "joint": joint})
         return lambda n, warmup: self._ask({"cmd": "time", "key": key, "n": n, "warmup": warmup})["times"]
@@ -292,98 +291,6 @@ class TorchProcess:
     def close(self):
         self._ask({"cmd": "quit"})
         self.proc.wait()
-
-
-def torch_serve(inp, out, policy):
-    """The child's loop: answer :class:`TorchProcess` requests, one JSON line each.
-
-    ``policy`` is the ``OMP_WAIT_POLICY`` the child started with (PyTorch's
-    OpenMP read it when it loaded, before ``import minigan`` set its default).
-    """
-    import json  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
-
-    blocks = {}
-    for line in inp:
-        req = json.loads(line)
-        if req["cmd"] == "info":
-            torch.set_num_threads(req["threads"])
-            ans = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                   "OMP_WAIT_POLICY": policy}
-        elif req["cmd"] == "setup":
-            blocks[req["key"]] = local_block(torch_step_fn(torch, req["model"], req["batch"],
-                                                           req["joint"]))
-            ans = {}
-        elif req["cmd"] == "time":
-            ans = {"times": blocks[req["key"]](req["n"], req["warmup"])}
-        else:
-            ans = {}
-        out.write(json.dumps(ans) + "\n")
-        out.flush()
-        if req["cmd"] == "quit":
-            return
-
-
-def torch_nets(torch, model: str):
-    """The same networks in PyTorch.  "same" padding with stride 2 and k5 is padding=2
-    for Conv2d and padding=2, output_padding=1 for ConvTranspose2d (same shapes)."""
-    nn = torch.nn
-    if model == "mlp":
-        G = nn.Sequential(nn.Linear(100, 128), nn.LeakyReLU(0.2), nn.Linear(128, 784), nn.Tanh())
-        D = nn.Sequential(nn.Linear(784, 128), nn.LeakyReLU(0.2), nn.Linear(128, 1))
-        return G, D
-    G = nn.Sequential(
-        nn.Linear(100, 7 * 7 * 256, bias=False), nn.BatchNorm1d(7 * 7 * 256), nn.LeakyReLU(0.3),
-        nn.Unflatten(1, (256, 7, 7)),
-        nn.ConvTranspose2d(256, 128, 5, 1, padding=2, bias=False), nn.BatchNorm2d(128),
-        nn.LeakyReLU(0.3),
-        nn.ConvTranspose2d(128, 64, 5, 2, padding=2, output_padding=1, bias=False),
-        nn.BatchNorm2d(64), nn.LeakyReLU(0.3),
-        nn.ConvTranspose2d(64, 1, 5, 2, padding=2, output_padding=1, bias=False), nn.Tanh(),
-    )
-    D = nn.Sequential(
-        nn.Conv2d(1, 64, 5, 2, padding=2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
-        nn.Conv2d(64, 128, 5, 2, padding=2), nn.LeakyReLU(0.3), nn.Dropout(0.3),
-        nn.Flatten(), nn.Linear(7 * 7 * 128, 1),
-    )
-    return G, D
-
-
-def torch_step_fn(torch, model: str, batch: int, joint: bool = False):
-    """A closure running the same step in PyTorch (float32, CPU).
-
-    ``joint=False`` is the step as PyTorch's DCGAN tutorial writes it, D on the
-    real and the fake batch apart; ``joint=True`` sends them through D as one
-    batch, as minigan's trainer does.  The harness times both and compares
-    minigan with the faster.
-    """
-    torch.manual_seed(0)
-    G, D = torch_nets(torch, model)
-    oG = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.999))
-    oD = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.999))
-    bce = torch.nn.BCEWithLogitsLoss()
-    z = torch.randn(batch, NOISE_DIM)
-    real = torch.rand((batch,) + image_shape(model)) * 2 - 1
-    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
-
-    def step():
-        fake = G(z)
-        oD.zero_grad()
-        if joint:
-            out = D(torch.cat([real, fake.detach()]))
-            (bce(out[:batch], ones) + bce(out[batch:], zeros)).backward()
-        else:
-            bce(D(real), ones).backward()
-            bce(D(fake.detach()), zeros).backward()
-        oD.step()
-        oG.zero_grad()
-        D.requires_grad_(False)
-        bce(D(fake), ones).backward()
-        D.requires_grad_(True)
-        oG.step()
-
-    return step
 
 
 # -- machine -------------------------------------------------------------------------

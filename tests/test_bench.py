@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from minigan import bench
 
@@ -30,3 +31,15 @@ def test_minigan_bench_prints_its_tables():
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "| mlp | 8 |" in out.stdout and "GFLOP/s" in out.stdout
+
+
+def test_pytorch_runs_apart_from_minigan():
+    """The reference step runs in a child that never imports minigan (its process settings stay out)."""
+    pytest.importorskip("torch")
+    child = bench.TorchProcess(threads=1)
+    try:
+        assert child.info["minigan_imported"] is False
+        times = child.step_block("mlp", 8)(2, 1)
+        assert len(times) == 2 and all(t > 0 for t in times)
+    finally:
+        child.close()
