@@ -32,13 +32,30 @@ def _rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
+class _Kernel:
+    """Force numba_cpu's narrow or wide conv-engine kernels, whatever the channel count."""
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __enter__(self):
+        self.saved = numba_cpu.NARROW_C
+        numba_cpu.NARROW_C = 10**9 if self.kind == "narrow" else 0
+
+    def __exit__(self, *exc):
+        numba_cpu.NARROW_C = self.saved
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["narrow", "wide"])
 @given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_im2col_matches_reference(dtype, g, N, seed):
+def test_im2col_matches_reference(dtype, kernel, g, N, seed):
     x = _rand(np.random.default_rng(seed), (N, g.C, g.H, g.W), dtype)
     ref = numpy_ref.im2col(x, g)
-    got = numba_cpu.im2col(x, g)
-    assert got.shape == (N * g.Ho * g.Wo, g.K) and got.dtype == dtype
+    out = np.full((N * g.Ho * g.Wo, g.K), np.nan, dtype)  # every entry must be written
+    with _Kernel(kernel):
+        got = numba_cpu.im2col(x, g, out=out)
+    assert got is out and got.dtype == dtype
     np.testing.assert_array_equal(got, ref)
 
 
@@ -49,13 +66,8 @@ def test_col2im_matches_reference(dtype, kernel, g, N, seed):
     cols = _rand(np.random.default_rng(seed), (N * g.Ho * g.Wo, g.K), dtype)
     ref = numpy_ref.col2im(cols, N, g)
     out = np.full((N, g.C, g.H, g.W), np.nan, dtype)  # every element must be written
-    # both col2im kernels on every geometry, whatever the channel count
-    narrow_c = numba_cpu.NARROW_C
-    numba_cpu.NARROW_C = 10**9 if kernel == "narrow" else 0
-    try:
+    with _Kernel(kernel):
         got = numba_cpu.col2im(cols, N, g, out=out)
-    finally:
-        numba_cpu.NARROW_C = narrow_c
     assert got is out and got.dtype == dtype
     np.testing.assert_allclose(got, ref, **TOL[dtype])
 

@@ -6,9 +6,11 @@ Each public function here has a twin of the same name and signature in
 threads split the outermost loop, so no two threads write the same element)
 and ``cache=True`` (compiled once per machine, not once per process).
 
-* ``im2col`` is parallel over rows of output pixels ``(n, oh)``; every column
-  entry is written once, out-of-range taps as zero (padding is fused: no
-  padded copy of the image is made).
+* ``im2col`` writes every column entry once, out-of-range taps as zero
+  (padding is fused: no padded copy of the image is made).  With few
+  channels it reads the image as it lies, parallel over rows of output
+  pixels ``(n, oh)``; with many it copies each sample channel-last first,
+  parallel over samples, so that a tap's C values are one contiguous run.
 * ``col2im`` is a *gather*, parallel over image rows ``(n, h)``: each input
   pixel sums the column entries that read it, so every output element is
   written exactly once, with no atomics and no zero-filled scratch image.
@@ -88,6 +90,36 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
                             row[t + c] = x[n, c, h, w]
 
 
+@njit(**_jit)
+def _im2col_wide(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
+    """:func:`_im2col` for many channels: each sample is first copied channel-last.
+
+    Then every tap's C values are one contiguous, vectorised copy instead of C
+    reads H*W apart (batch 64: G's 7x7 dy, C = 128, 2.6 -> 1.1 ms; D's 14x14
+    input, C = 64, 2.7 -> 2.1 ms).  Parallel over samples.
+    """
+    N, C, H, W = x.shape
+    for n in prange(N):
+        xt = np.empty((H, W, C), x.dtype)
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    xt[h, w, c] = x[n, c, h, w]
+        for oh in range(Ho):
+            for ow in range(Wo):
+                row = cols[(n * Ho + oh) * Wo + ow]
+                w0 = ow * sw - pl
+                for i in range(kh):
+                    h = oh * sh + i - pt
+                    for j in range(kw):
+                        w = w0 + j
+                        t = (i * kw + j) * C
+                        if h < 0 or h >= H or w < 0 or w >= W:
+                            row[t:t + C] = 0
+                        else:
+                            row[t:t + C] = xt[h, w]
+
+
 @njit(cache=True)
 def _reach(H, k, s, p, Ho):
     """For each input coordinate h: the output coordinates ``lo[h] <= o < hi[h]`` whose
@@ -144,8 +176,10 @@ def _col2im_narrow(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
                 out[n, c, h, w] = s
 
 
-# Below this many channels col2im sums scalars (``_col2im_narrow``); from it on,
-# C-wide vector adds into a row accumulator.
+# Below this many channels col2im sums scalars (``_col2im_narrow``) and im2col
+# reads the image as it lies (``_im2col``); from it on, both move C-wide runs of
+# channel-last values (``_col2im``, ``_im2col_wide``).  For one channel the
+# channel-last copy only adds a pass: D's first conv, 0.8 -> 1.7 ms.
 NARROW_C = 8
 
 
@@ -154,7 +188,8 @@ def im2col(x, g, out=None):
     N = x.shape[0]
     if out is None:
         out = np.empty((N * g.Ho * g.Wo, g.K), dtype=x.dtype)
-    _launch(_im2col, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
+    kernel = _im2col if g.C < NARROW_C else _im2col_wide
+    _launch(kernel, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
     return out
 
 
