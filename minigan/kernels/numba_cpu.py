@@ -75,7 +75,7 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
         n = r // Ho
         oh = r - n * Ho
         for ow in range(Wo):
-            row = cols[r * Wo + ow]
+            q = r * Wo + ow  # indexed directly: a view per row cost 30% (D's first conv)
             w0 = ow * sw - pl
             for i in range(kh):
                 h = oh * sh + i - pt
@@ -84,10 +84,10 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
                     t = (i * kw + j) * C  # tap (i, j): C consecutive entries
                     if h < 0 or h >= H or w < 0 or w >= W:
                         for c in range(C):
-                            row[t + c] = 0
+                            cols[q, t + c] = 0
                     else:
                         for c in range(C):
-                            row[t + c] = x[n, c, h, w]
+                            cols[q, t + c] = x[n, c, h, w]
 
 
 @njit(**_jit)
