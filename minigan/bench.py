@@ -42,7 +42,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -74,19 +73,17 @@ def timeit(fn, repeats: int, warmup: int = 2, xp=np) -> float:
 
 
 def local_block(fn, xp=np):
-    """A block timer for :func:`timeit_interleaved`: ``block(n, warmup) -> [seconds]``."""
-    def block(n, warmup):
-        for _ in range(warmup):
-            fn()
+    """A block timer for :func:`timeit_interleaved`: ``block(n, warmup) -> [seconds]``.
+
+    The same timer as PyTorch's child uses; on a GPU each call waits for the device.
+    """
+    if xp is np:
+        return torch_reference.block_timer(fn)
+
+    def synced():
+        fn()
         _sync(xp)
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            _sync(xp)
-            times.append(time.perf_counter() - t0)
-        return times
-    return block
+    return torch_reference.block_timer(synced)
 
 
 def timeit_interleaved(blocks: dict, repeats: int, rounds: int = 3, warmup: int = 2) -> dict:

@@ -6,6 +6,8 @@ agree to a few ulps.  Geometries are drawn by hypothesis: asymmetric
 padding, stride larger than the kernel, 1x1 kernels, odd sizes, float32 and
 float64.
 """
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -32,18 +34,15 @@ def _rand(rng, shape, dtype):
     return rng.standard_normal(shape).astype(dtype)
 
 
-class _Kernel:
+@contextmanager
+def _kernel(kind):
     """Force numba_cpu's narrow or wide conv-engine kernels, whatever the channel count."""
-
-    def __init__(self, kind):
-        self.kind = kind
-
-    def __enter__(self):
-        self.saved = numba_cpu.NARROW_C
-        numba_cpu.NARROW_C = 10**9 if self.kind == "narrow" else 0
-
-    def __exit__(self, *exc):
-        numba_cpu.NARROW_C = self.saved
+    saved = numba_cpu.NARROW_C
+    numba_cpu.NARROW_C = 10**9 if kind == "narrow" else 0
+    try:
+        yield
+    finally:
+        numba_cpu.NARROW_C = saved
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -53,7 +52,7 @@ def test_im2col_matches_reference(dtype, kernel, g, N, seed):
     x = _rand(np.random.default_rng(seed), (N, g.C, g.H, g.W), dtype)
     ref = numpy_ref.im2col(x, g)
     out = np.full((N * g.Ho * g.Wo, g.K), np.nan, dtype)  # every entry must be written
-    with _Kernel(kernel):
+    with _kernel(kernel):
         got = numba_cpu.im2col(x, g, out=out)
     assert got is out and got.dtype == dtype
     np.testing.assert_array_equal(got, ref)
@@ -66,7 +65,7 @@ def test_col2im_matches_reference(dtype, kernel, g, N, seed):
     cols = _rand(np.random.default_rng(seed), (N * g.Ho * g.Wo, g.K), dtype)
     ref = numpy_ref.col2im(cols, N, g)
     out = np.full((N, g.C, g.H, g.W), np.nan, dtype)  # every element must be written
-    with _Kernel(kernel):
+    with _kernel(kernel):
         got = numba_cpu.col2im(cols, N, g, out=out)
     assert got is out and got.dtype == dtype
     np.testing.assert_allclose(got, ref, **TOL[dtype])
