@@ -71,14 +71,19 @@ class Adam(Optimizer):
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
         self.betas, self.eps = (float(b1), float(b2)), float(eps)
+        self._memo: dict = {}  # the kernel's views of the arrays, kept between steps
 
     def step(self):
         self.t += 1
         b1, b2 = self.betas
+        ps, gs, ms, vs = [], [], [], []
         for name, p, g in self._items():
-            # the update of the module docstring, one fused pass per parameter
-            kernels.adam_update(p, g, self._slot(name, p, "m"), self._slot(name, p, "v"),
-                                self.lr, b1, b2, self.eps, self.t)
+            ps.append(p)
+            gs.append(g)
+            ms.append(self._slot(name, p, "m"))
+            vs.append(self._slot(name, p, "v"))
+        # the update of the module docstring, one fused pass over all parameters
+        kernels.adam_update(ps, gs, ms, vs, self.lr, b1, b2, self.eps, self.t, self._memo)
 
 
 class SGD(Optimizer):

@@ -35,14 +35,19 @@ def _rand(rng, shape, dtype):
 
 
 @contextmanager
-def _kernel(kind):
-    """Force numba_cpu's narrow or wide conv-engine kernels, whatever the channel count."""
-    saved = numba_cpu.NARROW_C
-    numba_cpu.NARROW_C = 10**9 if kind == "narrow" else 0
+def _switch(module, name, value):
+    """Set ``module.name`` to ``value`` for the duration of the block."""
+    saved = getattr(module, name)
+    setattr(module, name, value)
     try:
         yield
     finally:
-        numba_cpu.NARROW_C = saved
+        setattr(module, name, saved)
+
+
+def _kernel(kind):
+    """Force numba_cpu's narrow or wide conv-engine kernels, whatever the channel count."""
+    return _switch(numba_cpu, "NARROW_C", 10**9 if kind == "narrow" else 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -108,18 +113,30 @@ def test_leaky_relu_matches_reference(dtype, shape, slope, seed):
                                   numpy_ref.leaky_relu_grad(dy, x, slope))
 
 
+def _adam_steps(mod, params, grads, steps=3, memo=None):
+    """Run ``steps`` Adam steps of ``mod`` on copies of ``params``; returns (p, m, v) lists."""
+    ps = [p.copy() for p in params]
+    ms, vs = [np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps]
+    for t in range(1, steps + 1):
+        mod.adam_update(ps, [g * t for g in grads], ms, vs, 1e-3, 0.5, 0.999, 1e-8, t, memo)
+    return ps, ms, vs
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3), seed=st.integers(0, 2**16))
-def test_adam_update_matches_reference(dtype, shape, seed):
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@given(shapes=st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=3), min_size=1, max_size=4),
+       big=st.booleans(), seed=st.integers(0, 2**16))
+def test_adam_update_matches_reference(dtype, parallel, shapes, big, seed):
+    """Several parameters in one launch, some longer than a chunk, on both kernels."""
     rng = np.random.default_rng(seed)
-    p0 = _rand(rng, shape, dtype)
-    states = [[p0.copy(), np.zeros_like(p0), np.zeros_like(p0)] for _ in range(2)]
-    for t in range(1, 4):
-        g = _rand(rng, shape, dtype)
-        for mod, (p, m, v) in zip((numpy_ref, numba_cpu), states):
-            mod.adam_update(p, g, m, v, 1e-3, 0.5, 0.999, 1e-8, t)
-    for a, b in zip(*states):
-        np.testing.assert_allclose(a, b, **TOL[dtype])
+    shapes = shapes + [(numba_cpu.ADAM_CHUNK + 37,)] * big
+    params = [_rand(rng, s, dtype) for s in shapes]
+    grads = [_rand(rng, s, dtype) for s in shapes]
+    with _switch(numba_cpu, "PARALLEL_MIN", 1 if parallel else numba_cpu.PARALLEL_MIN):
+        fast = _adam_steps(numba_cpu, params, grads)
+    for a, b in zip(_adam_steps(numpy_ref, params, grads), fast):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(y, x, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -147,12 +164,28 @@ def test_batchnorm_kernels_match_reference(dtype, training, N, C, hw, seed):
         np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 
 
-def test_adam_dispatch_falls_back_for_non_contiguous_parameters():
+def test_adam_falls_back_for_non_contiguous_parameters():
     p = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
-    m, v, g = np.zeros_like(p), np.zeros_like(p), np.ones_like(p)
+    q = np.ones(5, np.float32)
+    ms, vs = [np.zeros_like(p), np.zeros_like(q)], [np.zeros_like(p), np.zeros_like(q)]
     before = p.copy()
-    kernels.adam_update(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 1)
+    kernels.adam_update([p, q], [np.ones_like(p), np.ones_like(q)], ms, vs, 0.1, 0.9, 0.999, 1e-8, 1)
     np.testing.assert_allclose(p, before - 0.1, rtol=1e-6)
+    np.testing.assert_allclose(q, 0.9, rtol=1e-6)
+
+
+def test_adam_memo_follows_replaced_arrays():
+    """The kernel's views are rebuilt when a list holds a new array, not reused stale."""
+    rng = np.random.default_rng(0)
+    params = [_rand(rng, (3, 4), np.float32), _rand(rng, (7,), np.float32)]
+    grads = [_rand(rng, p.shape, np.float32) for p in params]
+    memo = {}
+    ps, ms, vs = _adam_steps(numba_cpu, params, grads, steps=1, memo=memo)
+    ps[1] = ps[1].copy()  # e.g. a parameter swapped for a cast or moved copy
+    kept = ps[1].copy()
+    numba_cpu.adam_update(ps, grads, ms, vs, 1e-3, 0.5, 0.999, 1e-8, 2, memo)
+    assert not np.array_equal(ps[1], kept)
+    assert memo["arrays"][1] is ps[1]
 
 
 @pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])

@@ -144,13 +144,14 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training: bool):
     return _module_for(dy).batchnorm_grad(dy, xh, gamma, inv_std, training)
 
 
-def adam_update(p, g, m, v, lr: float, b1: float, b2: float, eps: float, t: int):
-    """One Adam step at step count ``t``, updating ``p``, ``m`` and ``v`` in place.
+def adam_update(ps, gs, ms, vs, lr: float, b1: float, b2: float, eps: float, t: int, memo=None):
+    """One Adam step at step count ``t`` over the lists ``ps`` (parameters), ``gs``
+    (their gradients), ``ms`` and ``vs`` (moments), updating ``ps``, ``ms`` and
+    ``vs`` in place.
 
-    The Numba kernel works on flat views, so it needs C-contiguous ``p``,
-    ``m`` and ``v``; anything else takes the reference code.
+    The Numba path updates them all in one launch; ``memo``, a dict the caller
+    keeps between steps, lets it reuse what it builds from the lists.  Arrays
+    that are not C-contiguous, or of mixed dtypes, take the reference code.
     """
-    mod = _module_for(p)
-    if not all(a.flags.c_contiguous for a in (p, m, v)):
-        mod = numpy_ref
-    mod.adam_update(p, g, m, v, lr, b1, b2, eps, t)
+    if ps:
+        _module_for(ps[0]).adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo)

@@ -79,17 +79,19 @@ def leaky_relu_grad(dy, x, slope):
     return get_xp(dy).where(x > 0, dy, dy * dy.dtype.type(slope))
 
 
-def adam_update(p, g, m, v, lr, b1, b2, eps, t):
-    """One Adam step in place, step count ``t`` (see :mod:`minigan.optim` for the math)."""
-    xp = get_xp(p)
+def adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo=None):
+    """One Adam step in place over the lists ``ps``, ``gs``, ``ms``, ``vs``, step count ``t``
+    (see :mod:`minigan.optim` for the math).  ``memo`` is unused here."""
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    m *= b1
-    m += (1 - b1) * g
-    v *= b2
-    v += (1 - b2) * (g * g)
-    denom = xp.sqrt(v / c2)
-    denom += eps
-    p -= (lr / c1) * m / denom
+    for p, g, m, v in zip(ps, gs, ms, vs):
+        xp = get_xp(p)
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        denom = xp.sqrt(v / c2)
+        denom += eps
+        p -= (lr / c1) * m / denom
 
 
 def dropout(x, p):
