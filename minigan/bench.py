@@ -209,10 +209,11 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
     """For each conv layer of the DCGAN: (name, GEMM s, col2im s) on the current kernel path.
 
     Conv2D uses col2im for dx (``dcols = dY @ W``); Conv2DTranspose in its
-    forward (``cols = X @ W``).  Both are timed with preallocated outputs.
+    forward (``cols = X @ W``).  Both are timed with preallocated outputs; the
+    GEMM is the banded one the layer runs (:func:`minigan.nn.conv.matmul_cols`).
     """
     from . import kernels  # noqa: PLC0415
-    from .nn.conv import weight_matrix  # noqa: PLC0415
+    from .nn.conv import matmul_cols, weight_matrix  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     out = []
@@ -228,9 +229,9 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                     rows = rng.standard_normal((N * g.Ho * g.Wo, layer.out_ch), dtype=np.float32)
                 else:
                     rows = kernels.to_rows(x)
-                cols = np.empty((rows.shape[0], g.K), np.float32)
+                cols = np.zeros((rows.shape[0], g.K), np.float32)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
-                t_gemm = timeit(lambda: np.matmul(rows, Wm, out=cols), repeats)  # noqa: B023
+                t_gemm = timeit(lambda: matmul_cols(rows, Wm, N, g, cols), repeats)  # noqa: B023
                 t_c2i = timeit(lambda: kernels.col2im(cols, N, g, out=img), repeats)  # noqa: B023
                 out.append((repr(layer), t_gemm, t_c2i))
             x = y

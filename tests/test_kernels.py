@@ -6,6 +6,7 @@ agree to a few ulps.  Geometries are drawn by hypothesis: asymmetric
 padding, stride larger than the kernel, 1x1 kernels, odd sizes, float32 and
 float64.
 """
+import itertools
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 from minigan import kernels, nn
 from minigan.kernels import ConvGeom, numba_cpu, numpy_ref
+from minigan.nn import conv
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -84,6 +86,55 @@ def test_col2im_is_adjoint_of_im2col(g, seed):
     lhs = np.vdot(numba_cpu.im2col(x, g), c)
     rhs = np.vdot(x, numba_cpu.col2im(c, 2, g))
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+def test_row_layout_by_hand(mod):
+    """``cols[(oh, n, ow), (i, j, c)] = x_pad[n, c, oh*sh + i, ow*sw + j]``; rows are ``(h, n, w)``."""
+    g = ConvGeom(C=2, H=4, W=5, kh=3, kw=2, sh=2, sw=1, pt=1, pb=0, pl=0, pr=1)
+    N = 3
+    x = np.arange(1.0, N * g.C * g.H * g.W + 1).reshape(N, g.C, g.H, g.W)
+    xpad = np.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))
+    cols = mod.im2col(x, g)
+    for oh, n, ow, i, j, c in itertools.product(range(g.Ho), range(N), range(g.Wo), range(g.kh),
+                                                range(g.kw), range(g.C)):
+        assert cols[(oh * N + n) * g.Wo + ow, (i * g.kw + j) * g.C + c] == \
+            xpad[n, c, oh * g.sh + i, ow * g.sw + j]
+    rows = mod.to_rows(x)
+    for n, c, h, w in itertools.product(range(N), range(g.C), range(g.H), range(g.W)):
+        assert rows[(h * N + n) * g.W + w, c] == x[n, c, h, w]
+
+
+@given(g=geometries())
+def test_bands_mark_exactly_the_kernel_rows_inside_the_image(g):
+    inside = [[0 <= oh * g.sh + i - g.pt < g.H for i in range(g.kh)] for oh in range(g.Ho)]
+    seen = []
+    for oh0, oh1, i0, i1 in g.row_bands:
+        seen += range(oh0, oh1)
+        for oh in range(oh0, oh1):
+            assert inside[oh] == [i0 <= i < i1 for i in range(g.kh)]
+    assert seen == list(range(g.Ho))
+    seen = []
+    for i0, i1, oh0, oh1 in g.tap_bands:
+        seen += range(i0, i1)
+        for i in range(i0, i1):
+            assert [inside[oh][i] for oh in range(g.Ho)] == [oh0 <= oh < oh1 for oh in range(g.Ho)]
+    assert seen == list(range(g.kh))
+
+
+@given(g=geometries(), N=st.integers(1, 3), O=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_banded_gemms_equal_the_full_gemms(g, N, O, seed):
+    """Leaving out the padding's kernel rows band by band changes no result."""
+    rng = np.random.default_rng(seed)
+    M = g.Ho * N * g.Wo
+    cols = numba_cpu.im2col(_rand(rng, (N, g.C, g.H, g.W), np.float64), g)
+    Wm, rows = _rand(rng, (O, g.K), np.float64), _rand(rng, (M, O), np.float64)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    got = conv.cols_matmul(cols, Wm, N, g, np.full((M, O), np.nan))
+    np.testing.assert_allclose(got, cols @ Wm.T, **tol)
+    np.testing.assert_allclose(conv.cols_weight_grad(rows, cols, N, g), rows.T @ cols, **tol)
+    dcols = conv.matmul_cols(rows, Wm, N, g, np.full((M, g.K), np.nan))
+    np.testing.assert_allclose(numba_cpu.col2im(dcols, N, g), numba_cpu.col2im(rows @ Wm, N, g), **tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -78,7 +78,7 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
         n = r // Ho
         oh = r - n * Ho
         for ow in range(Wo):
-            q = r * Wo + ow  # indexed directly: a view per row cost 30% (D's first conv)
+            q = (oh * N + n) * Wo + ow  # indexed directly: a view per row cost 30% (D's first conv)
             w0 = ow * sw - pl
             for i in range(kh):
                 h = oh * sh + i - pt
@@ -110,7 +110,7 @@ def _im2col_wide(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
                     xt[h, w, c] = x[n, c, h, w]
         for oh in range(Ho):
             for ow in range(Wo):
-                row = cols[(n * Ho + oh) * Wo + ow]
+                row = cols[(oh * N + n) * Wo + ow]
                 w0 = ow * sw - pl
                 for i in range(kh):
                     h = oh * sh + i - pt
@@ -151,7 +151,7 @@ def _col2im(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
                 for ow in range(ow_lo[w], ow_hi[w]):
                     t = (i * kw + w + pl - ow * sw) * C  # tap (i, j), j = w + pl - ow*sw
                     # zero-based 1-D views of C consecutive values: the add vectorises
-                    src = cols[(n * Ho + oh) * Wo + ow, t:t + C]
+                    src = cols[(oh * N + n) * Wo + ow, t:t + C]
                     for c in range(C):
                         a[c] += src[c]
         for c in range(C):
@@ -172,7 +172,7 @@ def _col2im_narrow(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
             for c in range(C):
                 s = cols.dtype.type(0)
                 for oh in range(oh_lo[h], oh_hi[h]):
-                    base = (n * Ho + oh) * Wo
+                    base = (oh * N + n) * Wo
                     ti = (h + pt - oh * sh) * kw + w + pl
                     for ow in range(ow_lo[w], ow_hi[w]):
                         s += cols[base + ow, (ti - ow * sw) * C + c]
@@ -215,7 +215,7 @@ def _to_rows(a, out):
         n = r // H
         h = r - n * H
         for w in range(W):
-            o = r * W + w
+            o = (h * N + n) * W + w
             for c in range(C):
                 out[o, c] = a[n, c, h, w]
 
@@ -227,10 +227,10 @@ def _from_rows(m, N, H, W, bias, out):
         n = q // C
         c = q - n * C
         b = bias[c]
-        base = n * H * W
         for h in range(H):
+            base = (h * N + n) * W
             for w in range(W):
-                out[n, c, h, w] = m[base + h * W + w, c] + b
+                out[n, c, h, w] = m[base + w, c] + b
 
 
 def to_rows(a):
