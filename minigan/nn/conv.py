@@ -35,6 +35,8 @@ the odd pixel at the bottom/right; the transposed conv with ``"same"`` gives
 """
 from __future__ import annotations
 
+import math
+
 from .. import backend, kernels
 from ..kernels import ConvGeom
 from . import init as _init
@@ -158,10 +160,10 @@ def conv_apply(x, Wm, g: ConvGeom, cols=None, rows=None):
 def conv_adjoint(rows, Wm, N: int, g: ConvGeom, cols=None):
     """The adjoint map: ``rows (Ho*N*Wo, O) -> (N, C, H, W)``; ``cols`` is an optional buffer.
 
-    A ``cols`` buffer should hold zeros where taps read padding (as
-    :meth:`_ConvBase._buffer` and im2col leave it): they are not written here,
-    and col2im does not read them, but the reference col2im adds them into
-    the cropped border.
+    The entries of ``cols`` where taps read padding are not written: col2im
+    does not read them, and the reference col2im adds them into the border it
+    crops, so a reused buffer must hold finite values there (see
+    :meth:`_ConvBase._buffer`).
     """
     if cols is None:
         cols = backend.get_xp(rows).zeros((rows.shape[0], g.K), dtype=rows.dtype)
@@ -208,16 +210,20 @@ class _ConvBase(Layer):
         """A scratch array kept between calls (refilled every time; never handed out).
 
         The column matrices are large (tens of MB for the DCGAN), and a fresh
-        one costs page faults on every step; a layer keeps one of each kind.
+        one costs page faults on every step; a layer keeps one store of each
+        kind, as large as the largest request so far (D sees 2N rows in its
+        own step and N in G's, so a store sized to the last request was made
+        anew twice a step).  Stores start as zeros: the banded GEMM that fills
+        a column buffer for col2im leaves the padding's entries alone, so they
+        hold zeros or finite leftovers, never uninitialised memory.
         """
+        size = math.prod(shape)
         buf = self._scratch.get(name)
-        if (buf is None or buf.shape != shape or buf.dtype != like.dtype
+        if (buf is None or buf.size < size or buf.dtype != like.dtype
                 or type(buf) is not type(like)):
-            # zeros, not empty: a column buffer's padding entries are never
-            # written by the banded GEMMs (see conv_adjoint), only by im2col (as zeros)
-            buf = backend.get_xp(like).zeros(shape, dtype=like.dtype)
+            buf = backend.get_xp(like).zeros(size, dtype=like.dtype)
             self._scratch[name] = buf
-        return buf
+        return buf[:size].reshape(shape)
 
     def _add_bias(self, y):
         if "b" in self.params:
