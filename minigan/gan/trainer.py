@@ -65,7 +65,7 @@ MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacG
 # falling linearly over 15 epochs, which fits a 5-seed sweep into a CPU budget (docs/metrics.md).
 MIXTURE_DEFAULTS = {"batch_size": 100, "lr": 2e-4, "lr_decay": "linear", "beta1": 0.5, "beta2": 0.999,
                     "epochs": 15, "eval_every": 1}
-# The MLP GAN's epoch takes about 2 s here against the DCGAN's 3.5 minutes: its
+# The MLP GAN's epoch takes about 2 s here against the DCGAN's 3.3 minutes: its
 # default budget is 30 epochs, about a minute, the DCGAN's 2 (README, "Figures").
 MODEL_DEFAULTS = {"mlp": {"epochs": 30}}
 # A conditional DCGAN must also draw the digit it is asked for, which takes longer than
