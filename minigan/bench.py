@@ -206,11 +206,13 @@ def layer_times(model: Sequential, x, repeats: int, xp=np):
 
 
 def col2im_vs_gemm(D, G, batch: int, repeats: int):
-    """For each conv layer of the DCGAN: (name, GEMM s, col2im s) on the current kernel path.
+    """For each conv layer of the DCGAN: (name, engine, GEMM s, col2im s) on the current kernel path.
 
     Conv2D uses col2im for dx (``dcols = dY @ W``); Conv2DTranspose in its
     forward (``cols = X @ W``).  Both are timed with preallocated outputs; the
     GEMM is the banded one the layer runs (:func:`minigan.nn.conv.matmul_cols`).
+    A layer that runs on the spectral engine (:mod:`minigan.nn.conv_fft`) has
+    no col2im: its row says so, with None for both times.
     """
     from . import kernels  # noqa: PLC0415
     from .nn.conv import matmul_cols, weight_matrix  # noqa: PLC0415
@@ -221,7 +223,9 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                      (D, rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))):
         for layer in model.layers:
             y = layer.forward(x)
-            if isinstance(layer, (Conv2D, Conv2DTranspose)):
+            if isinstance(layer, (Conv2D, Conv2DTranspose)) and isinstance(layer._cache[0], tuple):
+                out.append((repr(layer), "spectral", None, None))
+            elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
                 g = layer.geometry(H, W)
                 Wm = weight_matrix(layer.params["W"])
@@ -233,7 +237,7 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
                 t_gemm = timeit(lambda: matmul_cols(rows, Wm, N, g, cols), repeats)  # noqa: B023
                 t_c2i = timeit(lambda: kernels.col2im(cols, N, g, out=img), repeats)  # noqa: B023
-                out.append((repr(layer), t_gemm, t_c2i))
+                out.append((repr(layer), "im2col", t_gemm, t_c2i))
             x = y
     return out
 
@@ -476,9 +480,10 @@ def _run(args, torch, out):
         out(f"\n## col2im vs the GEMM it serves (DCGAN, numba, batch {args.batch[0]}, ms)\n")
         with _KernelPath("numba"):
             G, D, *_ = setup("dcgan", args.batch[0])
-            r = [[name, _ms(tg), _ms(tc), f"{tc / tg:.2f}"]
-                 for name, tg, tc in col2im_vs_gemm(D, G, args.batch[0], args.repeats)]
-        out(_table(["layer", "GEMM", "col2im", "col2im / GEMM"], r))
+            r = [[name, engine, _ms(tg), _ms(tc), f"{tc / tg:.2f}"] if tg else
+                 [name, engine, "-", "none", "0"]
+                 for name, engine, tg, tc in col2im_vs_gemm(D, G, args.batch[0], args.repeats)]
+        out(_table(["layer", "engine", "GEMM", "col2im", "col2im / GEMM"], r))
 
     if not args.no_layers:
         for model in args.models:

@@ -31,6 +31,12 @@ def device(request):
     return "cpu"
 
 
+@pytest.fixture(params=["im2col", "spectral"], scope="session")
+def engine(request):
+    """The conv engine a test's layers are forced onto (see :mod:`minigan.nn.conv_fft`)."""
+    return request.param
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

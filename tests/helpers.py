@@ -10,6 +10,12 @@ def on(device, *arrays, dtype=np.float64):
     return out if len(out) > 1 else out[0]
 
 
+def use_engine(layer, engine):
+    """Force a conv ``layer`` onto ``engine`` (``"im2col"`` or ``"spectral"``); returns it."""
+    layer.spectral = engine == "spectral"
+    return layer
+
+
 def direct_conv2d(x, W, b, stride, pads):
     """Convolution by its definition (a loop over output pixels), for checking the engine.
 

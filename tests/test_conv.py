@@ -1,7 +1,7 @@
 """The conv engine: definition, output shapes, the adjoint identity, and PyTorch where present."""
 import numpy as np
 import pytest
-from helpers import direct_conv2d, on
+from helpers import direct_conv2d, on, use_engine
 from hypothesis import given
 from hypothesis import strategies as st
 from test_layers_grad import conv_cases
@@ -15,9 +15,10 @@ def _to_np(a):
 
 
 @given(conv_cases())
-def test_conv2d_matches_its_definition(device, c):
+def test_conv2d_matches_its_definition(device, engine, c):
     rng = np.random.default_rng(c["seed"])
     layer = nn.Conv2D(c["C"], c["O"], c["k"], c["s"], c["padding"], bias=True).astype(np.float64)
+    use_engine(layer, engine)
     layer.params["b"][...] = rng.standard_normal(c["O"])
     x = rng.standard_normal((c["N"], c["C"], c["H"], c["W"]))
     g = layer.geometry(c["H"], c["W"])
@@ -74,7 +75,7 @@ def adjoint_cases(draw):
 
 
 @given(adjoint_cases())
-def test_adjoint_identity(device, c):
+def test_adjoint_identity(device, engine, c):
     """<conv(x), y> == <x, convT(y)> for one shared weight."""
     rng = np.random.default_rng(c["seed"])
     conv = nn.Conv2D(c["C"], c["O"], c["k"], c["s"], c["padding"], bias=False).astype(np.float64)
@@ -89,6 +90,7 @@ def test_adjoint_identity(device, c):
     convT = nn.Conv2DTranspose(c["O"], c["C"], c["k"], c["s"], pad, output_padding=op,
                                bias=False).astype(np.float64)
     convT.params["W"][...] = conv.params["W"]  # (O, C, kh, kw) is (in, out, kh, kw) for convT
+    use_engine(conv, engine), use_engine(convT, engine)
     conv.to(device), convT.to(device)
     x = on(device, rng.standard_normal((c["N"], c["C"], c["H"], c["W"])))
     y = on(device, rng.standard_normal((c["N"], c["O"], Ho, Wo)))

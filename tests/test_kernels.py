@@ -152,6 +152,36 @@ def test_layout_transposes_match_reference(dtype, N, C, H, W, bias, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 3), C=st.integers(1, 4), H=st.integers(1, 9), W=st.integers(1, 9),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_phase_split_and_merge_match_reference(dtype, N, C, H, W, sh, sw, seed):
+    rng = np.random.default_rng(seed)
+    Hp, Wp = -(-H // sh), -(-W // sw)
+    x = _rand(rng, (N, C, H, W), dtype)
+    split = numba_cpu.split_phases(x, sh, sw, Hp, Wp)
+    np.testing.assert_array_equal(split, numpy_ref.split_phases(x, sh, sw, Hp, Wp))
+    r = _rand(rng, split.shape, dtype)
+    merged = numba_cpu.merge_phases(r, H, W)
+    np.testing.assert_array_equal(merged, numpy_ref.merge_phases(r, H, W))
+    np.testing.assert_array_equal(numba_cpu.merge_phases(split, H, W), x)
+    # merge is the adjoint of split (the padding's entries are dropped)
+    lhs, rhs = np.vdot(split.astype(np.float64), r), np.vdot(x.astype(np.float64), merged)
+    assert abs(lhs - rhs) <= 1e-4 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(B=st.integers(1, 200), F=st.integers(1, 50), seed=st.integers(0, 2**16))
+def test_spectrum_transposes_match_reference(dtype, B, F, seed):
+    r = _rand(np.random.default_rng(seed), (B, 2 * F), dtype)
+    z = numba_cpu.rows_to_spectrum(r)
+    assert z.dtype == np.result_type(dtype, np.complex64) and z.shape == (F, B)
+    np.testing.assert_array_equal(z, numpy_ref.rows_to_spectrum(r))
+    np.testing.assert_array_equal(z, (r[:, :F] + 1j * r[:, F:]).T)
+    np.testing.assert_array_equal(numba_cpu.spectrum_to_rows(z), r)
+    np.testing.assert_array_equal(numpy_ref.spectrum_to_rows(z), r)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4),
        slope=st.sampled_from([0.0, 0.2, 0.3, -0.5, 1.5]), seed=st.integers(0, 2**16))
 def test_leaky_relu_matches_reference(dtype, shape, slope, seed):

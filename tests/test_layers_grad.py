@@ -1,7 +1,7 @@
 """Every layer's backward against central differences in float64, over random configurations."""
 import numpy as np
 import pytest
-from helpers import on
+from helpers import on, use_engine
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,16 +56,18 @@ def test_dense(device, n, fin, fout, bias, seed):
 
 
 @given(conv_cases())
-def test_conv2d(device, c):
+def test_conv2d(device, engine, c):
     layer = nn.Conv2D(c["C"], c["O"], c["k"], c["s"], c["padding"], bias=c["bias"]).to(device)
+    use_engine(layer, engine)
     x = on(device, _x(c["seed"], (c["N"], c["C"], c["H"], c["W"])))
     check_layer(layer, x, seed=c["seed"]).assert_ok(TOL)
 
 
 @given(convT_cases())
-def test_conv2d_transpose(device, c):
+def test_conv2d_transpose(device, engine, c):
     layer = nn.Conv2DTranspose(c["C"], c["O"], c["k"], c["s"], c["padding"], c["op"],
                                bias=c["bias"]).to(device)
+    use_engine(layer, engine)
     x = on(device, _x(c["seed"], (c["N"], c["C"], c["H"], c["W"])))
     check_layer(layer, x, seed=c["seed"]).assert_ok(TOL)
 

@@ -157,6 +157,28 @@ def from_rows(m, N: int, H: int, W: int, bias=None):
     return _module_for(m).from_rows(m, N, H, W, bias)
 
 
+def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):
+    """``x (N, C, H, W) -> (N, C, sh, sw, Hp, Wp)``, the ``sh*sw`` phases of a strided
+    conv's input: ``[n, c, a, b, m, l] = x[n, c, sh*m + a, sw*l + b]`` (zero past the image)."""
+    return _module_for(x).split_phases(x, sh, sw, Hp, Wp)
+
+
+def merge_phases(r, H: int, W: int):
+    """The adjoint of :func:`split_phases`: ``(N, C, sh, sw, Hp, Wp) -> (N, C, H, W)``."""
+    return _module_for(r).merge_phases(r, H, W)
+
+
+def rows_to_spectrum(r):
+    """Real rows ``(B, 2F)``, the F real parts then the F imaginary parts of each row's
+    spectrum, -> complex ``(F, B)``, C-contiguous (one matrix per frequency)."""
+    return _module_for(r).rows_to_spectrum(r)
+
+
+def spectrum_to_rows(z):
+    """Inverse of :func:`rows_to_spectrum`: complex ``(F, B)`` -> real rows ``(B, 2F)``."""
+    return _module_for(z).spectrum_to_rows(z)
+
+
 def leaky_relu(x, slope: float):
     """``y = x if x > 0 else slope * x``, a new array."""
     return _module_for(x).leaky_relu(x, slope)

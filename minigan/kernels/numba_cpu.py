@@ -261,6 +261,90 @@ def from_rows(m, N, H, W, bias=None):
     return out
 
 
+@njit(**_jit)
+def _split_phases(x, out):
+    N, C, H, W = x.shape
+    sh, sw, Hp, Wp = out.shape[2:]
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        for a in range(sh):
+            for b in range(sw):
+                for m in range(Hp):
+                    h = m * sh + a
+                    for l in range(Wp):
+                        w = l * sw + b
+                        out[n, c, a, b, m, l] = x[n, c, h, w] if h < H and w < W else 0
+
+
+@njit(**_jit)
+def _merge_phases(r, out):
+    N, C, H, W = out.shape
+    sh, sw = r.shape[2:4]
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        for h in range(H):
+            m, a = divmod(h, sh)
+            for w in range(W):
+                out[n, c, h, w] = r[n, c, a, w % sw, m, w // sw]
+
+
+def split_phases(x, sh, sw, Hp, Wp):
+    out = np.empty(x.shape[:2] + (sh, sw, Hp, Wp), dtype=x.dtype)
+    _launch(_split_phases, GATHER_COST * out.size, np.ascontiguousarray(x), out)
+    return out
+
+
+def merge_phases(r, H, W):
+    out = np.empty(r.shape[:2] + (H, W), dtype=r.dtype)
+    _launch(_merge_phases, GATHER_COST * out.size, np.ascontiguousarray(r), out)
+    return out
+
+
+# Both transposes go in blocks of B: a block's rows (BLOCK x 2F values, a few
+# KB) stay in the L1 cache while each frequency's run of the block is written
+# (or read) contiguously.
+_SPEC_BLOCK = 64
+
+
+@njit(**_jit)
+def _rows_to_spectrum(r, z):
+    F, B = z.shape
+    for blk in prange((B + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
+        b0 = blk * _SPEC_BLOCK
+        b1 = min(B, b0 + _SPEC_BLOCK)
+        for f in range(F):
+            for b in range(b0, b1):
+                z[f, b] = complex(r[b, f], r[b, F + f])
+
+
+@njit(**_jit)
+def _spectrum_to_rows(z, r):
+    F, B = z.shape
+    for blk in prange((B + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
+        b0 = blk * _SPEC_BLOCK
+        b1 = min(B, b0 + _SPEC_BLOCK)
+        for f in range(F):
+            for b in range(b0, b1):
+                v = z[f, b]
+                r[b, f] = v.real
+                r[b, F + f] = v.imag
+
+
+def rows_to_spectrum(r):
+    F = r.shape[1] // 2
+    z = np.empty((F, r.shape[0]), dtype=np.result_type(r.dtype, np.complex64))
+    _launch(_rows_to_spectrum, GATHER_COST * r.size, np.ascontiguousarray(r), z)
+    return z
+
+
+def spectrum_to_rows(z):
+    r = np.empty((z.shape[1], 2 * z.shape[0]), dtype=z.real.dtype)
+    _launch(_spectrum_to_rows, GATHER_COST * r.size, np.ascontiguousarray(z), r)
+    return r
+
+
 # -- elementwise ---------------------------------------------------------------------
 
 @njit(**_jit)

@@ -67,6 +67,40 @@ def from_rows(m, N, H, W, bias=None):
     return y
 
 
+def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):
+    """``x (N, C, H, W) -> (N, C, sh, sw, Hp, Wp)``: ``[.., a, b, m, l] = x[.., sh*m + a, sw*l + b]``,
+    zero where that lies past the image."""
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    if (Hp * sh, Wp * sw) != (H, W):
+        padded = xp.zeros((N, C, Hp * sh, Wp * sw), dtype=x.dtype)
+        padded[:, :, :H, :W] = x
+        x = padded
+    return xp.ascontiguousarray(x.reshape(N, C, Hp, sh, Wp, sw).transpose(0, 1, 3, 5, 2, 4))
+
+
+def merge_phases(r, H: int, W: int):
+    """The adjoint of :func:`split_phases`: ``(N, C, sh, sw, Hp, Wp) -> (N, C, H, W)``."""
+    N, C, sh, sw, Hp, Wp = r.shape
+    x = r.transpose(0, 1, 4, 2, 5, 3).reshape(N, C, Hp * sh, Wp * sw)[:, :, :H, :W]
+    return get_xp(r).ascontiguousarray(x)
+
+
+def rows_to_spectrum(r):
+    """Real rows ``(B, 2F)`` (F real parts, then F imaginary parts) -> complex ``(F, B)``, C-contiguous."""
+    xp = get_xp(r)
+    F = r.shape[1] // 2
+    z = xp.empty((F, r.shape[0]), dtype=xp.result_type(r.dtype, xp.complex64))
+    z.real[...] = r[:, :F].T
+    z.imag[...] = r[:, F:].T
+    return z
+
+
+def spectrum_to_rows(z):
+    """Inverse of :func:`rows_to_spectrum`: complex ``(F, B)`` -> real rows ``(B, 2F)``."""
+    return get_xp(z).concatenate((z.real.T, z.imag.T), axis=1)
+
+
 # -- elementwise ---------------------------------------------------------------------
 
 def leaky_relu(x, slope):

@@ -27,6 +27,15 @@ entries are zero, and a band's GEMM leaves their K-range out.  Nothing
 changes in the result; "same" padding saves 17% of the products of G's 7x7
 layer and 9% of the stride-2 layers' (the padding in the width stays in).
 
+A conv with many channels on a small image (the DCGAN's layers with 64 or
+more channels on both sides) runs instead as products in the DFT domain
+(:mod:`minigan.nn.conv_fft`): per (sample, in, out) channel triple G's 7x7
+layer needs 164 multiply-adds there against 1225 here, the stride-2 layers
+544.  :func:`conv_fft.worth_it` decides from the shapes; ``layer.spectral``
+(None, True or False) overrides it.  The NumPy reference kernels
+(``MINIGAN_KERNELS=numpy``) and CuPy arrays take the im2col engine unless
+forced.
+
 Padding is an int, a pair ``(ph, pw)``, ``"valid"`` (no padding) or
 ``"same"`` (Keras/TensorFlow meaning): with stride s the conv gives
 ``ceil(H / s)`` rows, padding ``max((ceil(H/s) - 1)*s + k - H, 0)`` in all,
@@ -39,6 +48,7 @@ import math
 
 from .. import backend, kernels
 from ..kernels import ConvGeom
+from . import conv_fft
 from . import init as _init
 from .layer import Layer, ShapeError
 
@@ -187,6 +197,8 @@ class _ConvBase(Layer):
             self._add_param("b", _init.zeros((out_ch,)))
         self._geoms = {}
         self._scratch = {}
+        self._plans = conv_fft.Plans()
+        self.spectral = None  # the engine: None decides per shape (conv_fft.worth_it), True / False force it
 
     def _fans(self, kh, kw):
         return self.in_ch * kh * kw, self.out_ch * kh * kw
@@ -200,6 +212,18 @@ class _ConvBase(Layer):
         if g is None:
             g = self._geoms[(H, W)] = self._make_geometry(H, W)
         return g
+
+    def _spectral_plan(self, g: ConvGeom, x, O: int):
+        """The DFT-domain plan for this call (see :mod:`minigan.nn.conv_fft`), or None for im2col.
+
+        ``O`` is the channel count on the output side of the conv ``g`` describes.
+        """
+        if self.spectral is False:
+            return None
+        if self.spectral is None and (backend.is_gpu_array(x) or backend.kernel_path() == "numpy"
+                                      or not conv_fft.worth_it(g, x.shape[0], O)):
+            return None
+        return self._plans(g, x)
 
     def _check_input(self, x):
         self._check_float(x)
@@ -224,6 +248,12 @@ class _ConvBase(Layer):
             buf = backend.get_xp(like).zeros(size, dtype=like.dtype)
             self._scratch[name] = buf
         return buf[:size].reshape(shape)
+
+    def _spectral_weight_grads(self, plan, Gc, X, dy):
+        """Add dW from the spectra ``conj(G)`` (output side) and ``X`` (image side), and db."""
+        if self.trainable:
+            self.grads["W"] += plan.kernel_taps(conv_fft.kernel_grad(Gc, X), self.params["W"].shape)
+        self._bias_grad(dy, (0, 2, 3))
 
     def _add_bias(self, y):
         if "b" in self.params:
@@ -272,30 +302,44 @@ class Conv2D(_ConvBase):
         if g.Ho < 1 or g.Wo < 1:
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
                                   f"{H}x{W} is too small for a {g.kh}x{g.kw} kernel with this padding")
-        Wm = weight_matrix(self.params["W"])
+        W_ = self.params["W"]
+        plan = self._spectral_plan(g, x, self.out_ch)
+        if plan is not None:
+            K, X = plan.kernel_spectrum(W_), plan.image_spectrum(x)
+            self._cache = ((plan, X, K), N, g)
+            return self._add_bias(plan.output_pixels(conv_fft.conv(X, K)))
         M = N * g.Ho * g.Wo
         # the columns stay cached for backward; the previous forward's cache is dead by then
-        rows, cols = conv_apply(x, Wm, g, cols=self._buffer("cols", (M, g.K), x),
+        rows, cols = conv_apply(x, weight_matrix(W_), g, cols=self._buffer("cols", (M, g.K), x),
                                 rows=self._buffer("rows", (M, self.out_ch), x))
         self._cache = (cols, N, g)
         return from_rows(rows, N, g.Ho, g.Wo, self.params.get("b"))
 
     def backward(self, dy):
         dY = self._weight_grads(dy)
-        cols, N, g = self._cache
+        cached, N, g = self._cache
+        if isinstance(cached, tuple):
+            plan, _, K = cached
+            return plan.image_pixels(conv_fft.conv_adjoint(dY, K), N)
         Wm = weight_matrix(self.params["W"])
-        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cols.shape, dy))
+        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cached.shape, dy))
 
     def backward_weights(self, dy):
         self._weight_grads(dy)  # no dL/dx: one GEMM and one col2im saved
 
     def _weight_grads(self, dy):
-        """Add dW and db for ``dy``; return ``dy`` in rows layout (Ho*N*Wo, out_ch)."""
-        cols, N, g = self._need_cache()
+        """Add dW and db for ``dy``; return ``dy`` as the dL/dx product needs it: in rows
+        layout ``(Ho*N*Wo, out_ch)``, or as ``conj(G)`` on the spectral path."""
+        cached, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
+        if isinstance(cached, tuple):
+            plan, X, _ = cached
+            Gc = plan.output_spectrum(dy)
+            self._spectral_weight_grads(plan, Gc, X, dy)
+            return Gc
         dY = to_rows(dy)
         if self.trainable:
-            self.grads["W"] += weight_grad(cols_weight_grad(dY, cols, N, g), self.params["W"].shape)
+            self.grads["W"] += weight_grad(cols_weight_grad(dY, cached, N, g), self.params["W"].shape)
         self._bias_grad(dY, 0)  # rows layout: one pixel a row
         return dY
 
@@ -352,29 +396,45 @@ class Conv2DTranspose(_ConvBase):
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
                                   f"padding {self.padding} leaves no output pixels")
         assert (g.Ho, g.Wo) == (H, W), (g, H, W)
-        Wm = weight_matrix(self.params["W"])
+        W_ = self.params["W"]
+        plan = self._spectral_plan(g, x, self.in_ch)
+        if plan is not None:
+            # x sits on the output side of the conv this layer is the adjoint of
+            K, Xc = plan.kernel_spectrum(W_), plan.output_spectrum(x)
+            self._cache = ((plan, Xc, K), N, g)
+            return self._add_bias(plan.image_pixels(conv_fft.conv_adjoint(Xc, K), N))
         X = to_rows(x)
         self._cache = (X, N, g)
         cols = self._buffer("cols", (X.shape[0], g.K), x)
-        return self._add_bias(conv_adjoint(X, Wm, N, g, cols=cols))
+        return self._add_bias(conv_adjoint(X, weight_matrix(W_), N, g, cols=cols))
 
     def backward(self, dy):
         cols = self._weight_grads(dy)
-        X, N, g = self._cache
-        rows = self._buffer("rows", X.shape, X)
+        cached, N, g = self._cache
+        if isinstance(cached, tuple):
+            plan, _, K = cached
+            return plan.output_pixels(conv_fft.conv(cols, K))
+        rows = self._buffer("rows", cached.shape, cached)
         return from_rows(cols_matmul(cols, weight_matrix(self.params["W"]), N, g, rows), N, g.Ho, g.Wo)
 
     def backward_weights(self, dy):
         self._weight_grads(dy)  # no dL/dx: one GEMM saved
 
     def _weight_grads(self, dy):
-        """Add dW and db for ``dy``; return ``im2col(dy)``, which dL/dx reuses."""
-        X, N, g = self._need_cache()
+        """Add dW and db for ``dy``; return what dL/dx reuses: ``im2col(dy)``, or the
+        spectrum of ``dy`` on the spectral path."""
+        cached, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
+        if isinstance(cached, tuple):
+            # dW of the adjoint: the conv's weight gradient with dy as its input, x as its dy
+            plan, Xc, _ = cached
+            D = plan.image_spectrum(dy)
+            self._spectral_weight_grads(plan, Xc, D, dy)
+            return D
         # the same column buffer as forward: there it is dead once col2im has run
-        cols = kernels.im2col(dy, g, out=self._buffer("cols", (X.shape[0], g.K), dy))
+        cols = kernels.im2col(dy, g, out=self._buffer("cols", (cached.shape[0], g.K), dy))
         if self.trainable:
-            self.grads["W"] += weight_grad(cols_weight_grad(X, cols, N, g), self.params["W"].shape)
+            self.grads["W"] += weight_grad(cols_weight_grad(cached, cols, N, g), self.params["W"].shape)
         self._bias_grad(dy, (0, 2, 3))
         return cols
 

@@ -1,0 +1,274 @@
+"""Convolutions as products in the discrete Fourier domain.
+
+A convolution (cross-correlation) of geometry ``g`` with stride ``s``,
+``y[n, o, p] = sum_{c,i} w[o, c, i] x[n, c, s p + i - pt]`` (one spatial
+axis written; the second works the same way), splits into ``s`` stride-1
+correlations, one per *phase* of the input: with ``i - pt = s j + a``
+(``0 <= a < s``) and ``x_a[m] = x[s m + a]``,
+``y[p] = sum_{a,c,i} w[o, c, i] x_a[n, c, p + j(i)]``.  A stride-1
+correlation is a pointwise product after a DFT of size ``P``, and the sum
+over the channels and phases there is one small complex GEMM per
+frequency::
+
+    X[f, n, (c, a)] = sum_m x_a[n, c, m] e^{-i t_f(m)}          image spectrum  (F, N, C*s*s)
+    K[f, o, (c, a)] = sum_{i in a} w[o, c, i] e^{+i t_f(j(i))}  kernel spectrum (F, O, C*s*s)
+    Y[f]            = X[f] @ K[f]^T                             (N, C*s*s) @ (C*s*s, O)
+    y[n, o, p]      = sum_f a_f / P Re(Y[f, n, o] e^{+i t_f(p)})
+
+with ``t_f(m) = 2 pi f m / P`` (in 2-D, ``2 pi (fh m / Ph + fw l / Pw)``).
+The spectrum of a real image is conjugate-symmetric, so only one frequency
+of each conjugate pair is kept and counted twice (``a_f = 2``; see
+:func:`half_spectrum`).  The DFT is circular: ``P`` is made large enough
+that no tap wraps onto an output that is kept (:func:`dft_size`).  G's 7x7
+layer (stride 1, 5x5 kernel, "same") needs a 9x9 DFT, 41 frequencies; the
+stride-2 layers (14x14 <-> 7x7, four phases of 7x7 with 3x3 sub-kernels)
+an 8x8 one, 34 frequencies.
+
+Why: the GEMM of the im2col engine spends ``Ho*Wo*kh*kw`` multiply-adds on
+each (sample, in channel, out channel) triple; here it is ``4 F s^2`` (a
+complex multiply-add is four real ones).  For G's 7x7 layer that is 1225
+against 164, for the stride-2 layers 1225 against 544; the transforms
+around the products are small GEMMs (``pixels x 2F`` matrices).
+
+Everything is a real linear map given by a matrix, so the backward pass is
+the same maps transposed.  Writing ``G`` for the gradient of the loss with
+respect to ``Y`` (as ``dL/dRe Y + i dL/dIm Y``, from ``dy`` through the
+transpose of the output map)::
+
+    dX[f] = G[f] @ conj(K[f])          dx = transpose of the image map, applied to dX
+    dK[f] = G[f]^T @ conj(X[f])        dw = transpose of the kernel map, applied to dK
+
+The conjugates are never taken as a pass over an array: ``conj(G)`` comes
+straight out of a transform whose imaginary rows are negated, the products
+are then conjugated as a whole (``conj(dX) = conj(G) @ K``, ``conj(dK) =
+conj(G)^T @ X``), and the transforms that take them back to pixels negate
+their imaginary rows too.
+
+A transposed convolution is the adjoint of a convolution, so it runs the
+same pieces the other way round (see :class:`minigan.nn.Conv2DTranspose`).
+
+Arrays: a spectrum is a complex array ``(F, B1, B2)``, C-contiguous, so each
+frequency's matrix is one BLAS operand.  The maps between pixels and
+spectra are real GEMMs whose rows hold one image's (or kernel's) real parts
+and then its imaginary parts, ``(B, 2F)``;
+:func:`minigan.kernels.rows_to_spectrum` and its inverse transpose them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend, kernels
+from ..kernels import ConvGeom
+
+# The spectral path is taken when its estimated multiply-adds (worth_it) are
+# below this share of the im2col engine's: its GEMMs are small and have
+# transposes and phase splits around them, so they run slower than the big
+# ones.  Measured in the DCGAN step: G's 7x7 layer (estimate 0.20) runs 2.5
+# times faster; the stride-2 layers (0.66) save 10-25 ms a step.
+WORTH_IT = 0.7
+# and only with this many channels on both sides (otherwise the transforms
+# dominate and the per-frequency GEMMs are too thin to run fast)
+MIN_CHANNELS = 16
+
+
+def _axis(H: int, k: int, s: int, p: int, Ho: int):
+    """``(P, Hp)`` along one axis: the DFT size, and the length of a phase image."""
+    Hp = -(-H // s)
+    jmin, jmax = -p // s, (k - 1 - p) // s  # the taps' offsets within a phase
+    # m - q runs over [-(Ho - 1), Hp - 1]; no offset j + tP (t != 0) may land there
+    return max(Hp - jmin, jmax + Ho, jmax - jmin + 1, Hp, Ho), Hp
+
+
+def dft_size(g: ConvGeom):
+    """``(Ph, Pw)``: the smallest DFT sizes with no circular wrap onto a kept output."""
+    return (_axis(g.H, g.kh, g.sh, g.pt, g.Ho)[0], _axis(g.W, g.kw, g.sw, g.pl, g.Wo)[0])
+
+
+def half_spectrum(Ph: int, Pw: int):
+    """``(fh, fw, a)``: one frequency of each conjugate pair of a real ``Ph x Pw`` image.
+
+    The spectrum of a real image has ``X[-f] = conj(X[f])`` (indices modulo
+    ``P``), so each pair is represented once, by its lexicographically
+    smaller member, and counted twice (``a = 2``); the frequencies that are
+    their own conjugate count once.  A 9x9 DFT keeps 41 of its 81.
+    """
+    fh, fw = (m.ravel() for m in np.meshgrid(np.arange(Ph), np.arange(Pw), indexing="ij"))
+    ch, cw = -fh % Ph, -fw % Pw
+    keep = (fh < ch) | ((fh == ch) & (fw <= cw))
+    own = (fh == ch) & (fw == cw)
+    return fh[keep], fw[keep], np.where(own[keep], 1.0, 2.0)
+
+
+def frequencies(g: ConvGeom) -> int:
+    return len(half_spectrum(*dft_size(g))[0])
+
+
+def worth_it(g: ConvGeom, N: int, O: int) -> bool:
+    """Whether the spectral path should beat the im2col engine for this conv.
+
+    Counts multiply-adds per sample: im2col ``Ho*Wo*kh*kw*C*O``; here
+    ``4*F*S*C*O`` for the per-frequency GEMMs (``S = sh*sw`` phases),
+    ``2F(S*Hp*Wp*C + Ho*Wo*O)`` for the two transforms, and the kernel's
+    transform shared by the batch.
+    """
+    if min(g.C, O) < MIN_CHANNELS:
+        return False
+    F, C, S = frequencies(g), g.C, g.sh * g.sw
+    pixels = S * _axis(g.H, g.kh, g.sh, g.pt, g.Ho)[1] * _axis(g.W, g.kw, g.sw, g.pl, g.Wo)[1]
+    direct = g.Ho * g.Wo * g.kh * g.kw * C * O
+    spectral = 4 * F * S * C * O + 2 * F * (pixels * C + g.Ho * g.Wo * O) \
+        + 2 * F * S * g.kh * g.kw * C * O / max(N, 1)
+    return spectral < WORTH_IT * direct
+
+
+def _phases(freqs, rows, cols, P: tuple):
+    """``t_f(m, l)``: a row per frequency, a column per pixel ``(m, l)`` of ``rows x cols``."""
+    fh, fw = (f.reshape(-1, 1, 1) for f in freqs)
+    m = np.asarray(rows).reshape(1, -1, 1)
+    l_ = np.asarray(cols).reshape(1, 1, -1)
+    t = 2 * np.pi * ((fh * m % P[0]) / P[0] + (fw * l_ % P[1]) / P[1])
+    return t.reshape(len(fh), -1)
+
+
+def _planes(t, im_sign, scale=1.0):
+    """``(2F, pixels)``: ``scale cos t`` for the real parts over ``im_sign scale sin t``."""
+    return np.concatenate([scale * np.cos(t), im_sign * scale * np.sin(t)])
+
+
+class SpectralPlan:
+    """The transform matrices of one conv geometry, for one dtype and array module.
+
+    ``F`` frequencies, ``S = sh*sw`` phases.  The maps (each a real matrix):
+
+    * ``image (Hp*Wp, 2F)``: a phase image -> its spectrum (``e^{-it}``);
+      ``image_c (2F, Hp*Wp)`` takes ``conj(dX)`` back to pixels.
+    * ``kernel (kh*kw, S*2F)``: the taps of one (o, c) kernel -> the spectra
+      of its ``S`` sub-kernels (``e^{+it}``, each tap at its offset ``j``
+      within its phase); ``kernel_c (S*2F, kh*kw)`` takes ``conj(dK)`` back.
+    * ``output (2F, Ho*Wo)``: ``Y`` -> output pixels (with the ``a_f/(Ph Pw)``
+      weights); ``output_c (Ho*Wo, 2F)`` takes ``dy`` to ``conj(G)``.
+    """
+
+    def __init__(self, g: ConvGeom, dtype, xp):
+        self.g, self.xp = g, xp
+        (Ph, self.Hp), (Pw, self.Wp) = (_axis(g.H, g.kh, g.sh, g.pt, g.Ho),
+                                        _axis(g.W, g.kw, g.sw, g.pl, g.Wo))
+        P = (Ph, Pw)
+        fh, fw, a = half_spectrum(*P)
+        freqs = (fh, fw)
+        self.F, self.S = len(fh), g.sh * g.sw
+        t_img = _phases(freqs, np.arange(self.Hp), np.arange(self.Wp), P)
+        t_out = _phases(freqs, np.arange(g.Ho), np.arange(g.Wo), P)
+        a = (a / (Ph * Pw)).reshape(-1, 1)
+        # tap i reads x[s q + i - pt] = x_a[q + j] with i - pt = s j + a
+        kernel = np.zeros((g.kh, g.kw, self.S, 2 * self.F))
+        for i in range(g.kh):
+            jh, ah = divmod(i - g.pt, g.sh)
+            for k in range(g.kw):
+                jw, aw = divmod(k - g.pl, g.sw)
+                kernel[i, k, ah * g.sw + aw] = _planes(_phases(freqs, [jh], [jw], P), 1)[:, 0]
+        kernel = kernel.reshape(g.kh * g.kw, -1)
+        conj_ims = np.tile(np.repeat([1.0, -1.0], self.F), self.S)
+        mats = {
+            "image": _planes(t_img, -1).T,
+            "image_c": _planes(t_img, 1),
+            "kernel": kernel,
+            "kernel_c": (kernel * conj_ims).T,
+            # y = sum_f a (Re Y cos t - Im Y sin t)
+            "output": _planes(t_out, -1, a),
+            # so dL/dRe Y = a cos t . dy and dL/dIm Y = -a sin t . dy; conjugated
+            "output_c": _planes(t_out, 1, a).T,
+        }
+        for name, m in mats.items():
+            setattr(self, name, xp.ascontiguousarray(xp.asarray(m, dtype=dtype)))
+
+    # -- pixels <-> spectra ---------------------------------------------------------
+
+    def _to_spectrum(self, rows, T, shape):
+        """Real rows ``(B, pixels)`` -> complex ``(F, *shape)``, through ``T (pixels, k*2F)``."""
+        r = self.xp.matmul(rows, T).reshape(-1, 2 * self.F)  # (B*k, 2F)
+        return kernels.rows_to_spectrum(r).reshape((self.F,) + shape)
+
+    def _from_spectrum(self, z, T):
+        """Complex ``(F, ...)`` -> real rows ``(B, pixels)``, through ``T (k*2F, pixels)``."""
+        r = kernels.spectrum_to_rows(z.reshape(self.F, -1))  # (B*k, 2F)
+        return self.xp.matmul(r.reshape(-1, T.shape[0]), T)
+
+    def image_spectrum(self, x):
+        """``x (N, C, H, W) -> X (F, N, C*S)``."""
+        N, C = x.shape[:2]
+        return self._to_spectrum(self._split(x), self.image, (N, C * self.S))
+
+    def image_pixels(self, dXc, N: int):
+        """``conj(dX) (F, N, C*S) -> dx (N, C, H, W)``."""
+        return self._merge(self._from_spectrum(dXc, self.image_c), N)
+
+    def kernel_spectrum(self, w):
+        """``w (O, C, kh, kw) -> K (F, O, C*S)``."""
+        O, C = w.shape[:2]
+        return self._to_spectrum(w.reshape(O * C, -1), self.kernel, (O, C * self.S))
+
+    def kernel_taps(self, dKc, shape):
+        """``conj(dK) (F, O, C*S) -> dw (O, C, kh, kw)``."""
+        return self._from_spectrum(dKc, self.kernel_c).reshape(shape)
+
+    def output_spectrum(self, dy):
+        """``dy (N, O, Ho, Wo) -> conj(G) (F, N, O)``."""
+        N, O = dy.shape[:2]
+        return self._to_spectrum(dy.reshape(N * O, -1), self.output_c, (N, O))
+
+    def output_pixels(self, Y):
+        """``Y (F, N, O) -> y (N, O, Ho, Wo)``."""
+        N, O = Y.shape[1:]
+        return self._from_spectrum(Y, self.output).reshape(N, O, self.g.Ho, self.g.Wo)
+
+    # -- phases ---------------------------------------------------------------------
+
+    def _split(self, x):
+        """``x (N, C, H, W) -> (N*C*S, Hp*Wp)``, one phase image a row."""
+        g, (N, C) = self.g, x.shape[:2]
+        if self.S == 1:
+            return x.reshape(N * C, -1)
+        return kernels.split_phases(x, g.sh, g.sw, self.Hp, self.Wp).reshape(N * C * self.S, -1)
+
+    def _merge(self, rows, N: int):
+        """The adjoint of :meth:`_split`: ``(N*C*S, Hp*Wp) -> (N, C, H, W)``."""
+        g = self.g
+        C = rows.shape[0] // (N * self.S)
+        if self.S == 1:
+            return rows.reshape(N, C, g.H, g.W)
+        return kernels.merge_phases(rows.reshape(N, C, g.sh, g.sw, self.Hp, self.Wp), g.H, g.W)
+
+
+class Plans:
+    """The plans of one layer, made once per (geometry, dtype, array module)."""
+
+    def __init__(self):
+        self._plans = {}
+
+    def __call__(self, g: ConvGeom, like) -> SpectralPlan:
+        xp = backend.get_xp(like)
+        key = (g, like.dtype.str, xp.__name__)
+        p = self._plans.get(key)
+        if p is None:
+            p = self._plans[key] = SpectralPlan(g, like.dtype, xp)
+        return p
+
+
+def conv(X, K):
+    """``Y[f] = X[f] @ K[f]^T``: ``(F, N, C), (F, O, C) -> (F, N, O)``."""
+    return backend.get_xp(X).matmul(X, K.transpose(0, 2, 1))
+
+
+def conv_adjoint(Gc, K):
+    """``conj(dX)[f] = conj(G)[f] @ K[f]``: ``(F, N, O), (F, O, C) -> (F, N, C)``."""
+    return backend.get_xp(Gc).matmul(Gc, K)
+
+
+def kernel_grad(Gc, X):
+    """``conj(dK)[f] = conj(G)[f]^T @ X[f]``: ``(F, N, O), (F, N, C) -> (F, O, C)``."""
+    return backend.get_xp(Gc).matmul(Gc.transpose(0, 2, 1), X)
+
+
+__all__ = ["Plans", "SpectralPlan", "conv", "conv_adjoint", "kernel_grad", "worth_it",
+           "dft_size", "half_spectrum"]
