@@ -169,8 +169,8 @@ def merge_phases(r, H: int, W: int):
 
 
 def rows_to_spectrum(r):
-    """Real rows ``(B, 2F)``, the F real parts then the F imaginary parts of each row's
-    spectrum, -> complex ``(F, B)``, C-contiguous (one matrix per frequency)."""
+    """Real rows ``(B, 2F)``, each the real and imaginary parts of F complex values in
+    turn, -> complex ``(F, B)``, C-contiguous (one matrix per frequency)."""
     return _module_for(r).rows_to_spectrum(r)
 
 

@@ -302,47 +302,50 @@ def merge_phases(r, H, W):
     return out
 
 
-# Both transposes go in blocks of B: a block's rows (BLOCK x 2F values, a few
-# KB) stay in the L1 cache while each frequency's run of the block is written
-# (or read) contiguously.
+# The rows hold each complex value's two parts side by side, so a row is a
+# complex row in memory and both directions are one transpose of complex
+# values.  It goes in blocks of the long side (B): a block of rows (BLOCK x
+# F values, a few KB) stays in the L1 cache while each frequency's run of
+# the block is written (or read) contiguously.  32768 x 41 complex64 values
+# (10.7 MB): 0.9-1.1 ms each way, against 0.65 ms for a plain copy.
 _SPEC_BLOCK = 64
 
 
 @njit(**_jit)
-def _rows_to_spectrum(r, z):
-    F, B = z.shape
-    for blk in prange((B + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
-        b0 = blk * _SPEC_BLOCK
-        b1 = min(B, b0 + _SPEC_BLOCK)
-        for f in range(F):
-            for b in range(b0, b1):
-                z[f, b] = complex(r[b, f], r[b, F + f])
+def _transpose_blocks(a, out):
+    """``out = a.T`` in blocks of the long side; the short side (F) is walked whole."""
+    R, C = out.shape
+    if C >= R:
+        for blk in prange((C + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
+            c0 = blk * _SPEC_BLOCK
+            c1 = min(C, c0 + _SPEC_BLOCK)
+            for r in range(R):
+                for c in range(c0, c1):
+                    out[r, c] = a[c, r]
+    else:
+        for blk in prange((R + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
+            r0 = blk * _SPEC_BLOCK
+            r1 = min(R, r0 + _SPEC_BLOCK)
+            for c in range(C):
+                for r in range(r0, r1):
+                    out[r, c] = a[c, r]
 
 
-@njit(**_jit)
-def _spectrum_to_rows(z, r):
-    F, B = z.shape
-    for blk in prange((B + _SPEC_BLOCK - 1) // _SPEC_BLOCK):
-        b0 = blk * _SPEC_BLOCK
-        b1 = min(B, b0 + _SPEC_BLOCK)
-        for f in range(F):
-            for b in range(b0, b1):
-                v = z[f, b]
-                r[b, f] = v.real
-                r[b, F + f] = v.imag
+def _complex_view(r):
+    return np.ascontiguousarray(r).view(np.result_type(r.dtype, np.complex64))
 
 
 def rows_to_spectrum(r):
-    F = r.shape[1] // 2
-    z = np.empty((F, r.shape[0]), dtype=np.result_type(r.dtype, np.complex64))
-    _launch(_rows_to_spectrum, GATHER_COST * r.size, np.ascontiguousarray(r), z)
+    rc = _complex_view(r)  # (B, F)
+    z = np.empty(rc.shape[::-1], dtype=rc.dtype)
+    _launch(_transpose_blocks, GATHER_COST * r.size, rc, z)
     return z
 
 
 def spectrum_to_rows(z):
-    r = np.empty((z.shape[1], 2 * z.shape[0]), dtype=z.real.dtype)
-    _launch(_spectrum_to_rows, GATHER_COST * r.size, np.ascontiguousarray(z), r)
-    return r
+    rc = np.empty(z.shape[::-1], dtype=z.dtype)
+    _launch(_transpose_blocks, GATHER_COST * 2 * z.size, np.ascontiguousarray(z), rc)
+    return rc.view(z.real.dtype)
 
 
 # -- elementwise ---------------------------------------------------------------------

@@ -87,18 +87,22 @@ def merge_phases(r, H: int, W: int):
 
 
 def rows_to_spectrum(r):
-    """Real rows ``(B, 2F)`` (F real parts, then F imaginary parts) -> complex ``(F, B)``, C-contiguous."""
+    """Real rows ``(B, 2F)``, each the real and imaginary parts of F values in turn,
+    -> complex ``(F, B)``, C-contiguous (the transpose)."""
     xp = get_xp(r)
-    F = r.shape[1] // 2
-    z = xp.empty((F, r.shape[0]), dtype=xp.result_type(r.dtype, xp.complex64))
-    z.real[...] = r[:, :F].T
-    z.imag[...] = r[:, F:].T
+    z = xp.empty((r.shape[1] // 2, r.shape[0]), dtype=xp.result_type(r.dtype, xp.complex64))
+    z.real[...] = r[:, 0::2].T
+    z.imag[...] = r[:, 1::2].T
     return z
 
 
 def spectrum_to_rows(z):
     """Inverse of :func:`rows_to_spectrum`: complex ``(F, B)`` -> real rows ``(B, 2F)``."""
-    return get_xp(z).concatenate((z.real.T, z.imag.T), axis=1)
+    xp = get_xp(z)
+    r = xp.empty((z.shape[1], 2 * z.shape[0]), dtype=z.real.dtype)
+    r[:, 0::2] = z.real.T
+    r[:, 1::2] = z.imag.T
+    return r
 
 
 # -- elementwise ---------------------------------------------------------------------

@@ -49,9 +49,10 @@ same pieces the other way round (see :class:`minigan.nn.Conv2DTranspose`).
 
 Arrays: a spectrum is a complex array ``(F, B1, B2)``, C-contiguous, so each
 frequency's matrix is one BLAS operand.  The maps between pixels and
-spectra are real GEMMs whose rows hold one image's (or kernel's) real parts
-and then its imaginary parts, ``(B, 2F)``;
-:func:`minigan.kernels.rows_to_spectrum` and its inverse transpose them.
+spectra are real GEMMs whose rows hold one image's (or kernel's) spectrum,
+each value's real and imaginary parts side by side, ``(B, 2F)``: in memory
+a complex ``(B, F)``, which :func:`minigan.kernels.rows_to_spectrum` and
+its inverse transpose.
 """
 from __future__ import annotations
 
@@ -131,14 +132,17 @@ def _phases(freqs, rows, cols, P: tuple):
 
 
 def _planes(t, im_sign, scale=1.0):
-    """``(2F, pixels)``: ``scale cos t`` for the real parts over ``im_sign scale sin t``."""
-    return np.concatenate([scale * np.cos(t), im_sign * scale * np.sin(t)])
+    """``(2F, pixels)``: ``scale cos t`` and ``im_sign scale sin t`` in turn, the rows that
+    make (or read) each frequency's real and imaginary parts."""
+    return np.stack([scale * np.cos(t), im_sign * scale * np.sin(t)], axis=1).reshape(-1, t.shape[1])
 
 
 class SpectralPlan:
     """The transform matrices of one conv geometry, for one dtype and array module.
 
-    ``F`` frequencies, ``S = sh*sw`` phases.  The maps (each a real matrix):
+    ``F`` frequencies, ``S = sh*sw`` phases.  The maps, each a real matrix
+    whose ``2F`` side runs over the frequencies, real part then imaginary
+    part of each:
 
     * ``image (Hp*Wp, 2F)``: a phase image -> its spectrum (``e^{-it}``);
       ``image_c (2F, Hp*Wp)`` takes ``conj(dX)`` back to pixels.
@@ -168,7 +172,7 @@ class SpectralPlan:
                 jw, aw = divmod(k - g.pl, g.sw)
                 kernel[i, k, ah * g.sw + aw] = _planes(_phases(freqs, [jh], [jw], P), 1)[:, 0]
         kernel = kernel.reshape(g.kh * g.kw, -1)
-        conj_ims = np.tile(np.repeat([1.0, -1.0], self.F), self.S)
+        conj_ims = np.tile([1.0, -1.0], self.S * self.F)
         mats = {
             "image": _planes(t_img, -1).T,
             "image_c": _planes(t_img, 1),
