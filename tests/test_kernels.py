@@ -323,3 +323,20 @@ def test_layers_agree_on_both_kernel_paths(make, dtype, monkeypatch):
     np.testing.assert_allclose(dx1, dx0, **TOL[dtype])
     for name in g0:
         np.testing.assert_allclose(g1[name], g0[name], **TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("F", [1, 2, 3, 41])
+@pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.complex128])
+def test_batched_matmul_split_over_threads(F, dtype):
+    """The per-thread runs give the plain product, and BLAS gets its thread count back."""
+    from minigan.kernels import blas
+
+    rng = np.random.default_rng(F)
+    a = (rng.standard_normal((F, 5, 7)) + (1j if np.iscomplexobj(dtype(0)) else 0)).astype(dtype)
+    b = rng.standard_normal((F, 9, 7)).astype(dtype).transpose(0, 2, 1)  # a transposed operand
+    fns = blas._openblas()
+    before = fns[0]() if fns else None
+    got = kernels.batched_matmul(a, b)
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
+    assert got.dtype == np.result_type(a, b)
+    assert (fns[0]() if fns else None) == before

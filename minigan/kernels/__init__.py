@@ -157,6 +157,16 @@ def from_rows(m, N: int, H: int, W: int, bias=None):
     return _module_for(m).from_rows(m, N, H, W, bias)
 
 
+def batched_matmul(a, b):
+    """``a (F, m, k) @ b (F, k, n) -> (F, m, n)``.  On the Numba path the F products run
+    as one run per BLAS thread, side by side (:mod:`minigan.kernels.blas`)."""
+    if _module_for(a) is numpy_ref:
+        return backend.get_xp(a).matmul(a, b)
+    from . import blas  # noqa: PLC0415
+
+    return blas.batched_matmul(a, b)
+
+
 def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):
     """``x (N, C, H, W) -> (N, C, sh, sw, Hp, Wp)``, the ``sh*sw`` phases of a strided
     conv's input: ``[n, c, a, b, m, l] = x[n, c, sh*m + a, sw*l + b]`` (zero past the image)."""

@@ -261,17 +261,17 @@ class Plans:
 
 def conv(X, K):
     """``Y[f] = X[f] @ K[f]^T``: ``(F, N, C), (F, O, C) -> (F, N, O)``."""
-    return backend.get_xp(X).matmul(X, K.transpose(0, 2, 1))
+    return kernels.batched_matmul(X, K.transpose(0, 2, 1))
 
 
 def conv_adjoint(Gc, K):
     """``conj(dX)[f] = conj(G)[f] @ K[f]``: ``(F, N, O), (F, O, C) -> (F, N, C)``."""
-    return backend.get_xp(Gc).matmul(Gc, K)
+    return kernels.batched_matmul(Gc, K)
 
 
 def kernel_grad(Gc, X):
     """``conj(dK)[f] = conj(G)[f]^T @ X[f]``: ``(F, N, O), (F, N, C) -> (F, O, C)``."""
-    return backend.get_xp(Gc).matmul(Gc.transpose(0, 2, 1), X)
+    return kernels.batched_matmul(Gc.transpose(0, 2, 1), X)
 
 
 __all__ = ["Plans", "SpectralPlan", "conv", "conv_adjoint", "kernel_grad", "worth_it",
