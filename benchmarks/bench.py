@@ -14,7 +14,6 @@ if "--threads" in sys.argv:
     THREADS = sys.argv[sys.argv.index("--threads") + 1]
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = THREADS
-os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"  # see minigan.bench: idle BLAS threads must not spin
 
 from minigan import bench  # noqa: E402
 

@@ -4,11 +4,17 @@ NumPy on the CPU (hot loops in Numba), CuPy on a GPU, no autograd.
 """
 import os as _os
 
-# Idle OpenBLAS threads spin for a long while after each GEMM and starve the
-# Numba kernels that run between GEMMs (measured: GEMM + col2im 8.0 ms spinning,
-# 1.6 ms not).  The shortest timeout fixes that; it only takes effect when
-# minigan is imported before NumPy, and a user's own setting wins.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# Idle OpenBLAS threads spin for 2^n cycles after each GEMM before they sleep.
+# OpenBLAS's default (n = 28, ~0.1 s) starves the Numba kernels that run
+# between GEMMs (measured: GEMM + col2im 8.0 ms spinning, 1.6 ms not); n = 4
+# sleeps at once, and then every small GEMM pays for waking its threads (MLP
+# step 2.0-2.4 ms).  n = 20 (~0.4 ms) keeps them awake across the gaps between
+# the MLP's GEMMs (1.57-1.60 ms) and left the DCGAN step as it was (four
+# alternating runs: 158.7 / 177.8 / 179.9 / 161.5 ms at 4, 156.1 / 183.9 /
+# 158.0 / 155.2 at 20).  It only takes effect when minigan is imported before
+# NumPy, and a user's own setting wins.
+BLAS_THREAD_TIMEOUT = "20"
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", BLAS_THREAD_TIMEOUT)
 # The same holds for the OpenMP threads behind Numba's parallel kernels: spinning
 # after each kernel, they take a core from the GEMM that follows.  Passive waiting
 # took the DCGAN step from 277-286 ms to 224-244 ms (2 threads, batch 64).

@@ -29,10 +29,11 @@ answers with the times, so the blocks still alternate.
 
 Thread counts must be fixed before NumPy loads its BLAS, so the harness runs
 in a process whose environment sets them (:func:`thread_env`);
-``minigan bench`` starts one.  ``OPENBLAS_THREAD_TIMEOUT`` is set low because
-OpenBLAS's idle threads otherwise spin for ~0.1 s after each GEMM and fight
-Numba's threads for the cores (measured: GEMM + col2im of one layer 8 ms
-instead of 1.6 ms on 2 cores).
+``minigan bench`` starts one.  ``OPENBLAS_THREAD_TIMEOUT`` gets the value
+``import minigan`` gives it (:data:`minigan.BLAS_THREAD_TIMEOUT`): OpenBLAS's
+idle threads otherwise spin for ~0.1 s after each GEMM and fight Numba's
+threads for the cores (measured: GEMM + col2im of one layer 8 ms instead of
+1.6 ms on 2 cores).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import backend, torch_reference
+from . import BLAS_THREAD_TIMEOUT, backend, torch_reference
 from .nn import Conv2D, Conv2DTranspose, Dense, Sequential
 from .torch_reference import NOISE_DIM, image_shape
 
@@ -56,7 +57,7 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NU
 def thread_env(threads: int) -> dict:
     """Environment variables that give NumPy's BLAS, Numba and PyTorch ``threads`` threads."""
     env = {k: str(threads) for k in THREAD_VARS}
-    env["OPENBLAS_THREAD_TIMEOUT"] = "4"  # idle BLAS threads sleep after 2^4 cycles
+    env["OPENBLAS_THREAD_TIMEOUT"] = BLAS_THREAD_TIMEOUT  # how long idle BLAS threads spin
     return env
 
 
@@ -252,7 +253,7 @@ def torch_available() -> bool:
 
 # Variables that ``import minigan`` sets by default for its own thread pools;
 # PyTorch's child process gets the environment without them.
-MINIGAN_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
+MINIGAN_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": BLAS_THREAD_TIMEOUT}
 
 
 class TorchProcess:
