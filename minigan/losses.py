@@ -18,8 +18,7 @@ hinge       mean relu(1 - d_real)                -mean d_fake   (Lim & Ye 2017)
 """
 from __future__ import annotations
 
-from . import backend
-from .nn.activations import sigmoid
+from . import backend, kernels
 
 
 def _n(x):
@@ -41,9 +40,9 @@ def bce_with_logits(z, target):
     L = mean( max(z, 0) - z*t + log(1 + exp(-|z|)) ),   dL/dz = (sigmoid(z) - t) / n
     """
     xp = backend.get_xp(z)
-    t = _target(xp, z, target)
-    value = (xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))).mean()
-    return float(value), (sigmoid(z) - t) / z.dtype.type(_n(z))
+    total, grad = kernels.bce_with_logits(z, _target(xp, z, target))
+    grad /= z.dtype.type(_n(z))
+    return total / _n(z), grad
 
 
 def bce(p, target, eps: float = 1e-7):

@@ -25,9 +25,14 @@ class Optimizer:
         self.lr = float(lr)
         self.t = 0
         self.state: dict = {}  # name -> dict of arrays
+        self._named = None  # (name, layer, key) of each parameter, found on the first use
 
     def _items(self):
-        for name, layer, key in self.model.named_parameters():
+        # The parameters are the model's when the optimizer is made (as in PyTorch);
+        # the arrays are looked up each time, so astype / to / load_state_dict are seen.
+        if self._named is None:
+            self._named = tuple(self.model.named_parameters())
+        for name, layer, key in self._named:
             yield name, layer.params[key], layer.grads[key]
 
     def zero_grad(self):

@@ -340,3 +340,17 @@ def test_batched_matmul_split_over_threads(F, dtype):
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
     assert got.dtype == np.result_type(a, b)
     assert (fns[0]() if fns else None) == before
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=3), scalar=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_bce_with_logits_matches_reference(dtype, shape, scalar, seed):
+    rng = np.random.default_rng(seed)
+    z = (_rand(rng, shape, dtype) * 30).astype(dtype)  # far into both tails
+    t = dtype(rng.uniform()) if scalar else rng.uniform(size=shape).astype(dtype)
+    v0, g0 = numpy_ref.bce_with_logits(z, t)
+    v1, g1 = numba_cpu.bce_with_logits(z, t)
+    assert g1.dtype == dtype and g1.shape == z.shape and np.isfinite(v1)
+    np.testing.assert_allclose(v1, v0, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(g1, g0, **TOL[dtype])

@@ -239,3 +239,9 @@ def adam_update(ps, gs, ms, vs, lr: float, b1: float, b2: float, eps: float, t: 
     """
     if ps:
         _module_for(ps[0]).adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo)
+
+
+def bce_with_logits(z, t):
+    """``(sum of the losses, sigmoid(z) - t)``: binary cross-entropy on logits ``z`` against
+    targets ``t`` (a float, or an array shaped like ``z``), summed in float64."""
+    return _module_for(z).bce_with_logits(z, t)

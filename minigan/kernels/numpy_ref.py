@@ -185,3 +185,17 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
     dx = dy - dx
     dx *= scale
     return dx, dgamma, dbeta
+
+
+# -- losses ------------------------------------------------------------------------
+
+def bce_with_logits(z, t):
+    """``(sum of the losses, dL/dz without the 1/n)`` of binary cross-entropy on logits ``z``
+    against targets ``t`` (a float, or an array shaped like ``z``)::
+
+        loss = max(z, 0) - z t + log(1 + exp(-|z|)),   dloss/dz = sigmoid(z) - t
+    """
+    xp = get_xp(z)
+    e = xp.exp(-xp.abs(z))
+    total = float((xp.maximum(z, 0) - z * t + xp.log1p(e)).sum(dtype=xp.float64))
+    return total, xp.where(z >= 0, 1 / (1 + e), e / (1 + e)) - t
