@@ -25,6 +25,20 @@ def test_step_flops_count_the_gemms_of_the_step():
     assert bench.step_flops(s.G, s.D, s.z, s.real) == expected
 
 
+def test_performed_flops_count_the_spectral_products():
+    """A layer on the spectral engine counts its per-frequency products and transforms."""
+    layer = bench.Conv2DTranspose(256, 128, 5, 1, "same")
+    x = np.zeros((64, 256, 7, 7), np.float32)
+    layer.forward(x)
+    im2col = bench.layer_flops(layer, x.shape)
+    done = bench.performed_flops(layer, x.shape)
+    product = 8 * 41 * 64 * 128 * 256  # 41 frequencies of (64 x 128) @ (128 x 256), complex
+    assert all(product < d < i for d, i in zip(done, im2col))
+    layer.spectral = False
+    layer.forward(x)
+    assert bench.performed_flops(layer, x.shape) == im2col
+
+
 def test_minigan_bench_prints_its_tables():
     out = subprocess.run([sys.executable, "-m", "minigan", "bench", "--models", "mlp", "--batch", "8",
                           "--repeats", "1", "--no-torch", "--no-layers", "--kernels", "numba"],

@@ -186,6 +186,18 @@ class SpectralPlan:
         for name, m in mats.items():
             setattr(self, name, xp.ascontiguousarray(xp.asarray(m, dtype=dtype)))
 
+    def flops(self, N: int, O: int):
+        """``(forward, dx, dW)`` FLOPs of the GEMMs this engine runs for ``N`` samples and
+        ``O`` output-side channels: each product ``8 F N (C S) O`` (a complex multiply-add
+        is 8 real FLOPs) plus the transforms around it (the output side's spectrum of dy,
+        computed once for dx and dW, is counted with dW)."""
+        g, F, S = self.g, self.F, self.S
+        product = 8 * F * N * g.C * S * O
+        image = 2 * N * g.C * S * self.Hp * self.Wp * 2 * F
+        kernel = 2 * O * g.C * g.kh * g.kw * S * 2 * F
+        output = 2 * N * O * g.Ho * g.Wo * 2 * F
+        return product + kernel + image + output, product + image, product + kernel + output
+
     # -- pixels <-> spectra ---------------------------------------------------------
 
     def _to_spectrum(self, rows, T, shape):
