@@ -122,7 +122,7 @@ def worth_it(g: ConvGeom, N: int, O: int) -> bool:
     return spectral < WORTH_IT * direct
 
 
-def _phases(freqs, rows, cols, P: tuple):
+def _angles(freqs, rows, cols, P: tuple):
     """``t_f(m, l)``: a row per frequency, a column per pixel ``(m, l)`` of ``rows x cols``."""
     fh, fw = (f.reshape(-1, 1, 1) for f in freqs)
     m = np.asarray(rows).reshape(1, -1, 1)
@@ -161,8 +161,8 @@ class SpectralPlan:
         fh, fw, a = half_spectrum(*P)
         freqs = (fh, fw)
         self.F, self.S = len(fh), g.sh * g.sw
-        t_img = _phases(freqs, np.arange(self.Hp), np.arange(self.Wp), P)
-        t_out = _phases(freqs, np.arange(g.Ho), np.arange(g.Wo), P)
+        t_img = _angles(freqs, np.arange(self.Hp), np.arange(self.Wp), P)
+        t_out = _angles(freqs, np.arange(g.Ho), np.arange(g.Wo), P)
         a = (a / (Ph * Pw)).reshape(-1, 1)
         # tap i reads x[s q + i - pt] = x_a[q + j] with i - pt = s j + a
         kernel = np.zeros((g.kh, g.kw, self.S, 2 * self.F))
@@ -170,7 +170,7 @@ class SpectralPlan:
             jh, ah = divmod(i - g.pt, g.sh)
             for k in range(g.kw):
                 jw, aw = divmod(k - g.pl, g.sw)
-                kernel[i, k, ah * g.sw + aw] = _planes(_phases(freqs, [jh], [jw], P), 1)[:, 0]
+                kernel[i, k, ah * g.sw + aw] = _planes(_angles(freqs, [jh], [jw], P), 1)[:, 0]
         kernel = kernel.reshape(g.kh * g.kw, -1)
         conj_ims = np.tile([1.0, -1.0], self.S * self.F)
         mats = {
