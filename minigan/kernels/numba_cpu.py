@@ -296,15 +296,19 @@ def _split_phases(x, out):
 
 @njit(**_jit)
 def _merge_phases(r, out):
+    # phase by phase, as _split_phases, rather than pixel by pixel with a
+    # divmod each: 128x64x14x14, 2.4-2.8 -> 1.2-1.3 ms
     N, C, H, W = out.shape
-    sh, sw = r.shape[2:4]
+    sh, sw, Hp, Wp = r.shape[2:]
     for q in prange(N * C):
         n = q // C
         c = q - n * C
-        for h in range(H):
-            m, a = divmod(h, sh)
-            for w in range(W):
-                out[n, c, h, w] = r[n, c, a, w % sw, m, w // sw]
+        for a in range(sh):
+            for m in range(min(Hp, (H - a + sh - 1) // sh)):
+                h = m * sh + a
+                for b in range(sw):
+                    for l in range(min(Wp, (W - b + sw - 1) // sw)):
+                        out[n, c, h, l * sw + b] = r[n, c, a, b, m, l]
 
 
 def split_phases(x, sh, sw, Hp, Wp):
