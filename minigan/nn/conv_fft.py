@@ -213,14 +213,19 @@ class SpectralPlan:
     # -- pixels <-> spectra ---------------------------------------------------------
 
     def _to_spectrum(self, rows, T, shape):
-        """Real rows ``(B, pixels)`` -> complex ``(F, *shape)``, through ``T (pixels, k*2F)``."""
-        r = self.xp.matmul(rows, T).reshape(-1, 2 * self.F)  # (B*k, 2F)
-        return kernels.rows_to_spectrum(r).reshape((self.F,) + shape)
+        """Real rows ``(B, pixels)`` -> complex ``(F, *shape)``, through ``T (pixels, 2F)``."""
+        return kernels.rows_to_spectrum(self.xp.matmul(rows, T)).reshape((self.F,) + shape)
 
     def _from_spectrum(self, z, T):
-        """Complex ``(F, ...)`` -> real rows ``(B, pixels)``, through ``T (k*2F, pixels)``."""
-        r = kernels.spectrum_to_rows(z.reshape(self.F, -1))  # (B*k, 2F)
-        return self.xp.matmul(r.reshape(-1, T.shape[0]), T)
+        """Complex ``(F, ...)`` -> real rows ``(B, pixels)``, through ``T (2F, pixels)``."""
+        return self.xp.matmul(kernels.spectrum_to_rows(z.reshape(self.F, -1)), T)
+
+    def _matmul_into(self, a, b, out):
+        """``out[...] = a @ b``, straight into ``out`` (a strided view) on NumPy."""
+        if self.xp is np:
+            np.matmul(a, b, out=out)
+        else:
+            out[...] = self.xp.matmul(a, b)
 
     def image_spectrum(self, x):
         """``x (N, C, H, W) -> X (F, N, C*S)``."""
@@ -237,7 +242,7 @@ class SpectralPlan:
         w2 = w.reshape(O * C, -1)
         rows = self.xp.empty((O * C, self.S, 2 * self.F), dtype=w.dtype)
         for p, (taps, T) in enumerate(self.kernel):
-            self.xp.matmul(w2 if taps is None else w2[:, taps], T, out=rows[:, p])
+            self._matmul_into(w2 if taps is None else w2[:, taps], T, rows[:, p])
         z = kernels.rows_to_spectrum(rows.reshape(-1, 2 * self.F))
         return z.reshape(self.F, O, C * self.S)
 
@@ -247,7 +252,7 @@ class SpectralPlan:
         dw = self.xp.empty((rows.shape[0], self.g.kh * self.g.kw), dtype=rows.dtype)
         for p, (taps, Tc) in enumerate(self.kernel_c):
             if taps is None:
-                self.xp.matmul(rows[:, p], Tc, out=dw)
+                self._matmul_into(rows[:, p], Tc, dw)
             else:
                 dw[:, taps] = self.xp.matmul(rows[:, p], Tc)
         return dw.reshape(shape)
