@@ -47,6 +47,9 @@ def _add_train(sub):
     p.add_argument("--lr-decay", choices=["none", "linear"], default=None,
                    help="learning-rate schedule over the epochs (default none on MNIST, linear on the "
                         "mixtures)")
+    p.add_argument("--d-bias-init", choices=["zeros", "data"], default=None,
+                   help="2-D mixtures: 'data' starts D's first-layer hyperplanes through random points "
+                        "of the training data's bounding box (default 'zeros': all through the origin)")
     p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default 0.999)")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to compute (default cpu)")
@@ -71,7 +74,7 @@ def _train(args):
         "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2, "device": args.device,
         "seed": args.seed, "out": args.out, "limit": args.limit,
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
-        "lr_decay": args.lr_decay,
+        "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init,
         "eval_every": args.eval_every, "conditional": args.conditional}.items() if v is not None}
     if args.eval_every is not None and args.eval_every < 0:
         raise SystemExit(f"minigan train: --eval-every must be >= 0, got {args.eval_every}")

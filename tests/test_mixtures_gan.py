@@ -7,7 +7,7 @@ from helpers import fit_until_interrupted
 
 from minigan import io
 from minigan.cli import main
-from minigan.gan.mixture_models import Pack, build_mixture, mixture_discriminator
+from minigan.gan.mixture_models import Pack, build_mixture, mixture_discriminator, place_first_hyperplanes
 from minigan.gan.trainer import CHECKPOINT, EVAL_LOG, Trainer, TrainConfig
 from minigan.gradcheck import check_layer
 
@@ -30,6 +30,32 @@ def test_packed_discriminator_gradients(pack):
     x = np.random.default_rng(pack).standard_normal((4 * pack, 2))
     check_layer(D, x).assert_ok(1e-6)
     assert D.forward(x.astype(np.float32)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("pack", [1, 3])
+def test_first_hyperplanes_cross_the_box(pack):
+    """Each first-layer hyperplane w.x + b = 0 passes through a point of the box [low, high]."""
+    D = mixture_discriminator(pack, hidden=50, depth=1)
+    assert not D.layers[1].params["b"].any()  # default: all through the origin
+    low = np.tile([-1.0, 2.0], pack)
+    high = np.tile([3.0, 4.0], pack)
+    place_first_hyperplanes(D, low, high)
+    W, b = D.layers[1].params["W"].astype(np.float64), D.layers[1].params["b"].astype(np.float64)
+    lo_end = (np.where(W > 0, low[:, None], high[:, None]) * W).sum(axis=0) + b  # min of w.x + b on the box
+    hi_end = (np.where(W > 0, high[:, None], low[:, None]) * W).sum(axis=0) + b
+    assert (lo_end <= 1e-5).all() and (hi_end >= -1e-5).all()
+    assert (np.abs(b) > 0).all()
+
+
+def test_d_bias_init_data_in_the_trainer(tmp_path):
+    t = Trainer(cfg(tmp_path, "a", d_bias_init="data"), progress=False)
+    assert t.D.layers[1].params["b"].any()
+    t0 = Trainer(cfg(tmp_path, "b"), progress=False)
+    assert not t0.D.layers[1].params["b"].any()
+    for bad, match in [(dict(d_bias_init="random"), "d-bias-init"),
+                       (dict(dataset="mnist", d_bias_init="data"), "d-bias-init")]:
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad).validate()
 
 
 def test_mixture_pair_shapes():

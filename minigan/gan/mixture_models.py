@@ -5,7 +5,9 @@ The setting of PacGAN (Lin et al. 2018, section 5.1), built from minigan's layer
 * G: noise z (N, 2) -> 4 hidden layers of 400 units, each Dense, BatchNorm, ReLU ->
   Dense 400->2 (linear output, points in the plane).
 * D: :class:`Pack` (m samples side by side) -> 3 hidden layers of 200 units, each
-  Dense and LeakyReLU(0.2) (the paper used maxout) -> Dense 200->1 (a logit).
+  Dense and LeakyReLU(0.2) (the paper used maxout) -> Dense 200->1 (a logit).  The
+  trainer's ``d_bias_init="data"`` starts D's first-layer hyperplanes spread over the
+  data (:func:`place_first_hyperplanes`) instead of all through the origin.
 
 Packing: D judges m samples at once.  A batch of B*m points (B*m, 2) becomes B rows
 of 2m values (B, 2m), each row m consecutive points; all m points of a row are real or
@@ -14,7 +16,9 @@ step, so the discriminator still sees B real and B fake inputs.
 """
 from __future__ import annotations
 
-from .. import nn
+import numpy as np
+
+from .. import backend, nn
 from ..nn.layer import Layer
 
 MIXTURE_MODEL = "mlp2d"
@@ -68,6 +72,28 @@ def mixture_discriminator(pack: int = 1, in_dim: int = 2, hidden: int = 200, dep
     return nn.Sequential(*layers)
 
 
+def place_first_hyperplanes(D, low, high):
+    """Set the biases of D's first Dense layer so that each unit's hyperplane ``w.x + b = 0``
+    passes through its own random point, drawn uniformly from the box ``[low, high]`` (per
+    coordinate of D's input, packed or not; scalars or arrays).  Draws from the global RNG.
+
+    With the usual zero biases every hyperplane (and, all biases being 0, every kink of
+    the whole network) passes through the origin: D starts as a positively homogeneous
+    function, D(t x) = t D(x), which cannot tell a point on a mode from one a little
+    further out on the same ray, and Adam moves a bias only about ``lr`` a step, so
+    spreading the kinks over the data takes thousands of steps.
+    """
+    first = next(layer for layer in D.layers if isinstance(layer, nn.Dense))
+    W = first.params["W"]  # (d, units)
+    xp = backend.get_xp(W)
+    d = W.shape[0]
+    low = np.broadcast_to(np.asarray(low, np.float64), (d,))
+    high = np.broadcast_to(np.asarray(high, np.float64), (d,))
+    c = backend.global_rng().uniform(low[:, None], high[:, None], size=W.shape)
+    b = -(backend.to_numpy(W).astype(np.float64) * c).sum(axis=0)
+    first.params["b"][...] = xp.asarray(b.astype(W.dtype))
+
+
 def build_mixture(pack: int = 1):
     """``(generator, discriminator)`` for the 2-D mixtures with packing degree ``pack``."""
     return mixture_generator(), mixture_discriminator(pack)
@@ -79,4 +105,4 @@ def param_count(pack: int = 1) -> int:
 
 
 __all__ = ["Pack", "MIXTURE_MODEL", "MIXTURE_NOISE_DIM", "mixture_generator", "mixture_discriminator",
-           "build_mixture"]
+           "build_mixture", "place_first_hyperplanes"]

@@ -53,6 +53,7 @@ import numpy as np
 from .. import __version__, backend, io, losses, optim, viz
 from ..nn import BatchNorm, set_labels
 from . import models
+from .mixture_models import place_first_hyperplanes
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
@@ -102,6 +103,9 @@ class TrainConfig:
     lr_d: float = 0.0  # the discriminator's learning rate (0: the same as lr)
     lr_decay: str = "none"  # "linear": both rates fall linearly over the epochs, to 1/epochs of their start
     conditional: bool = False  # class-conditional G and D (MNIST only)
+    # "data": the mixture D's first-layer hyperplanes start through random points of the
+    # training data's bounding box instead of all through the origin (zero biases)
+    d_bias_init: str = "zeros"
 
     @property
     def is_mixture(self) -> bool:
@@ -121,6 +125,10 @@ class TrainConfig:
             raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
         if self.pack < 1:
             raise ValueError(f"pack must be at least 1, got {self.pack}")
+        if self.d_bias_init not in ("zeros", "data"):
+            raise ValueError(f"d-bias-init must be 'zeros' or 'data', got {self.d_bias_init!r}")
+        if self.d_bias_init == "data" and not self.is_mixture:
+            raise ValueError("--d-bias-init data is implemented for the 2-D mixtures (ring, grid) only")
         if self.pack > 1 and not self.is_mixture:
             raise ValueError("--pack is implemented for the 2-D mixtures (ring, grid) only")
         if self.eval_every < 0:
@@ -219,6 +227,9 @@ class Trainer:
             self.data, self.labels = mnist_images(cfg.model, cfg.limit, labels=True)
         else:
             self.data = mnist_images(cfg.model, cfg.limit)
+        if cfg.d_bias_init == "data":  # D's first hyperplanes through the data's box (after the data)
+            lo, hi = self.data.min(axis=0), self.data.max(axis=0)
+            place_first_hyperplanes(self.D, np.tile(lo, cfg.pack), np.tile(hi, cfg.pack))
         self.points_per_step = cfg.batch_size * cfg.pack  # real (and fake) samples per step
         if len(self.data) < self.points_per_step:
             raise ValueError(f"{len(self.data)} training samples is fewer than one batch of "
