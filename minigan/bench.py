@@ -170,9 +170,8 @@ def performed_flops(layer, in_shape):
     :func:`layer_flops`, except for a conv on the spectral engine, which counts its
     per-frequency products and transforms (:meth:`minigan.nn.conv_fft.SpectralPlan.flops`).
     Call it after a forward on an input of ``in_shape``."""
-    cached = getattr(layer, "_cache", None)
-    if isinstance(layer, (Conv2D, Conv2DTranspose)) and isinstance(cached[0], tuple):
-        plan = cached[0][0]
+    plan = getattr(layer, "last_plan", None)
+    if plan is not None:
         return plan.flops(in_shape[0], layer.out_ch if isinstance(layer, Conv2D) else layer.in_ch)
     return layer_flops(layer, in_shape)
 
@@ -239,7 +238,7 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                      (D, rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))):
         for layer in model.layers:
             y = layer.forward(x)
-            if isinstance(layer, (Conv2D, Conv2DTranspose)) and isinstance(layer._cache[0], tuple):
+            if isinstance(layer, (Conv2D, Conv2DTranspose)) and layer.last_plan is not None:
                 out.append((repr(layer), "spectral", None, None))
             elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape

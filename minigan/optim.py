@@ -25,13 +25,11 @@ class Optimizer:
         self.lr = float(lr)
         self.t = 0
         self.state: dict = {}  # name -> dict of arrays
-        self._named = None  # (name, layer, key) of each parameter, found on the first use
+        # The parameters are the model's when the optimizer is made (as in PyTorch); the
+        # arrays are looked up on each use, so astype / to / load_state_dict are seen.
+        self._named = tuple(model.named_parameters())
 
     def _items(self):
-        # The parameters are the model's when the optimizer is made (as in PyTorch);
-        # the arrays are looked up each time, so astype / to / load_state_dict are seen.
-        if self._named is None:
-            self._named = tuple(self.model.named_parameters())
         for name, layer, key in self._named:
             yield name, layer.params[key], layer.grads[key]
 

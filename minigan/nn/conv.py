@@ -225,6 +225,12 @@ class _ConvBase(Layer):
             return None
         return self._plans(g, x)
 
+    @property
+    def last_plan(self):
+        """The :class:`conv_fft.SpectralPlan` the last forward ran on, or None (im2col, or none yet)."""
+        cached = self._cache[0] if self._cache else None
+        return cached[0] if isinstance(cached, tuple) else None
+
     def _check_input(self, x):
         self._check_float(x)
         if x.ndim != 4 or x.shape[1] != self.in_ch:

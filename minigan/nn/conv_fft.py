@@ -56,6 +56,8 @@ its inverse transpose.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import backend, kernels
@@ -104,6 +106,7 @@ def frequencies(g: ConvGeom) -> int:
     return len(half_spectrum(*dft_size(g))[0])
 
 
+@lru_cache(maxsize=256)  # asked on every forward; the answer depends on the shapes only
 def worth_it(g: ConvGeom, N: int, O: int) -> bool:
     """Whether the spectral path should beat the im2col engine for this conv.
 
