@@ -223,14 +223,14 @@ def layer_times(model: Sequential, x, repeats: int, xp=np):
 def col2im_vs_gemm(D, G, batch: int, repeats: int):
     """For each conv layer of the DCGAN: (name, engine, GEMM s, col2im s) on the current kernel path.
 
-    Conv2D uses col2im for dx (``dcols = dY @ W``); Conv2DTranspose in its
-    forward (``cols = X @ W``).  Both are timed with preallocated outputs; the
-    GEMM is the banded one the layer runs (:func:`minigan.nn.conv.matmul_cols`).
+    Conv2D uses col2im for dx (``dcols[n] = Wm^T @ dy[n]``); Conv2DTranspose in
+    its forward (``dcols[n] = Wm^T @ x[n]``).  Both are timed with preallocated
+    outputs, the GEMM as the layer runs it (one product per sample, batched).
     A layer that runs on the spectral engine (:mod:`minigan.nn.conv_fft`) has
     no col2im: its row says so, with None for both times.
     """
     from . import kernels  # noqa: PLC0415
-    from .nn.conv import matmul_cols, weight_matrix  # noqa: PLC0415
+    from .nn.conv import weight_matrix  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     out = []
@@ -243,15 +243,16 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
             elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
                 g = layer.geometry(H, W)
-                Wm = weight_matrix(layer.params["W"])
+                WmT = np.ascontiguousarray(weight_matrix(layer.params["W"]).T)
+                P = g.Ho * g.Wo
                 if isinstance(layer, Conv2D):
-                    rows = rng.standard_normal((N * g.Ho * g.Wo, layer.out_ch), dtype=np.float32)
+                    grad = rng.standard_normal((N, layer.out_ch, P), dtype=np.float32)
                 else:
-                    rows = kernels.to_rows(x)
-                cols = np.zeros((rows.shape[0], g.K), np.float32)
+                    grad = np.ascontiguousarray(x).reshape(N, layer.in_ch, P)
+                cols = np.empty((N, g.K, P), np.float32)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
-                t_gemm = timeit(lambda: matmul_cols(rows, Wm, N, g, cols), repeats)  # noqa: B023
-                t_c2i = timeit(lambda: kernels.col2im(cols, N, g, out=img), repeats)  # noqa: B023
+                t_gemm = timeit(lambda: kernels.batched_matmul(WmT, grad, out=cols), repeats)  # noqa: B023
+                t_c2i = timeit(lambda: kernels.col2im(cols, g, out=img), repeats)  # noqa: B023
                 out.append((repr(layer), "im2col", t_gemm, t_c2i))
             x = y
     return out

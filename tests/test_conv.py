@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 from test_layers_grad import conv_cases
 
 from minigan import backend, nn
-from minigan.nn import conv as conv_module
 from minigan.nn.conv import same_padding
 
 
@@ -26,26 +25,6 @@ def test_conv2d_matches_its_definition(device, engine, c):
     want = direct_conv2d(x, layer.params["W"], layer.params["b"], c["s"], (g.pt, g.pb, g.pl, g.pr))
     got = _to_np(layer.to(device).forward(on(device, x)))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-
-
-@given(conv_cases())
-def test_banded_and_whole_gemms_agree(c):
-    """The im2col GEMMs cut into row bands (wide kernel rows) and run whole (narrow
-    ones, :data:`minigan.nn.conv.BAND_MIN_WIDTH`) give the same forward, dx and dW."""
-    rng = np.random.default_rng(c["seed"])
-    x = rng.standard_normal((c["N"], c["C"], c["H"], c["W"]))
-    results = []
-    for width in (1, 10**9):  # every geometry banded, then none
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(conv_module, "BAND_MIN_WIDTH", width)
-            layer = use_engine(nn.Conv2D(c["C"], c["O"], c["k"], c["s"], c["padding"], bias=c["bias"]),
-                               "im2col").astype(np.float64)
-            layer.params["W"][...] = np.random.default_rng(c["seed"] + 1).standard_normal(layer.params["W"].shape)
-            y = layer.forward(x)
-            dy = np.random.default_rng(c["seed"] + 2).standard_normal(y.shape)
-            results.append((y, layer.backward(dy), layer.grads["W"].copy()))
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def _expected_conv_size(H, k, s, padding):

@@ -1,6 +1,6 @@
 """The Numba kernels against the NumPy reference path (minigan/kernels/numpy_ref.py).
 
-im2col, the layout transposes and LeakyReLU only move or scale values, so
+im2col, the phase splits, the spectrum transposes and LeakyReLU only move or scale values, so
 they must agree exactly; col2im and Adam add in a different order, so they
 agree to a few ulps.  Geometries are drawn by hypothesis: asymmetric
 padding, stride larger than the kernel, 1x1 kernels, odd sizes, float32 and
@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from minigan import kernels, nn
 from minigan.kernels import ConvGeom, numba_cpu, numpy_ref
-from minigan.nn import conv
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -47,33 +46,24 @@ def _switch(module, name, value):
         setattr(module, name, saved)
 
 
-def _kernel(kind):
-    """Force numba_cpu's narrow or wide conv-engine kernels, whatever the channel count."""
-    return _switch(numba_cpu, "NARROW_C", 10**9 if kind == "narrow" else 0)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kernel", ["narrow", "wide"])
 @given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_im2col_matches_reference(dtype, kernel, g, N, seed):
+def test_im2col_matches_reference(dtype, g, N, seed):
     x = _rand(np.random.default_rng(seed), (N, g.C, g.H, g.W), dtype)
     ref = numpy_ref.im2col(x, g)
-    out = np.full((N * g.Ho * g.Wo, g.K), np.nan, dtype)  # every entry must be written
-    with _kernel(kernel):
-        got = numba_cpu.im2col(x, g, out=out)
+    out = np.full((N, g.K, g.Ho * g.Wo), np.nan, dtype)  # every entry must be written
+    got = numba_cpu.im2col(x, g, out=out)
     assert got is out and got.dtype == dtype
     np.testing.assert_array_equal(got, ref)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kernel", ["narrow", "wide"])
 @given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
-def test_col2im_matches_reference(dtype, kernel, g, N, seed):
-    cols = _rand(np.random.default_rng(seed), (N * g.Ho * g.Wo, g.K), dtype)
-    ref = numpy_ref.col2im(cols, N, g)
+def test_col2im_matches_reference(dtype, g, N, seed):
+    cols = _rand(np.random.default_rng(seed), (N, g.K, g.Ho * g.Wo), dtype)
+    ref = numpy_ref.col2im(cols, g)
     out = np.full((N, g.C, g.H, g.W), np.nan, dtype)  # every element must be written
-    with _kernel(kernel):
-        got = numba_cpu.col2im(cols, N, g, out=out)
+    got = numba_cpu.col2im(cols, g, out=out)
     assert got is out and got.dtype == dtype
     np.testing.assert_allclose(got, ref, **TOL[dtype])
 
@@ -82,73 +72,35 @@ def test_col2im_matches_reference(dtype, kernel, g, N, seed):
 def test_col2im_is_adjoint_of_im2col(g, seed):
     rng = np.random.default_rng(seed)
     x = _rand(rng, (2, g.C, g.H, g.W), np.float64)
-    c = _rand(rng, (2 * g.Ho * g.Wo, g.K), np.float64)
+    c = _rand(rng, (2, g.K, g.Ho * g.Wo), np.float64)
     lhs = np.vdot(numba_cpu.im2col(x, g), c)
-    rhs = np.vdot(x, numba_cpu.col2im(c, 2, g))
+    rhs = np.vdot(x, numba_cpu.col2im(c, g))
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
 
 
 @pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
-def test_row_layout_by_hand(mod):
-    """``cols[(oh, n, ow), (i, j, c)] = x_pad[n, c, oh*sh + i, ow*sw + j]``; rows are ``(h, n, w)``."""
+def test_column_layout_by_hand(mod):
+    """``cols[n, (c, i, j), (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]``."""
     g = ConvGeom(C=2, H=4, W=5, kh=3, kw=2, sh=2, sw=1, pt=1, pb=0, pl=0, pr=1)
     N = 3
     x = np.arange(1.0, N * g.C * g.H * g.W + 1).reshape(N, g.C, g.H, g.W)
     xpad = np.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))
     cols = mod.im2col(x, g)
-    for oh, n, ow, i, j, c in itertools.product(range(g.Ho), range(N), range(g.Wo), range(g.kh),
-                                                range(g.kw), range(g.C)):
-        assert cols[(oh * N + n) * g.Wo + ow, (i * g.kw + j) * g.C + c] == \
+    for n, c, i, j, oh, ow in itertools.product(range(N), range(g.C), range(g.kh), range(g.kw),
+                                                range(g.Ho), range(g.Wo)):
+        assert cols[n, (c * g.kh + i) * g.kw + j, oh * g.Wo + ow] == \
             xpad[n, c, oh * g.sh + i, ow * g.sw + j]
-    rows = mod.to_rows(x)
-    for n, c, h, w in itertools.product(range(N), range(g.C), range(g.H), range(g.W)):
-        assert rows[(h * N + n) * g.W + w, c] == x[n, c, h, w]
 
 
-@given(g=geometries())
-def test_bands_mark_exactly_the_kernel_rows_inside_the_image(g):
-    inside = [[0 <= oh * g.sh + i - g.pt < g.H for i in range(g.kh)] for oh in range(g.Ho)]
-    seen = []
-    for oh0, oh1, i0, i1 in g.row_bands:
-        seen += range(oh0, oh1)
-        for oh in range(oh0, oh1):
-            assert inside[oh] == [i0 <= i < i1 for i in range(g.kh)]
-    assert seen == list(range(g.Ho))
-    seen = []
-    for i0, i1, oh0, oh1 in g.tap_bands:
-        seen += range(i0, i1)
-        for i in range(i0, i1):
-            assert [inside[oh][i] for oh in range(g.Ho)] == [oh0 <= oh < oh1 for oh in range(g.Ho)]
-    assert seen == list(range(g.kh))
-
-
-@given(g=geometries(), N=st.integers(1, 3), O=st.integers(1, 4), seed=st.integers(0, 2**16))
-def test_banded_gemms_equal_the_full_gemms(g, N, O, seed):
-    """Leaving out the padding's kernel rows band by band changes no result."""
+@given(F=st.integers(1, 5), m=st.integers(1, 4), k=st.integers(1, 4), n=st.integers(1, 4),
+       shared=st.sampled_from(["a", "b", None]), seed=st.integers(0, 2**16))
+def test_batched_matmul_with_a_shared_operand(F, m, k, n, shared, seed):
     rng = np.random.default_rng(seed)
-    M = g.Ho * N * g.Wo
-    cols = numba_cpu.im2col(_rand(rng, (N, g.C, g.H, g.W), np.float64), g)
-    Wm, rows = _rand(rng, (O, g.K), np.float64), _rand(rng, (M, O), np.float64)
-    tol = dict(rtol=1e-12, atol=1e-12)
-    got = conv.cols_matmul(cols, Wm, N, g, np.full((M, O), np.nan))
-    np.testing.assert_allclose(got, cols @ Wm.T, **tol)
-    np.testing.assert_allclose(conv.cols_weight_grad(rows, cols, N, g), rows.T @ cols, **tol)
-    dcols = conv.matmul_cols(rows, Wm, N, g, np.full((M, g.K), np.nan))
-    np.testing.assert_allclose(numba_cpu.col2im(dcols, N, g), numba_cpu.col2im(rows @ Wm, N, g), **tol)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@given(N=st.integers(1, 3), C=st.integers(1, 7), H=st.integers(1, 6), W=st.integers(1, 6),
-       bias=st.booleans(), seed=st.integers(0, 2**16))
-def test_layout_transposes_match_reference(dtype, N, C, H, W, bias, seed):
-    rng = np.random.default_rng(seed)
-    a = _rand(rng, (N, C, H, W), dtype)
-    np.testing.assert_array_equal(numba_cpu.to_rows(a), numpy_ref.to_rows(a))
-    m = _rand(rng, (N * H * W, C), dtype)
-    b = _rand(rng, (C,), dtype) if bias else None
-    np.testing.assert_array_equal(numba_cpu.from_rows(m, N, H, W, b),
-                                  numpy_ref.from_rows(m, N, H, W, b))
-    np.testing.assert_array_equal(numba_cpu.from_rows(numba_cpu.to_rows(a), N, H, W), a)
+    a = _rand(rng, (m, k) if shared == "a" else (F, m, k), np.float64)
+    b = _rand(rng, (k, n) if shared == "b" else (F, k, n), np.float64)
+    out = np.full((F, m, n), np.nan)
+    assert kernels.batched_matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -3,21 +3,15 @@
 Every function here takes a :class:`ConvGeom` that describes one 2-D
 convolution (the "forward" direction: input ``(N, C, H, W)`` to output
 ``(N, O, Ho, Wo)``) and moves data between the image layout and the column
-layout that turns the convolution into one GEMM::
+layout that turns the convolution into one GEMM per sample::
 
-    cols[(oh, n, ow), (i, j, c)] = x_pad[n, c, oh*sh + i, ow*sw + j]
-    cols.shape == (Ho*N*Wo, kh*kw*C)
+    cols[n, (c, i, j), (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]
+    cols.shape == (N, C*kh*kw, Ho*Wo)
 
-The rows run over output rows first and samples second, so that all the
-rows of a band of output rows ``oh0 <= oh < oh1`` are one contiguous block:
-a tap row that reads only padding for a band (``ConvGeom.row_bands``) can
-then be left out of that band's GEMM as one K-range.  ``to_rows`` and
-``from_rows`` use the same ``(h, n, w)`` order for the other GEMM operand.
-
-The columns are tap-major (channel fastest), so a weight ``(O, C, kh, kw)``
-enters the GEMM as ``W.transpose(0, 2, 3, 1).reshape(O, -1)`` (see
-:func:`minigan.nn.conv.weight_matrix`): the order that lets col2im add the C
-values of one tap as one contiguous, vectorised run.
+A sample's columns are a ``(C*kh*kw, Ho*Wo)`` matrix whose rows follow the
+weight's own order, so a weight ``(O, C, kh, kw)`` enters the GEMM as the
+view ``W.reshape(O, -1)`` and ``W.reshape(O, -1) @ cols[n]`` is sample n's
+output ``(O, Ho*Wo)``: already NCHW, with no transpose on either side.
 
 ``im2col`` builds the columns; ``col2im`` is its adjoint: every input pixel
 sums the column entries that read it.  The dispatch below picks the code:
@@ -28,15 +22,15 @@ sums the column entries that read it.  The dispatch below picks the code:
   selects the readable reference (``numpy_ref.py``).
 
 Besides the conv engine the same dispatch serves the passes around it that
-NumPy would do in several sweeps with temporaries: the NCHW <-> rows
-transposes around the GEMMs (with the bias add fused), LeakyReLU, dropout
-and their gradients, BatchNorm's three passes, and the Adam update.  Layers call these functions, never a
-backend module, so a CuPy array never reaches a Numba kernel.
+NumPy would do in several sweeps with temporaries: the spectral engine's
+phase splits and transposes, LeakyReLU, dropout and their gradients,
+BatchNorm's three passes, the BCE loss and the Adam update.  Layers call
+these functions, never a backend module, so a CuPy array never reaches a
+Numba kernel.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 from .. import backend
 from . import numpy_ref
@@ -73,49 +67,8 @@ class ConvGeom:
 
     @property
     def K(self) -> int:
-        """Length of one column row: ``kh * kw * C``."""
+        """Column rows per sample: ``C * kh * kw``."""
         return self.C * self.kh * self.kw
-
-    @cached_property
-    def row_bands(self) -> tuple:
-        """``((oh0, oh1, i0, i1), ...)``: runs of output rows that read the same kernel rows.
-
-        Output row ``oh`` reads input row ``oh*sh + i - pt`` with kernel row
-        ``i``; only ``i0 <= i < i1`` land inside the image, the others read
-        padding (zeros).  A GEMM over a band's rows needs only the columns of
-        those kernel rows, ``[i0*kw*C, i1*kw*C)``.  Consecutive output rows
-        with the same ``(i0, i1)`` form one band; ``i0 == i1`` when a row
-        reads nothing but padding.
-        """
-        bands = []
-        for oh in range(self.Ho):
-            top = oh * self.sh - self.pt  # input row of kernel row 0
-            i0 = min(max(0, -top), self.kh)
-            i1 = max(i0, min(self.kh, self.H - top))
-            if bands and bands[-1][2:] == (i0, i1):
-                bands[-1] = (bands[-1][0], oh + 1, i0, i1)
-            else:
-                bands.append((oh, oh + 1, i0, i1))
-        return tuple(bands)
-
-    @cached_property
-    def tap_bands(self) -> tuple:
-        """``((i0, i1, oh0, oh1), ...)``: runs of kernel rows read by the same output rows.
-
-        The transpose of :attr:`row_bands`: kernel row ``i`` lands inside the
-        image for output rows ``oh0 <= oh < oh1`` only (empty when ``oh0 ==
-        oh1``).  A weight gradient's columns of those kernel rows need only
-        those rows of the GEMM.
-        """
-        bands = []
-        for i in range(self.kh):
-            oh0 = min(max(0, -((i - self.pt) // self.sh)), self.Ho)  # ceil((pt - i) / sh)
-            oh1 = max(oh0, min(self.Ho, (self.H - 1 + self.pt - i) // self.sh + 1))
-            if bands and bands[-1][2:] == (oh0, oh1):
-                bands[-1] = (bands[-1][0], i + 1, oh0, oh1)
-            else:
-                bands.append((i, i + 1, oh0, oh1))
-        return tuple(bands)
 
 
 def _module_for(a):
@@ -134,37 +87,28 @@ def _module_for(a):
 
 
 def im2col(x, g: ConvGeom, out=None):
-    """``x (N, C, H, W) -> cols (Ho*N*Wo, kh*kw*C)``; padding is read as zeros."""
+    """``x (N, C, H, W) -> cols (N, C*kh*kw, Ho*Wo)``; padding is read as zeros.
+
+    ``out``, if given, is a C-contiguous array of that shape to write into.
+    """
     return _module_for(x).im2col(x, g, out)
 
 
-def col2im(cols, N: int, g: ConvGeom, out=None):
-    """Adjoint of :func:`im2col`: ``cols (Ho*N*Wo, kh*kw*C) -> (N, C, H, W)``.
-
-    It reads only the entries of taps that land inside the image: the others
-    may hold anything.
-    """
-    return _module_for(cols).col2im(cols, N, g, out)
+def col2im(cols, g: ConvGeom, out=None):
+    """Adjoint of :func:`im2col`: ``cols (N, C*kh*kw, Ho*Wo) -> (N, C, H, W)``; every
+    pixel sums the column entries that read it (entries that read padding are dropped)."""
+    return _module_for(cols).col2im(cols, g, out)
 
 
-def to_rows(a):
-    """``(N, C, H, W) -> (H*N*W, C)``, C-contiguous: one pixel a row, in ``(h, n, w)`` order."""
-    return _module_for(a).to_rows(a)
-
-
-def from_rows(m, N: int, H: int, W: int, bias=None):
-    """Inverse of :func:`to_rows`: ``(H*N*W, C) -> (N, C, H, W)``, plus ``bias (C,)`` if given."""
-    return _module_for(m).from_rows(m, N, H, W, bias)
-
-
-def batched_matmul(a, b):
-    """``a (F, m, k) @ b (F, k, n) -> (F, m, n)``.  On the Numba path the F products run
-    as one run per BLAS thread, side by side (:mod:`minigan.kernels.blas`)."""
-    if _module_for(a) is numpy_ref:
-        return backend.get_xp(a).matmul(a, b)
+def batched_matmul(a, b, out=None):
+    """``a (F, m, k) @ b (F, k, n) -> (F, m, n)``; either operand may be one 2-D matrix,
+    shared by all F products.  On the Numba path the F products run as one run per
+    BLAS thread, side by side (:mod:`minigan.kernels.blas`)."""
+    if _module_for(a if a.ndim == 3 else b) is numpy_ref:
+        return backend.get_xp(a).matmul(a, b, out=out)
     from . import blas  # noqa: PLC0415
 
-    return blas.batched_matmul(a, b)
+    return blas.batched_matmul(a, b, out=out)
 
 
 def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):

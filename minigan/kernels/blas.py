@@ -60,7 +60,13 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def batched_matmul(a, b, out=None):
     """``a (F, m, k) @ b (F, k, n) -> (F, m, n)``, NumPy arrays, the F products split
-    into one run of consecutive products per BLAS thread, the runs side by side."""
+    into one run of consecutive products per BLAS thread, the runs side by side.
+    One of ``a``, ``b`` may be a single 2-D matrix that every product shares."""
+    F = (a if a.ndim == 3 else b).shape[0]
+    if a.ndim == 2:
+        a = np.broadcast_to(a, (F,) + a.shape)
+    if b.ndim == 2:
+        b = np.broadcast_to(b, (F,) + b.shape)
     if out is None:
         out = np.empty(a.shape[:-1] + b.shape[-1:], dtype=np.result_type(a, b))
     fns = _openblas()

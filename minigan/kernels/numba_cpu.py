@@ -7,25 +7,15 @@ threads split the outermost loop, so no two threads write the same element)
 and ``cache=True`` (compiled once per machine, not once per process).
 
 * ``im2col`` writes every column entry once, out-of-range taps as zero
-  (padding is fused: no padded copy of the image is made).  With few
-  channels it reads the image as it lies, parallel over rows of output
-  pixels ``(n, oh)``; with many it copies each sample channel-last first,
-  parallel over samples, so that a tap's C values are one contiguous run.
-* ``col2im`` is a *gather*, parallel over image rows ``(n, h)``: each input
-  pixel sums the column entries that read it, so every output element is
-  written exactly once, with no atomics and no zero-filled scratch image.
-  The taps that reach a pixel are worked out from precomputed ranges, not
-  by dividing inside the loop (integer division was most of the cost of
-  the first version).  The columns are tap-major (see :mod:`minigan.kernels`),
-  so the C values one tap adds to one pixel are contiguous in both the
-  column row and the accumulator, and the innermost add vectorises
-  (channel-major columns, read with stride kh*kw: col2im of D's second conv
-  3.3 ms -> 2.0 ms, of G's first transposed conv 5.0 -> 1.9 ms).  With few
-  channels a row is instead built in a private padded row, into which each
-  column row that reads it adds one contiguous run of kw*C values; still
-  one thread per image row and one write per output element.
-* The elementwise kernels (LeakyReLU, the NCHW <-> rows transposes, Adam)
-  fuse what NumPy does in several passes with temporaries into one pass;
+  (padding is fused: no padded copy of the image is made), parallel over
+  the (sample, channel) planes.
+* ``col2im`` is parallel over samples and writes every output element once,
+  with no atomics: a sample's taps are first summed, as whole Ho x Wo blocks,
+  into small private planes (one per stride phase and column shift, so each
+  tap is one contiguous, vectorised run of adds), and each image pixel then
+  gathers the few plane values that land on it.
+* The elementwise kernels (LeakyReLU, Adam) fuse what NumPy does in
+  several passes with temporaries into one pass;
   BatchNorm is three kernels (statistics; normalise + affine; both gradient
   sums and dx), each one sweep per channel.
 
@@ -48,7 +38,7 @@ _jit = dict(parallel=True, cache=True, nogil=True)
 
 # Below this much work a kernel runs on the calling thread alone.  Work is
 # counted in streaming passes over one element: an elementwise kernel costs
-# its size; the layout kernels (im2col, col2im, the NCHW <-> rows transposes),
+# its size; the layout kernels (im2col, col2im, the phase splits and transposes),
 # which gather with strides, cost about GATHER_COST times that per element;
 # BatchNorm's statistics and gradient make two passes.  Each parallel launch
 # is a barrier: on a shared machine a descheduled worker stalls the call for a
@@ -56,7 +46,7 @@ _jit = dict(parallel=True, cache=True, nogil=True)
 # elementwise pass (<= ~1e6 elements here, ~0.1 ms) gains nothing from a
 # second thread (measured: LeakyReLU on 64x64x14x14, 0.10 ms alone, 0.13 ms
 # on 2 threads), while the layout kernels of that size do (col2im of D's first
-# conv 1.23 -> 0.61 ms, from_rows 64x64x14x14 1.03 -> 0.58 ms).
+# conv 1.23 -> 0.61 ms when it was measured).
 PARALLEL_MIN = 1 << 20
 GATHER_COST = 8
 
@@ -94,189 +84,97 @@ def _serial(kernel):
 @njit(**_jit)
 def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
     N, C, H, W = x.shape
-    for r in prange(N * Ho):
-        n = r // Ho
-        oh = r - n * Ho
-        for ow in range(Wo):
-            q = (oh * N + n) * Wo + ow  # indexed directly: a view per row cost 30% (D's first conv)
-            w0 = ow * sw - pl
-            for i in range(kh):
-                h = oh * sh + i - pt
-                for j in range(kw):
-                    w = w0 + j
-                    t = (i * kw + j) * C  # tap (i, j): C consecutive entries
-                    if h < 0 or h >= H or w < 0 or w >= W:
-                        for c in range(C):
-                            cols[q, t + c] = 0
-                    else:
-                        for c in range(C):
-                            cols[q, t + c] = x[n, c, h, w]
-
-
-@njit(**_jit)
-def _im2col_wide(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
-    """:func:`_im2col` for many channels: each sample is first copied channel-last.
-
-    Then every tap's C values are one contiguous, vectorised copy instead of C
-    reads H*W apart (batch 64: G's 7x7 dy, C = 128, 2.6 -> 1.1 ms; D's 14x14
-    input, C = 64, 2.7 -> 2.1 ms).  Parallel over samples.
-    """
-    N, C, H, W = x.shape
-    for n in prange(N):
-        xt = np.empty((H, W, C), x.dtype)
-        for c in range(C):
-            for h in range(H):
-                for w in range(W):
-                    xt[h, w, c] = x[n, c, h, w]
-        for oh in range(Ho):
-            for ow in range(Wo):
-                row = cols[(oh * N + n) * Wo + ow]
-                w0 = ow * sw - pl
-                for i in range(kh):
+    for q in prange(N * C):
+        n = q // C
+        c = q - n * C
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[n, (c * kh + i) * kw + j]  # tap (c, i, j): Ho*Wo values
+                for oh in range(Ho):
                     h = oh * sh + i - pt
-                    for j in range(kw):
-                        w = w0 + j
-                        t = (i * kw + j) * C
-                        if h < 0 or h >= H or w < 0 or w >= W:
-                            row[t:t + C] = 0
-                        else:
-                            row[t:t + C] = xt[h, w]
-
-
-@njit(cache=True)
-def _reach(H, k, s, p, Ho):
-    """For each input coordinate h: the output coordinates ``lo[h] <= o < hi[h]`` whose
-    window (taps ``i = h + p - o*s`` in ``[0, k)``) covers it."""
-    lo = np.empty(H, np.int64)
-    hi = np.empty(H, np.int64)
-    for h in range(H):
-        t = h + p
-        lo[h] = max(0, (t - k) // s + 1)
-        hi[h] = max(lo[h], min(t // s, Ho - 1) + 1)
-    return lo, hi
+                    o = oh * Wo
+                    if h < 0 or h >= H:
+                        row[o:o + Wo] = 0
+                        continue
+                    for ow in range(Wo):
+                        w = ow * sw + j - pl
+                        row[o + ow] = x[n, c, h, w] if 0 <= w < W else 0
 
 
 @njit(**_jit)
-def _col2im(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
-    oh_lo, oh_hi = _reach(H, kh, sh, pt, Ho)
-    ow_lo, ow_hi = _reach(W, kw, sw, pl, Wo)
-    for r in prange(N * H):
-        n = r // H
-        h = r - n * H
-        acc = np.zeros((W, C), cols.dtype)  # one image row, every channel
-        for oh in range(oh_lo[h], oh_hi[h]):
-            i = h + pt - oh * sh
-            for w in range(W):
-                a = acc[w]
-                for ow in range(ow_lo[w], ow_hi[w]):
-                    t = (i * kw + w + pl - ow * sw) * C  # tap (i, j), j = w + pl - ow*sw
-                    # zero-based 1-D views of C consecutive values: the add vectorises
-                    src = cols[(oh * N + n) * Wo + ow, t:t + C]
-                    for c in range(C):
-                        a[c] += src[c]
+def _col2im(cols, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
+    # Tap (i, j) puts its Ho x Wo values at padded pixels
+    # (oh*sh + i, ow*sw + j) = ((oh + di)*sh + a, (ow + dj)*sw + b) with
+    # a, di = divmod(i, sh) swapped (a = i % sh, di = i // sh), likewise b, dj.
+    # So, per phase (a, b) and column shift dj, a plane of Hq x Wo sums the
+    # taps as whole blocks: one contiguous run of Ho*Wo adds per tap, which
+    # vectorises (a 14-wide run per output row did not: D's first conv,
+    # 0.3 ms).  Each image row is then gathered phase by phase, adding the
+    # dj planes shifted by dj, and every output value is written once.
+    N = cols.shape[0]
+    P = Ho * Wo
+    nj = (kw - 1) // sw + 1
+    Hq = Ho + (kh - 1) // sh
+    S = Hq * Wo
+    Wq = Wo + nj - 1
+    for n in prange(N):
+        acc = np.empty(sh * sw * nj * S, cols.dtype)
+        rs = np.empty(Wq, cols.dtype)
         for c in range(C):
-            for w in range(W):
-                out[n, c, h, w] = acc[w, c]
-
-
-@njit(**_jit)
-def _col2im_narrow(cols, N, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
-    # Few channels (the image end of a conv net): each image row (n, h) is built
-    # in a private padded row.  Every column row that reads it adds its kw taps
-    # of kernel row i there as one run; the run is contiguous in the columns,
-    # so the reads stream (one channel: 0.48 -> 0.33 ms for G's last layer,
-    # against a scalar gather per output value).  No atomics: a row is one
-    # thread's, and ``out`` is written once.
-    oh_lo, oh_hi = _reach(H, kh, sh, pt, Ho)
-    run = kw * C
-    for r in prange(N * H):
-        n = r // H
-        h = r - n * H
-        acc = np.zeros((max(W + pl, (Wo - 1) * sw + kw), C), cols.dtype)  # padded row
-        flat = acc.reshape(-1)
-        for oh in range(oh_lo[h], oh_hi[h]):
-            t0 = (h + pt - oh * sh) * run  # kernel row i's taps
-            base = (oh * N + n) * Wo
-            for ow in range(Wo):
-                src = cols[base + ow, t0:t0 + run]
-                dst = flat[ow * sw * C:ow * sw * C + run]
-                for e in range(run):
-                    dst[e] += src[e]
-        for c in range(C):
-            for w in range(W):
-                out[n, c, h, w] = acc[w + pl, c]
-
-
-# Below this many channels col2im adds kw*C-long runs into a private row
-# (``_col2im_narrow``) and im2col reads the image as it lies (``_im2col``); from
-# it on, both move C-wide runs of channel-last values (``_col2im``,
-# ``_im2col_wide``).  For one channel the channel-last copy only adds a pass:
-# D's first conv, 0.8 -> 1.7 ms.
-NARROW_C = 8
+            acc[:] = 0
+            for i in range(kh):
+                a = i % sh
+                o = (i // sh) * Wo
+                for j in range(kw):
+                    src = cols[n, (c * kh + i) * kw + j]
+                    p0 = ((a * sw + j % sw) * nj + j // sw) * S + o
+                    dst = acc[p0:p0 + P]
+                    for p in range(P):
+                        dst[p] += src[p]
+            for h in range(H):
+                hp = h + pt
+                r = hp // sh
+                orow = out[n, c, h]
+                if r >= Hq:  # below every window
+                    orow[:] = 0
+                    continue
+                row0 = (hp - r * sh) * sw * nj * S + r * Wo
+                for b in range(sw):
+                    rs[:] = 0
+                    for dj in range(nj):
+                        src = acc[row0 + (b * nj + dj) * S:row0 + (b * nj + dj) * S + Wo]
+                        dst = rs[dj:dj + Wo]
+                        for q in range(Wo):
+                            dst[q] += src[q]
+                    # image column w = qq*sw + b - pl
+                    for qq in range((pl - b + sw - 1) // sw if pl > b else 0, Wq):
+                        w = qq * sw + b - pl
+                        if w >= W:
+                            break
+                        orow[w] = rs[qq]
+                for w in range(max(0, Wq * sw - pl), W):  # right of every window
+                    orow[w] = 0
 
 
 def im2col(x, g, out=None):
     x = np.ascontiguousarray(x)
     N = x.shape[0]
     if out is None:
-        out = np.empty((N * g.Ho * g.Wo, g.K), dtype=x.dtype)
-    kernel = _im2col if g.C < NARROW_C else _im2col_wide
-    _launch(kernel, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
+        out = np.empty((N, g.K, g.Ho * g.Wo), dtype=x.dtype)
+    _launch(_im2col, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
     return out
 
 
-def col2im(cols, N, g, out=None):
+def col2im(cols, g, out=None):
     cols = np.ascontiguousarray(cols)
     if out is None:
-        out = np.empty((N, g.C, g.H, g.W), dtype=cols.dtype)
-    kernel = _col2im_narrow if g.C < NARROW_C else _col2im
-    _launch(kernel, GATHER_COST * cols.size, cols, N, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
+        out = np.empty((cols.shape[0], g.C, g.H, g.W), dtype=cols.dtype)
+    _launch(_col2im, GATHER_COST * cols.size, cols, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
             g.Ho, g.Wo, out)
     return out
 
 
-# -- layouts around the GEMMs ------------------------------------------------------
-
-@njit(**_jit)
-def _to_rows(a, out):
-    N, C, H, W = a.shape
-    for r in prange(N * H):
-        n = r // H
-        h = r - n * H
-        for w in range(W):
-            o = (h * N + n) * W + w
-            for c in range(C):
-                out[o, c] = a[n, c, h, w]
-
-
-@njit(**_jit)
-def _from_rows(m, N, H, W, bias, out):
-    C = m.shape[1]
-    for q in prange(N * C):
-        n = q // C
-        c = q - n * C
-        b = bias[c]
-        for h in range(H):
-            base = (h * N + n) * W
-            for w in range(W):
-                out[n, c, h, w] = m[base + w, c] + b
-
-
-def to_rows(a):
-    N, C, H, W = a.shape
-    out = np.empty((N * H * W, C), dtype=a.dtype)
-    _launch(_to_rows, GATHER_COST * out.size, a, out)
-    return out
-
-
-def from_rows(m, N, H, W, bias=None):
-    C = m.shape[1]
-    out = np.empty((N, C, H, W), dtype=m.dtype)
-    if bias is None:
-        bias = np.zeros(C, dtype=m.dtype)
-    _launch(_from_rows, GATHER_COST * out.size, np.ascontiguousarray(m), N, H, W, bias, out)
-    return out
-
+# -- the spectral engine's layouts ----------------------------------------------------
 
 @njit(**_jit)
 def _split_phases(x, out):

@@ -24,47 +24,29 @@ def im2col(x, g, out=None):
     xp = get_xp(x)
     N = x.shape[0]
     xpad = xp.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))
-    # cols6[oh, n, ow, i, j, c]: one strided slice of x per kernel tap.
-    cols6 = xp.empty((g.Ho, N, g.Wo, g.kh, g.kw, g.C), dtype=x.dtype)
+    if out is None:
+        out = xp.empty((N, g.K, g.Ho * g.Wo), dtype=x.dtype)
+    # cols6[n, c, i, j, oh, ow]: one strided slice of x per kernel tap
+    cols6 = out.reshape(N, g.C, g.kh, g.kw, g.Ho, g.Wo)
     for i in range(g.kh):
         for j in range(g.kw):
-            cols6[:, :, :, i, j] = xpad[_tap(g, i, j)].transpose(2, 0, 3, 1)
-    cols = cols6.reshape(g.Ho * N * g.Wo, g.K)
-    if out is not None:
-        out[...] = cols
-        return out
-    return cols
+            cols6[:, :, i, j] = xpad[_tap(g, i, j)]
+    return out
 
 
-def col2im(cols, N, g, out=None):
+def col2im(cols, g, out=None):
     xp = get_xp(cols)
-    cols6 = cols.reshape(g.Ho, N, g.Wo, g.kh, g.kw, g.C)
+    N = cols.shape[0]
+    cols6 = cols.reshape(N, g.C, g.kh, g.kw, g.Ho, g.Wo)
     xpad = xp.zeros((N, g.C, g.H + g.pt + g.pb, g.W + g.pl + g.pr), dtype=cols.dtype)
     for i in range(g.kh):
         for j in range(g.kw):
-            xpad[_tap(g, i, j)] += cols6[:, :, :, i, j].transpose(1, 3, 0, 2)
+            xpad[_tap(g, i, j)] += cols6[:, :, i, j]
     x = xpad[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     if out is not None:
         out[...] = x
         return out
     return xp.ascontiguousarray(x)
-
-
-# -- layouts around the GEMMs ------------------------------------------------------
-
-def to_rows(a):
-    """``(N, C, H, W) -> (H*N*W, C)``, C-contiguous: one pixel a row, row ``(h, n, w)``."""
-    N, C, H, W = a.shape
-    return get_xp(a).ascontiguousarray(a.transpose(2, 0, 3, 1)).reshape(H * N * W, C)
-
-
-def from_rows(m, N, H, W, bias=None):
-    """Inverse of :func:`to_rows`, plus an optional per-channel ``bias (C,)``."""
-    C = m.shape[1]
-    y = get_xp(m).ascontiguousarray(m.reshape(H, N, W, C).transpose(1, 3, 0, 2))
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)
-    return y
 
 
 def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):

@@ -1,18 +1,23 @@
 """2-D convolution and transposed convolution on one im2col engine.
 
 Layout is NCHW.  A convolution with weight ``W (O, C, kh, kw)`` is one GEMM
-over the column matrix of its input (see :mod:`minigan.kernels`)::
+per sample over the columns of its input (see :mod:`minigan.kernels`)::
 
-    cols = im2col(x)                      (M, kh*kw*C), M = Ho*N*Wo
-    Wm   = W as an (O, kh*kw*C) matrix    (the columns' tap-major order)
-    Y    = cols @ Wm.T + b                (M, O)  -> y (N, O, Ho, Wo)
+    cols = im2col(x)                      (N, K, P), K = C*kh*kw, P = Ho*Wo
+    Wm   = W.reshape(O, K)                (a view: the columns follow W's order)
+    y[n] = Wm @ cols[n] + b               (O, P)  -> y (N, O, Ho, Wo) as it lies
 
-and its backward pass, with ``dY`` the upstream gradient laid out the same
-way as ``Y``::
+and its backward pass, with ``dy[n]`` sample n's upstream gradient as an
+``(O, P)`` matrix::
 
-    dWm  = dY^T @ cols                    (O, kh*kw*C)  -> dW (O, C, kh, kw)
-    db   = sum of dY over rows            (O,)
-    dx   = col2im(dY @ Wm)                (N, C, H, W)
+    dWm  = sum_n dy[n] @ cols[n]^T        (O, K)  -> dW (O, C, kh, kw), a reshape
+    db   = sum of dy over n and pixels    (O,)
+    dx   = col2im(Wm^T @ dy[n])           (N, C, H, W)
+
+Both sides stay NCHW: no transpose is made around any GEMM.  The products
+run as batched GEMMs (:func:`minigan.kernels.batched_matmul`: on the CPU,
+half the samples on each BLAS thread), the weight gradient's in chunks of
+samples whose partial products are summed.
 
 The transposed convolution is the adjoint of that map, so it runs the same
 two pieces the other way round: its forward is the conv's ``dx`` (GEMM then
@@ -20,14 +25,6 @@ col2im) and its backward ``dx`` is the conv's forward (im2col then GEMM).
 Its weight ``W (in, out, kh, kw)`` is exactly the weight of the conv it is
 the adjoint of (that conv maps ``out`` channels to ``in``), which is also
 PyTorch's layout.  Strides cost nothing extra: no zeros are inserted.
-
-Each GEMM is split into bands of output rows (``ConvGeom.row_bands``): near
-the top and bottom edges some kernel rows read only padding, whose column
-entries are zero, and a band's GEMM leaves their K-range out.  Nothing
-changes in the result; "same" padding saves 17% of the products of G's 7x7
-layer and 9% of the stride-2 layers' (the padding in the width stays in).
-Where a kernel row spans fewer than ``BAND_MIN_WIDTH`` columns (one input
-channel) the GEMMs run whole: there the bands' GEMMs are too thin.
 
 A conv with many channels on a small image (the DCGAN's layers with 64 or
 more channels on both sides) runs instead as products in the DFT domain
@@ -90,109 +87,40 @@ def _pads(padding, H, W, kh, kw, sh, sw):
     return ph, ph, pw, pw
 
 
-to_rows = kernels.to_rows        # (N, C, H, W) -> (H*N*W, C): one pixel a row
-from_rows = kernels.from_rows    # (H*N*W, C) -> (N, C, H, W), with an optional bias
+# partial weight-gradient products held at once: (samples, O, K) stays under this
+# many elements (D's first conv: every sample at once; G's 7x7 layer: 5 at a time)
+SUM_CHUNK = 1 << 22
 
 
 def weight_matrix(W):
-    """A weight ``(O, C, kh, kw)`` as the GEMM's ``(O, kh*kw*C)`` matrix (a copy).
+    """A weight ``(O, C, kh, kw)`` as the GEMM's ``(O, C*kh*kw)`` matrix (a view)."""
+    return W.reshape(W.shape[0], -1)
 
-    The column matrices are tap-major (:mod:`minigan.kernels`), so the
-    weight's taps go first and its channels last, to match.
+
+def conv_apply(x, Wm, g: ConvGeom, cols=None):
+    """The conv map: ``x (N, C, H, W) -> (N, O, Ho*Wo)``, plus the columns it used.
+
+    ``cols`` is an optional buffer ``(N, K, Ho*Wo)`` for the columns.
     """
-    xp = backend.get_xp(W)
-    return xp.ascontiguousarray(W.transpose(0, 2, 3, 1)).reshape(W.shape[0], -1)
-
-
-def weight_grad(dWm, shape):
-    """Inverse of :func:`weight_matrix` for a gradient: ``(O, kh*kw*C) -> (O, C, kh, kw)``."""
-    O, C, kh, kw = shape
-    return dWm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2)
-
-
-# Bands cut a GEMM's K-range into runs of ``kw*C`` columns (one kernel row each).
-# Below this width the cut GEMMs are too thin for BLAS to run well and the
-# padding they skip is small, so the GEMM runs whole: D's first conv (C = 1,
-# 5 columns a kernel row), weight gradient at batch 64, 0.84 -> 0.45 ms.
-BAND_MIN_WIDTH = 64
-
-
-def _banded(g: ConvGeom) -> bool:
-    return g.kw * g.C >= BAND_MIN_WIDTH
-
-
-def _bands(g: ConvGeom, N: int):
-    """``(r0, r1, k0, k1)``: each row band of the columns and the K-range it reads."""
-    rows, taps = N * g.Wo, g.kw * g.C
-    if not _banded(g):
-        return [(0, g.Ho * rows, 0, g.K)]
-    return [(oh0 * rows, oh1 * rows, i0 * taps, i1 * taps) for oh0, oh1, i0, i1 in g.row_bands]
-
-
-def cols_matmul(cols, Wm, N: int, g: ConvGeom, out):
-    """``out = cols @ Wm.T`` ``(M, K) @ (K, O)``, band by band, skipping the padding's columns."""
-    xp = backend.get_xp(cols)
-    for r0, r1, k0, k1 in _bands(g, N):
-        if k0 == k1:
-            out[r0:r1] = 0
-        else:
-            xp.matmul(cols[r0:r1, k0:k1], Wm[:, k0:k1].T, out=out[r0:r1])
-    return out
-
-
-def matmul_cols(rows, Wm, N: int, g: ConvGeom, out):
-    """``out = rows @ Wm`` ``(M, O) @ (O, K)`` on the entries that land inside the image.
-
-    The padding's entries of ``out`` are not written; col2im never reads them.
-    """
-    xp = backend.get_xp(rows)
-    for r0, r1, k0, k1 in _bands(g, N):
-        if k0 < k1:
-            xp.matmul(rows[r0:r1], Wm[:, k0:k1], out=out[r0:r1, k0:k1])
-    return out
-
-
-def cols_weight_grad(rows, cols, N: int, g: ConvGeom):
-    """``rows.T @ cols`` ``(O, M) @ (M, K)``, kernel row by kernel row over the rows that read the image.
-
-    ``cols`` holds zeros where a tap reads padding (im2col writes them), so
-    leaving those rows out changes nothing.
-    """
-    xp = backend.get_xp(cols)
-    out = xp.empty((rows.shape[1], cols.shape[1]), dtype=cols.dtype)
-    per_row, taps = N * g.Wo, g.kw * g.C
-    for i0, i1, oh0, oh1 in (g.tap_bands if _banded(g) else [(0, g.kh, 0, g.Ho)]):
-        r0, r1, k0, k1 = oh0 * per_row, oh1 * per_row, i0 * taps, i1 * taps
-        if r0 == r1:
-            out[:, k0:k1] = 0
-        else:
-            xp.matmul(rows[r0:r1].T, cols[r0:r1, k0:k1], out=out[:, k0:k1])
-    return out
-
-
-def conv_apply(x, Wm, g: ConvGeom, cols=None, rows=None):
-    """The conv map: ``x (N, C, H, W) -> (Ho*N*Wo, O) rows``, plus the columns it used.
-
-    ``cols`` and ``rows`` are optional buffers to write into (reused between steps).
-    """
-    N = x.shape[0]
     cols = kernels.im2col(x, g, out=cols)
-    if rows is None:
-        rows = backend.get_xp(cols).empty((cols.shape[0], Wm.shape[0]), dtype=cols.dtype)
-    return cols_matmul(cols, Wm, N, g, rows), cols
+    return kernels.batched_matmul(Wm, cols), cols
 
 
-def conv_adjoint(rows, Wm, N: int, g: ConvGeom, cols=None):
-    """The adjoint map: ``rows (Ho*N*Wo, O) -> (N, C, H, W)``; ``cols`` is an optional buffer.
+def conv_adjoint(y, Wm, g: ConvGeom, cols=None):
+    """The adjoint map: ``y (N, O, Ho*Wo) -> (N, C, H, W)``; ``cols`` is an optional buffer."""
+    xp = backend.get_xp(y)
+    return kernels.col2im(kernels.batched_matmul(xp.ascontiguousarray(Wm.T), y, out=cols), g)
 
-    The entries of ``cols`` where taps read padding are not written: col2im
-    does not read them, and the reference col2im adds them into the border it
-    crops, so a reused buffer must hold finite values there (see
-    :meth:`_ConvBase._buffer`).
-    """
-    if cols is None:
-        cols = backend.get_xp(rows).zeros((rows.shape[0], g.K), dtype=rows.dtype)
-    return kernels.col2im(matmul_cols(rows, Wm, N, g, cols), N, g)
+
+def weight_gradient(y, cols):
+    """``sum_n y[n] @ cols[n]^T``: ``(N, O, P)`` and ``(N, K, P)`` -> ``(O, K)``."""
+    N, O, _ = y.shape
+    step = max(1, min(N, SUM_CHUNK // (O * cols.shape[1])))
+    total = None
+    for n0 in range(0, N, step):
+        part = kernels.batched_matmul(y[n0:n0 + step], cols[n0:n0 + step].transpose(0, 2, 1)).sum(axis=0)
+        total = part if total is None else total + part
+    return total
 
 
 class _ConvBase(Layer):
@@ -256,11 +184,9 @@ class _ConvBase(Layer):
 
         The column matrices are large (tens of MB for the DCGAN), and a fresh
         one costs page faults on every step; a layer keeps one store of each
-        kind, as large as the largest request so far (D sees 2N rows in its
-        own step and N in G's, so a store sized to the last request was made
-        anew twice a step).  Stores start as zeros: the banded GEMM that fills
-        a column buffer for col2im leaves the padding's entries alone, so they
-        hold zeros or finite leftovers, never uninitialised memory.
+        kind, as large as the largest request so far (D sees 2N samples in
+        its own step and N in G's, so a store sized to the last request was
+        made anew twice a step).
         """
         size = math.prod(shape)
         buf = self._scratch.get(name)
@@ -282,18 +208,13 @@ class _ConvBase(Layer):
         return y
 
     def _bias_grad(self, dy):
-        """``db = sum of dy over every axis but the channel's``: ``dy`` is NCHW, or rows
-        ``(pixels, channels)``.
+        """``db = sum of dy (N, C, H, W) over every axis but the channel's``.
 
-        The sums run as products with a vector of ones (GEMV), which NumPy's
-        reductions over non-adjacent axes are not: D's second conv at batch
-        2 x 64, NCHW (128, 128, 7, 7), 461 -> 56 us; its first conv's rows
-        (25088, 64), 582 -> 118-275 us.
+        The sums run as products with vectors of ones (GEMVs), which NumPy's
+        reduction over axes (0, 2, 3) is not: D's second conv at batch 2 x 64,
+        (128, 128, 7, 7), 461 -> 56 us.
         """
         if not (self.trainable and "b" in self.params):
-            return
-        if dy.ndim == 2:
-            self.grads["b"] += self._ones(dy.shape[0], dy) @ dy
             return
         N, C = dy.shape[:2]
         per_plane = dy.reshape(N * C, -1) @ self._ones(dy[0, 0].size, dy)
@@ -349,12 +270,10 @@ class Conv2D(_ConvBase):
             K, X = plan.kernel_spectrum(W_), plan.image_spectrum(x)
             self._cache = ((plan, X, K), N, g)
             return self._add_bias(plan.output_pixels(conv_fft.conv(X, K)))
-        M = N * g.Ho * g.Wo
         # the columns stay cached for backward; the previous forward's cache is dead by then
-        rows, cols = conv_apply(x, weight_matrix(W_), g, cols=self._buffer("cols", (M, g.K), x),
-                                rows=self._buffer("rows", (M, self.out_ch), x))
+        y, cols = conv_apply(x, weight_matrix(W_), g, cols=self._buffer("cols", (N, g.K, g.Ho * g.Wo), x))
         self._cache = (cols, N, g)
-        return from_rows(rows, N, g.Ho, g.Wo, self.params.get("b"))
+        return self._add_bias(y.reshape(N, self.out_ch, g.Ho, g.Wo))
 
     def backward(self, dy):
         dY = self._weight_grads(dy)
@@ -362,15 +281,14 @@ class Conv2D(_ConvBase):
         if isinstance(cached, tuple):
             plan, _, K = cached
             return plan.image_pixels(conv_fft.conv_adjoint(dY, K), N)
-        Wm = weight_matrix(self.params["W"])
-        return conv_adjoint(dY, Wm, N, g, cols=self._buffer("dcols", cached.shape, dy))
+        return conv_adjoint(dY, weight_matrix(self.params["W"]), g, cols=self._buffer("dcols", cached.shape, dy))
 
     def backward_weights(self, dy):
         self._weight_grads(dy)  # no dL/dx: one GEMM and one col2im saved
 
     def _weight_grads(self, dy):
-        """Add dW and db for ``dy``; return ``dy`` as the dL/dx product needs it: in rows
-        layout ``(Ho*N*Wo, out_ch)``, or as ``conj(G)`` on the spectral path."""
+        """Add dW and db for ``dy``; return ``dy`` as the dL/dx product needs it: as
+        ``(N, out_ch, Ho*Wo)``, or as ``conj(G)`` on the spectral path."""
         cached, N, g = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
         if isinstance(cached, tuple):
@@ -378,10 +296,10 @@ class Conv2D(_ConvBase):
             Gc = plan.output_spectrum(dy)
             self._spectral_weight_grads(plan, Gc, X, dy)
             return Gc
-        dY = to_rows(dy)
+        dY = backend.get_xp(dy).ascontiguousarray(dy).reshape(N, self.out_ch, -1)
         if self.trainable:
-            self.grads["W"] += weight_grad(cols_weight_grad(dY, cached, N, g), self.params["W"].shape)
-        self._bias_grad(dY)  # rows layout: one pixel a row
+            self.grads["W"] += weight_gradient(dY, cached).reshape(self.params["W"].shape)
+        self._bias_grad(dy)
         return dY
 
 
@@ -444,10 +362,10 @@ class Conv2DTranspose(_ConvBase):
             K, Xc = plan.kernel_spectrum(W_), plan.output_spectrum(x)
             self._cache = ((plan, Xc, K), N, g)
             return self._add_bias(plan.image_pixels(conv_fft.conv_adjoint(Xc, K), N))
-        X = to_rows(x)
+        X = backend.get_xp(x).ascontiguousarray(x).reshape(N, self.in_ch, -1)
         self._cache = (X, N, g)
-        cols = self._buffer("cols", (X.shape[0], g.K), x)
-        return self._add_bias(conv_adjoint(X, weight_matrix(W_), N, g, cols=cols))
+        cols = self._buffer("cols", (N, g.K, H * W), x)
+        return self._add_bias(conv_adjoint(X, weight_matrix(W_), g, cols=cols))
 
     def backward(self, dy):
         cols = self._weight_grads(dy)
@@ -455,8 +373,8 @@ class Conv2DTranspose(_ConvBase):
         if isinstance(cached, tuple):
             plan, _, K = cached
             return plan.output_pixels(conv_fft.conv(cols, K))
-        rows = self._buffer("rows", cached.shape, cached)
-        return from_rows(cols_matmul(cols, weight_matrix(self.params["W"]), N, g, rows), N, g.Ho, g.Wo)
+        dx = kernels.batched_matmul(weight_matrix(self.params["W"]), cols)
+        return dx.reshape(N, self.in_ch, g.Ho, g.Wo)
 
     def backward_weights(self, dy):
         self._weight_grads(dy)  # no dL/dx: one GEMM saved
@@ -473,9 +391,9 @@ class Conv2DTranspose(_ConvBase):
             self._spectral_weight_grads(plan, Xc, D, dy)
             return D
         # the same column buffer as forward: there it is dead once col2im has run
-        cols = kernels.im2col(dy, g, out=self._buffer("cols", (cached.shape[0], g.K), dy))
+        cols = kernels.im2col(dy, g, out=self._buffer("cols", (N, g.K, g.Ho * g.Wo), dy))
         if self.trainable:
-            self.grads["W"] += weight_grad(cols_weight_grad(cached, cols, N, g), self.params["W"].shape)
+            self.grads["W"] += weight_gradient(cached, cols).reshape(self.params["W"].shape)
         self._bias_grad(dy)
         return cols
 
