@@ -249,9 +249,10 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                     grad = rng.standard_normal((N, layer.out_ch, P), dtype=np.float32)
                 else:
                     grad = np.ascontiguousarray(x).reshape(N, layer.in_ch, P)
-                cols = np.empty((N, g.K, P), np.float32)
+                cols = np.empty((g.K, N, P), np.float32)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
-                t_gemm = timeit(lambda: kernels.batched_matmul(WmT, grad, out=cols), repeats)  # noqa: B023
+                t_gemm = timeit(lambda: kernels.batched_matmul(WmT, grad, out=cols.transpose(1, 0, 2)),  # noqa: B023
+                                repeats)
                 t_c2i = timeit(lambda: kernels.col2im(cols, g, out=img), repeats)  # noqa: B023
                 out.append((repr(layer), "im2col", t_gemm, t_c2i))
             x = y

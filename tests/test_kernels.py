@@ -51,7 +51,7 @@ def _switch(module, name, value):
 def test_im2col_matches_reference(dtype, g, N, seed):
     x = _rand(np.random.default_rng(seed), (N, g.C, g.H, g.W), dtype)
     ref = numpy_ref.im2col(x, g)
-    out = np.full((N, g.K, g.Ho * g.Wo), np.nan, dtype)  # every entry must be written
+    out = np.full((g.K, N, g.Ho * g.Wo), np.nan, dtype)  # every entry must be written
     got = numba_cpu.im2col(x, g, out=out)
     assert got is out and got.dtype == dtype
     np.testing.assert_array_equal(got, ref)
@@ -60,7 +60,7 @@ def test_im2col_matches_reference(dtype, g, N, seed):
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(g=geometries(), N=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_col2im_matches_reference(dtype, g, N, seed):
-    cols = _rand(np.random.default_rng(seed), (N, g.K, g.Ho * g.Wo), dtype)
+    cols = _rand(np.random.default_rng(seed), (g.K, N, g.Ho * g.Wo), dtype)
     ref = numpy_ref.col2im(cols, g)
     out = np.full((N, g.C, g.H, g.W), np.nan, dtype)  # every element must be written
     got = numba_cpu.col2im(cols, g, out=out)
@@ -72,7 +72,7 @@ def test_col2im_matches_reference(dtype, g, N, seed):
 def test_col2im_is_adjoint_of_im2col(g, seed):
     rng = np.random.default_rng(seed)
     x = _rand(rng, (2, g.C, g.H, g.W), np.float64)
-    c = _rand(rng, (2, g.K, g.Ho * g.Wo), np.float64)
+    c = _rand(rng, (g.K, 2, g.Ho * g.Wo), np.float64)
     lhs = np.vdot(numba_cpu.im2col(x, g), c)
     rhs = np.vdot(x, numba_cpu.col2im(c, g))
     assert abs(lhs - rhs) <= 1e-10 * max(1.0, abs(lhs))
@@ -80,7 +80,7 @@ def test_col2im_is_adjoint_of_im2col(g, seed):
 
 @pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
 def test_column_layout_by_hand(mod):
-    """``cols[n, (c, i, j), (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]``."""
+    """``cols[(c, i, j), n, (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]``."""
     g = ConvGeom(C=2, H=4, W=5, kh=3, kw=2, sh=2, sw=1, pt=1, pb=0, pl=0, pr=1)
     N = 3
     x = np.arange(1.0, N * g.C * g.H * g.W + 1).reshape(N, g.C, g.H, g.W)
@@ -88,7 +88,7 @@ def test_column_layout_by_hand(mod):
     cols = mod.im2col(x, g)
     for n, c, i, j, oh, ow in itertools.product(range(N), range(g.C), range(g.kh), range(g.kw),
                                                 range(g.Ho), range(g.Wo)):
-        assert cols[n, (c * g.kh + i) * g.kw + j, oh * g.Wo + ow] == \
+        assert cols[(c * g.kh + i) * g.kw + j, n, oh * g.Wo + ow] == \
             xpad[n, c, oh * g.sh + i, ow * g.sw + j]
 
 
@@ -98,7 +98,7 @@ def test_batched_matmul_with_a_shared_operand(F, m, k, n, shared, seed):
     rng = np.random.default_rng(seed)
     a = _rand(rng, (m, k) if shared == "a" else (F, m, k), np.float64)
     b = _rand(rng, (k, n) if shared == "b" else (F, k, n), np.float64)
-    out = np.full((F, m, n), np.nan)
+    out = np.full((m, F, n), np.nan).transpose(1, 0, 2)  # a strided view, as the conv engine passes
     assert kernels.batched_matmul(a, b, out=out) is out
     np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
 

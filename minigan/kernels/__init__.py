@@ -3,15 +3,18 @@
 Every function here takes a :class:`ConvGeom` that describes one 2-D
 convolution (the "forward" direction: input ``(N, C, H, W)`` to output
 ``(N, O, Ho, Wo)``) and moves data between the image layout and the column
-layout that turns the convolution into one GEMM per sample::
+layout that turns the convolution into GEMMs::
 
-    cols[n, (c, i, j), (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]
-    cols.shape == (N, C*kh*kw, Ho*Wo)
+    cols[(c, i, j), n, (oh, ow)] = x_pad[n, c, oh*sh + i, ow*sw + j]
+    cols.shape == (C*kh*kw, N, Ho*Wo)
 
-A sample's columns are a ``(C*kh*kw, Ho*Wo)`` matrix whose rows follow the
-weight's own order, so a weight ``(O, C, kh, kw)`` enters the GEMM as the
-view ``W.reshape(O, -1)`` and ``W.reshape(O, -1) @ cols[n]`` is sample n's
-output ``(O, Ho*Wo)``: already NCHW, with no transpose on either side.
+The rows follow the weight's own order, so a weight ``(O, C, kh, kw)``
+enters as the view ``Wm = W.reshape(O, -1)``.  Sample n's columns
+``cols[:, n]`` are a ``(C*kh*kw, Ho*Wo)`` matrix (rows ``N*Ho*Wo`` apart,
+which BLAS takes as it is), and ``Wm @ cols[:, n]`` is sample n's output
+``(O, Ho*Wo)``, already NCHW.  The weight gradient sums over samples and
+pixels at once: ``cols.reshape(C*kh*kw, N*Ho*Wo)`` is one matrix, and only
+the output-side gradient is brought to ``(O, N, Ho*Wo)`` for the one GEMM.
 
 ``im2col`` builds the columns; ``col2im`` is its adjoint: every input pixel
 sums the column entries that read it.  The dispatch below picks the code:
@@ -87,7 +90,7 @@ def _module_for(a):
 
 
 def im2col(x, g: ConvGeom, out=None):
-    """``x (N, C, H, W) -> cols (N, C*kh*kw, Ho*Wo)``; padding is read as zeros.
+    """``x (N, C, H, W) -> cols (C*kh*kw, N, Ho*Wo)``; padding is read as zeros.
 
     ``out``, if given, is a C-contiguous array of that shape to write into.
     """
@@ -95,7 +98,7 @@ def im2col(x, g: ConvGeom, out=None):
 
 
 def col2im(cols, g: ConvGeom, out=None):
-    """Adjoint of :func:`im2col`: ``cols (N, C*kh*kw, Ho*Wo) -> (N, C, H, W)``; every
+    """Adjoint of :func:`im2col`: ``cols (C*kh*kw, N, Ho*Wo) -> (N, C, H, W)``; every
     pixel sums the column entries that read it (entries that read padding are dropped)."""
     return _module_for(cols).col2im(cols, g, out)
 
@@ -104,6 +107,12 @@ def batched_matmul(a, b, out=None):
     """``a (F, m, k) @ b (F, k, n) -> (F, m, n)``; either operand may be one 2-D matrix,
     shared by all F products.  On the Numba path the F products run as one run per
     BLAS thread, side by side (:mod:`minigan.kernels.blas`)."""
+    if backend.is_gpu_array(a):
+        r = backend.get_xp(a).matmul(a, b)
+        if out is None:
+            return r
+        out[...] = r  # out may be a strided view, which CuPy's matmul need not take
+        return out
     if _module_for(a if a.ndim == 3 else b) is numpy_ref:
         return backend.get_xp(a).matmul(a, b, out=out)
     from . import blas  # noqa: PLC0415

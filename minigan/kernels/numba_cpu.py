@@ -87,18 +87,26 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
     for q in prange(N * C):
         n = q // C
         c = q - n * C
-        for i in range(kh):
-            for j in range(kw):
-                row = cols[n, (c * kh + i) * kw + j]  # tap (c, i, j): Ho*Wo values
+        for j in range(kw):
+            # the output columns whose tap j lands inside the image: no test per value
+            lo = min(Wo, max(0, (pl - j + sw - 1) // sw))
+            hi = max(lo, min(Wo, (W - 1 + pl - j) // sw + 1))
+            for i in range(kh):
+                row = cols[(c * kh + i) * kw + j, n]  # tap (c, i, j): Ho*Wo values
                 for oh in range(Ho):
                     h = oh * sh + i - pt
                     o = oh * Wo
                     if h < 0 or h >= H:
-                        row[o:o + Wo] = 0
+                        for ow in range(Wo):
+                            row[o + ow] = 0
                         continue
-                    for ow in range(Wo):
-                        w = ow * sw + j - pl
-                        row[o + ow] = x[n, c, h, w] if 0 <= w < W else 0
+                    # plain loops: a slice per run cost more than the run (Wo = 14)
+                    for ow in range(lo):
+                        row[o + ow] = 0
+                    for ow in range(lo, hi):
+                        row[o + ow] = x[n, c, h, ow * sw + j - pl]
+                    for ow in range(hi, Wo):
+                        row[o + ow] = 0
 
 
 @njit(**_jit)
@@ -111,7 +119,7 @@ def _col2im(cols, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     # vectorises (a 14-wide run per output row did not: D's first conv,
     # 0.3 ms).  Each image row is then gathered phase by phase, adding the
     # dj planes shifted by dj, and every output value is written once.
-    N = cols.shape[0]
+    N = cols.shape[1]
     P = Ho * Wo
     nj = (kw - 1) // sw + 1
     Hq = Ho + (kh - 1) // sh
@@ -126,7 +134,7 @@ def _col2im(cols, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
                 a = i % sh
                 o = (i // sh) * Wo
                 for j in range(kw):
-                    src = cols[n, (c * kh + i) * kw + j]
+                    src = cols[(c * kh + i) * kw + j, n]
                     p0 = ((a * sw + j % sw) * nj + j // sw) * S + o
                     dst = acc[p0:p0 + P]
                     for p in range(P):
@@ -160,7 +168,7 @@ def im2col(x, g, out=None):
     x = np.ascontiguousarray(x)
     N = x.shape[0]
     if out is None:
-        out = np.empty((N, g.K, g.Ho * g.Wo), dtype=x.dtype)
+        out = np.empty((g.K, N, g.Ho * g.Wo), dtype=x.dtype)
     _launch(_im2col, GATHER_COST * out.size, x, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.Ho, g.Wo, out)
     return out
 
@@ -168,7 +176,7 @@ def im2col(x, g, out=None):
 def col2im(cols, g, out=None):
     cols = np.ascontiguousarray(cols)
     if out is None:
-        out = np.empty((cols.shape[0], g.C, g.H, g.W), dtype=cols.dtype)
+        out = np.empty((cols.shape[1], g.C, g.H, g.W), dtype=cols.dtype)
     _launch(_col2im, GATHER_COST * cols.size, cols, g.C, g.H, g.W, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl,
             g.Ho, g.Wo, out)
     return out

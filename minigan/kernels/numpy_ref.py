@@ -25,23 +25,23 @@ def im2col(x, g, out=None):
     N = x.shape[0]
     xpad = xp.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))
     if out is None:
-        out = xp.empty((N, g.K, g.Ho * g.Wo), dtype=x.dtype)
-    # cols6[n, c, i, j, oh, ow]: one strided slice of x per kernel tap
-    cols6 = out.reshape(N, g.C, g.kh, g.kw, g.Ho, g.Wo)
+        out = xp.empty((g.K, N, g.Ho * g.Wo), dtype=x.dtype)
+    # cols6[c, i, j, n, oh, ow]: one strided slice of x per kernel tap
+    cols6 = out.reshape(g.C, g.kh, g.kw, N, g.Ho, g.Wo)
     for i in range(g.kh):
         for j in range(g.kw):
-            cols6[:, :, i, j] = xpad[_tap(g, i, j)]
+            cols6[:, i, j] = xpad[_tap(g, i, j)].transpose(1, 0, 2, 3)
     return out
 
 
 def col2im(cols, g, out=None):
     xp = get_xp(cols)
-    N = cols.shape[0]
-    cols6 = cols.reshape(N, g.C, g.kh, g.kw, g.Ho, g.Wo)
+    N = cols.shape[1]
+    cols6 = cols.reshape(g.C, g.kh, g.kw, N, g.Ho, g.Wo)
     xpad = xp.zeros((N, g.C, g.H + g.pt + g.pb, g.W + g.pl + g.pr), dtype=cols.dtype)
     for i in range(g.kh):
         for j in range(g.kw):
-            xpad[_tap(g, i, j)] += cols6[:, :, i, j]
+            xpad[_tap(g, i, j)] += cols6[:, i, j].transpose(1, 0, 2, 3)
     x = xpad[:, :, g.pt : g.pt + g.H, g.pl : g.pl + g.W]
     if out is not None:
         out[...] = x
