@@ -24,7 +24,7 @@ import copy
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..nn import BatchNorm, is_conditional, set_labels
 
 BN_POINTS = 2_500  # noise points on which the averaged G's BatchNorm statistics are estimated
@@ -90,7 +90,7 @@ class GeneratorAverage:
         # optimizer does, so load_state_dict / to() on either model are seen
         self._named = [(layer, key, avg) for (_, layer, key), (_, avg, _) in
                        zip(G.named_parameters(), self.avg.named_parameters())]
-        self._scratch = {}  # one float64 buffer per parameter, reused every step
+        self._memo = {}  # what the update kernel builds from the arrays, kept between steps
         rng = np.random.default_rng([seed, 3])
         self.bn_noise = rng.standard_normal((bn_points, noise_dim)).astype(G.dtype or np.float32)
         self.bn_labels = (np.arange(bn_points, dtype=np.int64) % 10) if is_conditional(G) else None
@@ -98,15 +98,9 @@ class GeneratorAverage:
 
     def update(self):
         """``avg <- d * avg + (1 - d) * theta`` for every parameter, in place."""
-        for i, (layer, key, avg_layer) in enumerate(self._named):
-            theta, avg = layer.params[key], avg_layer.params[key]
-            tmp = self._scratch.get(i)
-            if tmp is None or tmp.shape != avg.shape or type(tmp) is not type(avg):
-                tmp = self._scratch[i] = backend.get_xp(avg).empty_like(avg)
-            # avg + (1 - d) (theta - avg) is the same average, with one reused scratch array
-            backend.get_xp(avg).subtract(theta, avg, out=tmp)
-            tmp *= 1.0 - self.decay
-            avg += tmp
+        # avg + (1 - d)(theta - avg): the same average, updated in place in one pass
+        kernels.ema_update([avg.params[k] for _, k, avg in self._named],
+                           [layer.params[k] for layer, k, _ in self._named], 1.0 - self.decay, self._memo)
         self._stale = True
 
     def model(self):
