@@ -81,8 +81,8 @@ def test_config_checks_the_decay():
 
 def test_the_live_run_is_the_same_with_or_without_the_average(tmp_path):
     quiet = dict(log=lambda s: None)
-    with_avg = Trainer(cfg(tmp_path, "a"), progress=False).fit(**quiet)
-    without = Trainer(cfg(tmp_path, "b", g_ema=0.0), progress=False).fit(**quiet)
+    with_avg = Trainer(cfg(tmp_path, "a", epochs=1), progress=False).fit(**quiet)
+    without = Trainer(cfg(tmp_path, "b", epochs=1, g_ema=0.0), progress=False).fit(**quiet)
     for name in ("G", "D"):
         a, b = getattr(with_avg, name).state_dict(), getattr(without, name).state_dict()
         assert all(np.array_equal(a[k], b[k]) for k in a), name

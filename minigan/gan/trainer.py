@@ -23,6 +23,13 @@ noise, so exact resume still holds); D sees each image with its label, the joint
 real+fake batch with the two label vectors concatenated.  The sample grid has one
 row per digit (10 x 8).
 
+Weight averaging (``g_ema = d > 0``; :mod:`minigan.gan.averaging`): after every G step
+``avg = d * avg + (1 - d) * theta`` over G's parameters.  The average, with BatchNorm
+statistics estimated for its own weights, is what is scored, drawn each epoch and stored
+in the checkpoint (``G_ema``) for ``minigan sample`` and ``eval``; the live G's scores go
+to ``eval_live.csv``.  It draws nothing from the training generators, so the live run is
+the same with or without it.
+
 Scores (:mod:`minigan.metrics`) go to ``eval.csv`` in the run directory:
 on the mixtures every ``eval_every`` epochs (default 1; modes covered,
 % high quality, reverse KL on 2,500 points), on MNIST every ``eval_every``
