@@ -4,7 +4,7 @@ Yazici, Foo, Winkler, Yap, Piliouras, Chandrasekhar, "The unusual effectiveness
 of averaging in GAN training", ICLR 2019.  After every generator step, for every
 parameter theta of G (weights, biases, BatchNorm's gamma and beta)::
 
-    avg <- d * avg + (1 - d) * theta          0 <= d < 1 (the decay)
+    avg <- d * avg + (1 - d) * theta          0 < d < 1 (the decay)
 
 starting from ``avg = theta`` at initialisation.  After t steps the start weighs
 d^t and the step s before the last weighs (1 - d) d^s: an average over about
@@ -116,7 +116,7 @@ class GeneratorAverage:
 
     def reset_to(self, G=None):
         """Start the average over from ``G``'s weights (default the live G): avg = theta."""
-        self.avg.load_state_dict((G or self.G).state_dict())
+        self.avg.load_state_dict((self.G if G is None else G).state_dict())
         self._stale = True
         return self
 
