@@ -50,6 +50,12 @@ def _add_train(sub):
     p.add_argument("--d-bias-init", choices=["zeros", "data"], default=None,
                    help="2-D mixtures: 'data' starts D's first-layer hyperplanes through random points "
                         "of the training data's bounding box (default 'zeros': all through the origin)")
+    p.add_argument("--g-ema", type=float, default=None, metavar="DECAY",
+                   help="keep an exponential moving average of the generator's weights, avg = "
+                        "DECAY*avg + (1-DECAY)*weights after every generator step (e.g. 0.999, about "
+                        "the last 1,000 steps); the average is what is scored, drawn each epoch and "
+                        "sampled from the checkpoint, training goes on with the live weights "
+                        "(default 0: off)")
     p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default 0.999)")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to compute (default cpu)")
@@ -74,7 +80,7 @@ def _train(args):
         "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2, "device": args.device,
         "seed": args.seed, "out": args.out, "limit": args.limit,
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
-        "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init,
+        "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init, "g_ema": args.g_ema,
         "eval_every": args.eval_every, "conditional": args.conditional}.items() if v is not None}
     if args.eval_every is not None and args.eval_every < 0:
         raise SystemExit(f"minigan train: --eval-every must be >= 0, got {args.eval_every}")
@@ -148,6 +154,9 @@ def _add_sample(sub):
                    help="the digit 0-9 to draw (conditional checkpoints only)")
     p.add_argument("--per-row", type=_positive(int), default=8,
                    help="conditional checkpoint without --digit: images per digit row (default 8)")
+    p.add_argument("--live", action="store_true",
+                   help="from a run trained with --g-ema: draw from the live generator, not the "
+                        "weight average")
 
 
 def _sample(args):
@@ -164,11 +173,12 @@ def _sample(args):
     if args.digit is not None and not 0 <= args.digit <= 9:
         raise SystemExit(f"minigan sample: --digit must be one of 0-9, got {args.digit}")
     if meta.get("conditional", False) and args.digit is None:
-        images = sample_rows(args.checkpoint, args.per_row, args.seed, args.device)
+        images = sample_rows(args.checkpoint, args.per_row, args.seed, args.device, not args.live)
         write_samples(images, args.out, row_labels=list(range(10)), nrow=args.per_row)
         print(f"wrote {len(images)} samples, one row of {args.per_row} per digit, to {args.out}")
         return
-    images = sample(args.checkpoint, args.n, args.seed, args.device, digit=args.digit)
+    images = sample(args.checkpoint, args.n, args.seed, args.device, digit=args.digit,
+                    averaged=not args.live)
     write_samples(images, args.out, dataset=meta.get("dataset"))
     what = f"samples of digit {args.digit}" if args.digit is not None else "samples"
     print(f"wrote {args.n} {what} to {args.out}")
@@ -195,6 +205,9 @@ def _add_eval(sub):
     p.add_argument("--csv", default=None, help="CSV to append to (default: eval.csv beside the checkpoint)")
     p.add_argument("--no-csv", action="store_true", help="print only")
     p.add_argument("--no-reference", action="store_true", help="skip the reference columns")
+    p.add_argument("--live", action="store_true",
+                   help="from a run trained with --g-ema: score the live generator, not the weight "
+                        "average")
 
 
 def _eval(args):
@@ -202,12 +215,13 @@ def _eval(args):
 
     if not os.path.exists(args.checkpoint):
         raise SystemExit(f"minigan eval: no checkpoint at {args.checkpoint}")
-    scores = score_checkpoint(args.checkpoint, args.n, args.seed, args.device)
+    scores = score_checkpoint(args.checkpoint, args.n, args.seed, args.device, averaged=not args.live)
     refs = None if args.no_reference else reference_for(scores["dataset"])
     where = (("conditional " if "conditional" in scores else "") + f"{scores['model']}"
              + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else ""))
+    which = {"averaged": ", weight-averaged generator", "live": ""}.get(scores.get("generator"), "")
     print(f"{args.checkpoint}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
-          f"step {scores.get('step')}")
+          f"step {scores.get('step')}{which}")
     print(format_scores(scores, refs))
     if not args.no_csv:
         path = args.csv or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "eval.csv")

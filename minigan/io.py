@@ -30,7 +30,8 @@ from . import backend
 FORMAT_VERSION = 1
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError",
-           "save_checkpoint", "load_checkpoint", "read_checkpoint_meta", "remove_leftovers"]
+           "save_checkpoint", "load_checkpoint", "read_checkpoint_meta", "checkpoint_model_names",
+           "remove_leftovers"]
 
 # Optimizer hyperparameters that are not in Optimizer.state_dict but change its steps.
 _OPTIM_HPARAMS = ("betas", "eps", "momentum")
@@ -211,6 +212,14 @@ def _json(arrays, key, path):
 def read_checkpoint_meta(path) -> dict:
     """The ``meta`` dict stored in a checkpoint, without reading any weights."""
     return _json(_read(path, ["meta"]), "meta", path)
+
+
+def checkpoint_model_names(path) -> list:
+    """The names of the models stored in a checkpoint (e.g. ``["G", "D"]``), without their weights."""
+    header = _json(_read(path, ["header"]), "header", path)
+    if not (isinstance(header, dict) and isinstance(header.get("models"), list)):
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: malformed header {header!r:.200}")
+    return list(header["models"])
 
 
 def _section(arrays, prefix):

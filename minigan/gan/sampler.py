@@ -20,15 +20,22 @@ from . import models
 NUM_CLASSES = models.NUM_CLASSES
 
 
-def load_generator(checkpoint, device="cpu"):
-    """The generator stored in ``checkpoint`` and the checkpoint's meta dict."""
+def load_generator(checkpoint, device="cpu", averaged=True):
+    """The generator stored in ``checkpoint`` and the checkpoint's meta dict.
+
+    A run trained with ``g_ema`` stores the average of G's weights beside the live G
+    (as ``G_ema``): that average is loaded unless ``averaged=False``.  ``meta["generator"]``
+    says which was loaded, ``"averaged"`` or ``"live"``.
+    """
     meta = io.read_checkpoint_meta(checkpoint)
     name = meta.get("model")
     if name not in models.MODELS:
         raise io.CheckpointError(f"{checkpoint}: holds no generator minigan knows (model {name!r})")
     # the generator does not depend on the discriminator's packing
     G, _ = models.build(name, conditional=bool(meta.get("conditional", False)))
-    io.load_checkpoint(checkpoint, models={"G": G}, restore_rng=False, expect_model=name)
+    key = "G_ema" if averaged and "G_ema" in io.checkpoint_model_names(checkpoint) else "G"
+    io.load_checkpoint(checkpoint, models={key: G}, restore_rng=False, expect_model=name)
+    meta["generator"] = "averaged" if key == "G_ema" else "live"
     return G.to(device).eval(), meta
 
 
@@ -86,8 +93,11 @@ def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
     return ((out.reshape(n, 28, 28) + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
 
 
-def sample(checkpoint, n=64, seed=0, device="cpu", digit=None):
+def sample(checkpoint, n=64, seed=0, device="cpu", digit=None, averaged=True):
     """``n`` generated images as float32 in [0, 1], shape (n, 28, 28); points (n, 2) for a 2-D model.
+
+    ``averaged``: from a checkpoint trained with ``g_ema``, draw from the weight average
+    (default) or, with False, from the live generator.
 
     ``digit`` (0..9): only that digit, from a conditional checkpoint (a ValueError for
     any other).  A conditional checkpoint without ``digit`` gives 0..9 in turn.
@@ -96,16 +106,16 @@ def sample(checkpoint, n=64, seed=0, device="cpu", digit=None):
         raise ValueError(f"n must be at least 1, got {n}")
     if digit is not None:
         digit = check_digit(digit)
-    G, meta = load_generator(checkpoint, device)
+    G, meta = load_generator(checkpoint, device, averaged)
     if digit is not None and not meta.get("conditional", False):
         raise ValueError(f"{checkpoint}: --digit needs a conditional model (minigan train --conditional); "
                          f"this checkpoint holds an unconditional {meta.get('model')!r} generator")
     return generate(G, meta["model"], n, seed, device, labels=digit)
 
 
-def sample_rows(checkpoint, per_row=8, seed=0, device="cpu"):
+def sample_rows(checkpoint, per_row=8, seed=0, device="cpu", averaged=True):
     """A conditional checkpoint's digits, one row per digit: (10 * per_row, 28, 28), rows 0..9."""
-    G, meta = load_generator(checkpoint, device)
+    G, meta = load_generator(checkpoint, device, averaged)
     if not meta.get("conditional", False):
         raise ValueError(f"{checkpoint}: not a conditional model")
     y = np.repeat(np.arange(NUM_CLASSES), per_row)

@@ -23,6 +23,13 @@ noise, so exact resume still holds); D sees each image with its label, the joint
 real+fake batch with the two label vectors concatenated.  The sample grid has one
 row per digit (10 x 8).
 
+Weight averaging (``g_ema = d > 0``; :mod:`minigan.gan.averaging`): after every G step
+``avg = d * avg + (1 - d) * theta`` over G's parameters.  The average, with BatchNorm
+statistics estimated for its own weights, is what is scored, drawn each epoch and stored
+in the checkpoint (``G_ema``) for ``minigan sample`` and ``eval``; the live G's scores go
+to ``eval_live.csv``.  It draws nothing from the training generators, so the live run is
+the same with or without it.
+
 Scores (:mod:`minigan.metrics`) go to ``eval.csv`` in the run directory:
 on the mixtures every ``eval_every`` epochs (default 1; modes covered,
 % high quality, reverse KL on 2,500 points), on MNIST every ``eval_every``
@@ -53,12 +60,14 @@ import numpy as np
 from .. import __version__, backend, io, losses, optim, viz
 from ..nn import BatchNorm, set_labels
 from . import models
+from .averaging import GeneratorAverage
 from .mixture_models import place_first_hyperplanes
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
 LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
 EVAL_LOG = "eval.csv"
+EVAL_LIVE_LOG = "eval_live.csv"  # with g_ema: the live generator's scores, beside the average's
 GRID_COLUMNS = 8  # samples per digit row in a conditional model's grid
 DATASETS = ("mnist", "ring", "grid")
 MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
@@ -106,6 +115,9 @@ class TrainConfig:
     # "data": the mixture D's first-layer hyperplanes start through random points of the
     # training data's bounding box instead of all through the origin (zero biases)
     d_bias_init: str = "zeros"
+    # decay d of an exponential moving average of G's weights (0: none); with d > 0 the
+    # average is what is scored, drawn and sampled (minigan.gan.averaging)
+    g_ema: float = 0.0
 
     @property
     def is_mixture(self) -> bool:
@@ -133,6 +145,8 @@ class TrainConfig:
             raise ValueError("--pack is implemented for the 2-D mixtures (ring, grid) only")
         if self.eval_every < 0:
             raise ValueError(f"eval-every must be >= 0, got {self.eval_every}")
+        if not 0.0 <= self.g_ema < 1.0:
+            raise ValueError(f"g-ema must lie in [0, 1) (0: no averaging; e.g. 0.999), got {self.g_ema}")
         losses.GANLoss(self.loss)
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
             if getattr(self, name) < 1:
@@ -246,6 +260,12 @@ class Trainer:
             n_fixed = len(self.fixed_labels)
         z = np.random.default_rng([cfg.seed, 1]).standard_normal((n_fixed, self.noise_dim))
         self.fixed_noise = self.xp.asarray(z.astype(np.float32))
+        # last, and drawing nothing from the global RNG: the live run is the same with or without it
+        self.ema = GeneratorAverage(self.G, cfg.g_ema, self.noise_dim, cfg.seed) if cfg.g_ema else None
+
+    def drawing_generator(self):
+        """The generator that is scored and drawn: the weight average with ``g_ema``, else G."""
+        return self.ema.model() if self.ema is not None else self.G
 
     # -- paths -----------------------------------------------------------------
     def path(self, *parts):
@@ -322,6 +342,8 @@ class Trainer:
         finally:
             D.trainable = True
         self.opt_G.step()
+        if self.ema is not None:
+            self.ema.update()
         stats["g_loss"] = g_loss
         return stats
 
@@ -333,15 +355,29 @@ class Trainer:
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
                 "n_data": len(self.data), "version": __version__}
-        io.save_checkpoint(self.path(CHECKPOINT), models={"G": self.G, "D": self.D},
+        models_ = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
+            models_["G_ema"] = self.ema.avg
+        io.save_checkpoint(self.path(CHECKPOINT), models=models_,
                            optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
 
     def restore(self, path=None):
-        """Continue from a checkpoint written by :meth:`save` (weights, moments, RNG, position)."""
+        """Continue from a checkpoint written by :meth:`save` (weights, moments, RNG, position).
+
+        With ``g_ema``, a checkpoint written without a weight average (an older one, or
+        one trained without ``g_ema``) starts the average from the restored G.
+        """
         path = path or self.path(CHECKPOINT)
-        meta = io.load_checkpoint(path, models={"G": self.G, "D": self.D},
+        models_ = {"G": self.G, "D": self.D}
+        has_average = self.ema is not None and "G_ema" in io.checkpoint_model_names(path)
+        if has_average:
+            models_["G_ema"] = self.ema.avg
+        meta = io.load_checkpoint(path, models=models_,
                                   optimizers={"G": self.opt_G, "D": self.opt_D},
                                   expect_model=self.config.model)
+        if self.ema is not None:
+            self.ema.loaded() if has_average else self.ema.reset_to(self.G)
         if bool(meta.get("conditional", False)) != bool(self.config.conditional):
             kind = "conditional" if meta.get("conditional") else "unconditional"
             raise io.CheckpointMismatchError(f"{path}: the checkpoint holds a {kind} model; this run's "
@@ -359,7 +395,7 @@ class Trainer:
     # -- logs and pictures -----------------------------------------------------------
     def _truncate_logs(self, upto_step):
         """Drop log rows written after the checkpoint we resume from (they will be redone)."""
-        for name in ("log.csv", "gradients.csv", EVAL_LOG):
+        for name in ("log.csv", "gradients.csv", EVAL_LOG, EVAL_LIVE_LOG):
             p = self.path(name)
             if not os.path.exists(p):
                 continue
@@ -393,14 +429,17 @@ class Trainer:
         self._append("gradients.csv", ["step", "model", "param", "norm"], grads)
 
     def generate(self, z, labels=None):
-        """Generator output for noise ``z`` (and digit ``labels`` if conditional) in eval mode."""
-        self.G.eval()
+        """Output of the :meth:`drawing_generator` for noise ``z`` (and digit ``labels`` if
+        conditional) in eval mode."""
+        G = self.drawing_generator()
+        was_training = G.training
+        G.eval()
         if self.config.conditional:
-            set_labels(self.G, self.xp.asarray(labels))
+            set_labels(G, self.xp.asarray(labels))
         try:
-            return self.G.forward(z)
+            return G.forward(z)
         finally:
-            self.G.train()
+            G.train(was_training)
 
     def pictures(self):
         """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow."""
@@ -440,18 +479,30 @@ class Trainer:
         return every > 0 and (self.epoch % every == 0 or self.epoch == self.config.epochs)
 
     def evaluate(self, log=print):
-        """Score the generator now (:func:`minigan.metrics.score_generator`) and append to eval.csv."""
+        """Score the generator now (:func:`minigan.metrics.score_generator`) and append to eval.csv.
+
+        With ``g_ema`` the weight average is scored into eval.csv and the live G into
+        eval_live.csv (same noise), so the two can be compared epoch by epoch.
+        """
         from ..metrics import append_scores, format_scores, score_generator  # noqa: PLC0415
 
         cfg = self.config
         # Scores draw from their own generators and restore the global one: exact resume holds.
         state = backend.rng_state()
         try:
-            scores = score_generator(self.G, cfg.dataset, cfg.model, seed=cfg.seed, device=cfg.device)
+            scores = score_generator(self.drawing_generator(), cfg.dataset, cfg.model, seed=cfg.seed,
+                                     device=cfg.device)
+            live = (score_generator(self.G, cfg.dataset, cfg.model, seed=cfg.seed, device=cfg.device)
+                    if self.ema is not None else None)
         finally:
             backend.set_rng_state(state)
         append_scores(self.path(EVAL_LOG), scores, epoch=self.epoch, step=self.global_step)
-        log(f"epoch {self.epoch} scores: {format_scores(scores, short=True)}")
+        if live is None:
+            log(f"epoch {self.epoch} scores: {format_scores(scores, short=True)}")
+        else:
+            append_scores(self.path(EVAL_LIVE_LOG), live, epoch=self.epoch, step=self.global_step)
+            log(f"epoch {self.epoch} scores (weight average): {format_scores(scores, short=True)}")
+            log(f"epoch {self.epoch} scores (live G): {format_scores(live, short=True)}")
         return scores
 
     # -- the loop ----------------------------------------------------------------------

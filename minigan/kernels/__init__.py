@@ -27,9 +27,9 @@ sums the column entries that read it.  The dispatch below picks the code:
 Besides the conv engine the same dispatch serves the passes around it that
 NumPy would do in several sweeps with temporaries: the spectral engine's
 phase splits and transposes, LeakyReLU, dropout and their gradients,
-BatchNorm's three passes, the BCE loss and the Adam update.  Layers call
-these functions, never a backend module, so a CuPy array never reaches a
-Numba kernel.
+BatchNorm's three passes, the BCE loss, the Adam update and the weight
+average's update.  Layers call these functions, never a backend module, so
+a CuPy array never reaches a Numba kernel.
 """
 from __future__ import annotations
 
@@ -192,6 +192,18 @@ def adam_update(ps, gs, ms, vs, lr: float, b1: float, b2: float, eps: float, t: 
     """
     if ps:
         _module_for(ps[0]).adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo)
+
+
+def ema_update(avgs, thetas, weight: float, memo=None):
+    """``avg += weight * (theta - avg)`` for each pair of the lists ``avgs`` and ``thetas``, in
+    place: a moving average with decay ``1 - weight`` (:mod:`minigan.gan.averaging`).
+
+    ``avgs`` may be of a wider dtype than ``thetas`` (a float64 average of float32
+    weights); the difference is taken in the average's dtype.  The Numba path updates
+    them all in one launch, ``memo`` as for :func:`adam_update`.
+    """
+    if avgs:
+        _module_for(avgs[0]).ema_update(avgs, thetas, weight, memo)
 
 
 def bce_with_logits(z, t):

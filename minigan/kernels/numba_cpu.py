@@ -369,6 +369,49 @@ def adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo=None):
             f(1 - b2), f(lr / c1), f(c2), f(eps))
 
 
+# The weight average's update, over all of a model's parameters in one launch, as Adam.
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ema_range(avg, theta, lo, hi, w):
+    for i in range(np.uint64(lo), np.uint64(hi)):
+        a = avg[i]
+        avg[i] = a + w * (theta[i] - a)  # theta promoted to avg's dtype, as in numpy_ref
+
+
+@njit(**_jit)
+def _ema_parallel(avgs, thetas, chunks, w):
+    for c in prange(chunks.shape[0]):
+        k = chunks[c, 0]
+        _ema_range(avgs[k], thetas[k], chunks[c, 1], chunks[c, 2], w)
+
+
+def _ema_plan(avgs, thetas):
+    """Typed lists of flat views and the chunk table, or None if the arrays do not fit one kernel."""
+    for grp in (avgs, thetas):
+        if not all(a.flags.c_contiguous and a.dtype == grp[0].dtype for a in grp):
+            return None
+    if any(a.shape != t.shape for a, t in zip(avgs, thetas)):
+        return None
+    chunks = [(k, lo, min(lo + ADAM_CHUNK, a.size))
+              for k, a in enumerate(avgs) for lo in range(0, a.size, ADAM_CHUNK)]
+    return {"lists": tuple(NumbaList([a.reshape(-1) for a in grp]) for grp in (avgs, thetas)),
+            "chunks": np.array(chunks, dtype=np.int64).reshape(-1, 3),
+            "size": sum(a.size for a in avgs)}
+
+
+def ema_update(avgs, thetas, weight, memo=None):
+    """``avg += weight * (theta - avg)`` in place over the lists, one launch (``memo`` as in Adam)."""
+    arrays = (*avgs, *thetas)
+    memo = {} if memo is None else memo
+    old = memo.get("arrays", ())
+    if len(old) != len(arrays) or any(a is not b for a, b in zip(arrays, old)):
+        memo.clear()
+        memo.update(arrays=arrays, plan=_ema_plan(avgs, thetas))
+    plan = memo["plan"]
+    if plan is None:
+        return numpy_ref.ema_update(avgs, thetas, weight)
+    _launch(_ema_parallel, plan["size"], *plan["lists"], plan["chunks"], avgs[0].dtype.type(weight))
+
+
 # -- losses ------------------------------------------------------------------------
 
 @njit(cache=True, nogil=True)

@@ -114,6 +114,15 @@ def adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo=None):
         p -= (lr / c1) * m / denom
 
 
+def ema_update(avgs, thetas, weight, memo=None):
+    """``avg += weight * (theta - avg)`` in place for each pair (the difference in the
+    average's dtype).  ``memo`` is unused here."""
+    for avg, theta in zip(avgs, thetas):
+        diff = theta - avg  # promotes to avg's dtype (float64 average of float32 weights)
+        diff *= weight
+        avg += diff
+
+
 def dropout(x, p):
     """Inverted dropout: ``keep ~ Bernoulli(1 - p)`` from the global generator,
     ``y = x * keep / (1 - p)``.  Returns ``(y, keep)``."""

@@ -64,14 +64,19 @@ def score_generator(G, dataset: str, model: str, n: int | None = None, seed: int
         G.train(was_training)
 
 
-def score_checkpoint(path, n: int | None = None, seed: int = 0, device: str = "cpu") -> dict:
-    """Scores of the generator in checkpoint ``path``; adds ``epoch``, ``step`` and ``model``."""
+def score_checkpoint(path, n: int | None = None, seed: int = 0, device: str = "cpu",
+                     averaged: bool = True) -> dict:
+    """Scores of the generator in checkpoint ``path``; adds ``epoch``, ``step`` and ``model``.
+
+    ``averaged``: a checkpoint trained with ``g_ema`` is scored on its weight average
+    (default) or, with False, on its live generator; ``generator`` in the result says which.
+    """
     from ..gan.sampler import load_generator  # noqa: PLC0415
 
-    G, meta = load_generator(path, device)
+    G, meta = load_generator(path, device, averaged)
     scores = score_generator(G, meta.get("dataset", "mnist"), meta["model"], n, seed, device)
     scores.update(epoch=meta.get("epoch"), step=meta.get("global_step"), model=meta["model"],
-                  pack=meta.get("pack", 1))
+                  pack=meta.get("pack", 1), generator=meta["generator"])
     return scores
 
 
