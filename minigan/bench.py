@@ -225,12 +225,12 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
 
     Conv2D uses col2im for dx (``dcols[n] = Wm^T @ dy[n]``); Conv2DTranspose in
     its forward (``dcols[n] = Wm^T @ x[n]``).  Both are timed with preallocated
-    outputs, the GEMM as the layer runs it (one product per sample, batched).
+    outputs, the GEMM as the layer runs it (:func:`minigan.nn.conv.into_cols`).
     A layer that runs on the spectral engine (:mod:`minigan.nn.conv_fft`) has
     no col2im: its row says so, with None for both times.
     """
     from . import kernels  # noqa: PLC0415
-    from .nn.conv import weight_matrix  # noqa: PLC0415
+    from .nn.conv import into_cols, weight_matrix  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     out = []
@@ -243,7 +243,7 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
             elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
                 g = layer.geometry(H, W)
-                WmT = np.ascontiguousarray(weight_matrix(layer.params["W"]).T)
+                Wm = weight_matrix(layer.params["W"])
                 P = g.Ho * g.Wo
                 if isinstance(layer, Conv2D):
                     grad = rng.standard_normal((N, layer.out_ch, P), dtype=np.float32)
@@ -251,8 +251,7 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                     grad = np.ascontiguousarray(x).reshape(N, layer.in_ch, P)
                 cols = np.empty((g.K, N, P), np.float32)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
-                t_gemm = timeit(lambda: kernels.batched_matmul(WmT, grad, out=cols.transpose(1, 0, 2)),  # noqa: B023
-                                repeats)
+                t_gemm = timeit(lambda: into_cols(Wm, grad, cols), repeats)  # noqa: B023
                 t_c2i = timeit(lambda: kernels.col2im(cols, g, out=img), repeats)  # noqa: B023
                 out.append((repr(layer), "im2col", t_gemm, t_c2i))
             x = y

@@ -46,7 +46,7 @@ def recompute_batchnorm(G, z, batch_size: int = BN_BATCH, labels=None):
         return G
     modes = [(m, m.training) for m in G.modules()]
     momenta = [bn.momentum for bn in bns]
-    xp = backend.get_xp(next(iter(bns)).params["gamma"])
+    xp = backend.get_xp(bns[0].params["gamma"])
     try:
         G.eval()
         for bn in bns:

@@ -12,9 +12,9 @@ The rows follow the weight's own order, so a weight ``(O, C, kh, kw)``
 enters as the view ``Wm = W.reshape(O, -1)``.  Sample n's columns
 ``cols[:, n]`` are a ``(C*kh*kw, Ho*Wo)`` matrix (rows ``N*Ho*Wo`` apart,
 which BLAS takes as it is), and ``Wm @ cols[:, n]`` is sample n's output
-``(O, Ho*Wo)``, already NCHW.  The weight gradient sums over samples and
-pixels at once: ``cols.reshape(C*kh*kw, N*Ho*Wo)`` is one matrix, and only
-the output-side gradient is brought to ``(O, N, Ho*Wo)`` for the one GEMM.
+``(O, Ho*Wo)``, already NCHW.  The same array is also one matrix over the
+batch, ``cols.reshape(C*kh*kw, N*Ho*Wo)``, for layers whose samples have too
+few output pixels for per-sample GEMMs (:mod:`minigan.nn.conv`).
 
 ``im2col`` builds the columns; ``col2im`` is its adjoint: every input pixel
 sums the column entries that read it.  The dispatch below picks the code:

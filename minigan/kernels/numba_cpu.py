@@ -113,7 +113,7 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
 def _col2im(cols, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     # Tap (i, j) puts its Ho x Wo values at padded pixels
     # (oh*sh + i, ow*sw + j) = ((oh + di)*sh + a, (ow + dj)*sw + b) with
-    # a, di = divmod(i, sh) swapped (a = i % sh, di = i // sh), likewise b, dj.
+    # di, a = divmod(i, sh) and dj, b = divmod(j, sw).
     # So, per phase (a, b) and column shift dj, a plane of Hq x Wo sums the
     # taps as whole blocks: one contiguous run of Ho*Wo adds per tap, which
     # vectorises (a 14-wide run per output row did not: D's first conv,

@@ -19,7 +19,8 @@ batched GEMMs (:func:`minigan.kernels.batched_matmul`: on the CPU, half the
 samples on each BLAS thread).  Where a sample has few output pixels
 (``PER_SAMPLE_MIN_PIXELS``) they run instead as one GEMM over the batch
 with the small side (``y``) copied to ``(O, N, P)``; the columns are never
-copied.  The weight gradient is always that one GEMM.
+copied.  The weight gradient follows the same rule: one GEMM over the batch
+for few pixels, per-sample products summed in chunks for many.
 
 The transposed convolution is the adjoint of that map, so it runs the same
 two pieces the other way round: its forward is the conv's ``dx`` (GEMM then
@@ -116,7 +117,7 @@ def _batch_major(y):
     return backend.get_xp(y).ascontiguousarray(y.transpose(1, 0, 2)).reshape(O, N * P)
 
 
-def _times_cols(Wm, cols):
+def times_cols(Wm, cols):
     """``y[n] = Wm @ cols[:, n]``: ``(O, K)`` and ``(K, N, P)`` -> ``y (N, O, P)``."""
     K, N, P = cols.shape
     if P >= PER_SAMPLE_MIN_PIXELS:
@@ -125,7 +126,7 @@ def _times_cols(Wm, cols):
     return backend.get_xp(y).ascontiguousarray(y.transpose(1, 0, 2))
 
 
-def _into_cols(Wm, y, cols):
+def into_cols(Wm, y, cols):
     """``cols[:, n] = Wm^T @ y[n]`` for ``y (N, O, P)``, into the buffer ``cols (K, N, P)``."""
     xp = backend.get_xp(y)
     WmT = xp.ascontiguousarray(Wm.T)
@@ -142,14 +143,14 @@ def conv_apply(x, Wm, g: ConvGeom, cols=None):
     ``cols`` is an optional buffer ``(K, N, Ho*Wo)`` for the columns.
     """
     cols = kernels.im2col(x, g, out=cols)
-    return _times_cols(Wm, cols), cols
+    return times_cols(Wm, cols), cols
 
 
 def conv_adjoint(y, Wm, g: ConvGeom, cols=None):
     """The adjoint map: ``y (N, O, Ho*Wo) -> (N, C, H, W)``; ``cols`` is an optional buffer."""
     if cols is None:
         cols = backend.get_xp(y).empty((Wm.shape[1], y.shape[0], y.shape[2]), dtype=y.dtype)
-    return kernels.col2im(_into_cols(Wm, y, cols), g)
+    return kernels.col2im(into_cols(Wm, y, cols), g)
 
 
 def weight_gradient(y, cols):
@@ -423,7 +424,7 @@ class Conv2DTranspose(_ConvBase):
         if isinstance(cached, tuple):
             plan, _, K = cached
             return plan.output_pixels(conv_fft.conv(cols, K))
-        dx = _times_cols(weight_matrix(self.params["W"]), cols)
+        dx = times_cols(weight_matrix(self.params["W"]), cols)
         return dx.reshape(N, self.in_ch, g.Ho, g.Wo)
 
     def backward_weights(self, dy):
