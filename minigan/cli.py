@@ -200,7 +200,8 @@ def _add_eval(sub):
     p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
     p.add_argument("--n", type=_positive(int), default=None,
                    help="samples to score (default 10000 on MNIST, 2500 on a mixture)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="noise seed (default: the run's own seed, which the trainer scores with)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--csv", default=None, help="CSV to append to (default: eval.csv beside the checkpoint)")
     p.add_argument("--no-csv", action="store_true", help="print only")
@@ -221,7 +222,7 @@ def _eval(args):
              + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else ""))
     which = {"averaged": ", weight-averaged generator", "live": ""}.get(scores.get("generator"), "")
     print(f"{args.checkpoint}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
-          f"step {scores.get('step')}{which}")
+          f"step {scores.get('step')}{which}, noise seed {scores['seed']}")
     print(format_scores(scores, refs))
     if not args.no_csv:
         path = args.csv or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "eval.csv")

@@ -10,6 +10,7 @@ from minigan.cli import main
 from minigan.gan.averaging import GeneratorAverage, recompute_batchnorm
 from minigan.gan.sampler import load_generator, sample
 from minigan.gan.trainer import CHECKPOINT, EVAL_LIVE_LOG, EVAL_LOG, Trainer, TrainConfig
+from minigan.metrics import score_checkpoint
 
 
 def tiny_generator():
@@ -122,12 +123,16 @@ def test_checkpoint_holds_the_average_and_sampling_uses_it(tmp_path):
     assert meta["generator"] == "live"
     assert not np.array_equal(sample(ck, 50), sample(ck, 50, averaged=False))
     first = list(csv.DictReader(open(tmp_path / "s" / EVAL_LOG)))[0]
-    assert main(["eval", "--checkpoint", ck, "--seed", "4"]) == 0  # the trainer scores with cfg.seed
-    assert main(["eval", "--checkpoint", ck, "--seed", "4", "--live", "--csv", str(tmp_path / "live.csv")]) == 0
+    assert t.config.seed != 0
+    assert main(["eval", "--checkpoint", ck]) == 0  # with the run's seed, as the trainer scores
+    assert main(["eval", "--checkpoint", ck, "--live", "--csv", str(tmp_path / "live.csv")]) == 0
     rows = list(csv.DictReader(open(tmp_path / "s" / EVAL_LOG)))
     assert rows[-1] == first  # eval of the checkpoint scores what the trainer scored
     assert list(csv.DictReader(open(tmp_path / "live.csv"))) == list(
         csv.DictReader(open(tmp_path / "s" / EVAL_LIVE_LOG)))
+    assert main(["eval", "--checkpoint", ck, "--seed", "0", "--no-csv"]) == 0  # another noise seed
+    assert score_checkpoint(ck) == score_checkpoint(ck, seed=4)
+    assert score_checkpoint(ck, seed=0)["seed"] == 0
 
 
 def test_a_checkpoint_without_the_average_still_loads(tmp_path):

@@ -64,9 +64,13 @@ def score_generator(G, dataset: str, model: str, n: int | None = None, seed: int
         G.train(was_training)
 
 
-def score_checkpoint(path, n: int | None = None, seed: int = 0, device: str = "cpu",
+def score_checkpoint(path, n: int | None = None, seed: int | None = None, device: str = "cpu",
                      averaged: bool = True) -> dict:
-    """Scores of the generator in checkpoint ``path``; adds ``epoch``, ``step`` and ``model``.
+    """Scores of the generator in checkpoint ``path``; adds ``epoch``, ``step``, ``model`` and ``seed``.
+
+    ``seed`` seeds the noise; by default it is the run's own seed, the one the trainer
+    scores with, so the scores of a checkpoint repeat the row of ``eval.csv`` it was
+    saved with.
 
     ``averaged``: a checkpoint trained with ``g_ema`` is scored on its weight average
     (default) or, with False, on its live generator; ``generator`` in the result says which.
@@ -74,9 +78,11 @@ def score_checkpoint(path, n: int | None = None, seed: int = 0, device: str = "c
     from ..gan.sampler import load_generator  # noqa: PLC0415
 
     G, meta = load_generator(path, device, averaged)
+    if seed is None:
+        seed = int((meta.get("config") or {}).get("seed") or 0)
     scores = score_generator(G, meta.get("dataset", "mnist"), meta["model"], n, seed, device)
     scores.update(epoch=meta.get("epoch"), step=meta.get("global_step"), model=meta["model"],
-                  pack=meta.get("pack", 1), generator=meta["generator"])
+                  pack=meta.get("pack", 1), generator=meta["generator"], seed=seed)
     return scores
 
 
