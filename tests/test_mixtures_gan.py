@@ -1,5 +1,6 @@
 """The 2-D mixture GAN: packing, the MLP pair, training with scores, exact resume, sample and eval."""
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from helpers import fit_until_interrupted
 
 from minigan import io
 from minigan.cli import main
+from minigan.data import sample_mixture
 from minigan.gan.mixture_models import Pack, build_mixture, mixture_discriminator, place_first_hyperplanes
 from minigan.gan.trainer import CHECKPOINT, EVAL_LOG, Trainer, TrainConfig
 from minigan.gradcheck import check_layer
@@ -137,3 +139,28 @@ def test_cli_train_sample_eval_on_grid(tmp_path, capsys):
     # resuming keeps the dataset and refuses a different packing
     with pytest.raises(SystemExit, match="pack"):
         main(["train", "--resume", "--pack", "3", "--out", str(out), "--quiet"])
+
+
+def test_example_mixture_curves_plots_eval_csv(tmp_path):
+    import importlib.util  # noqa: PLC0415
+
+    from minigan.metrics import append_scores, mixture_scores  # noqa: PLC0415
+
+    # the example script, loaded from its file (examples/ is not a package)
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "mixture_curves.py")
+    spec = importlib.util.spec_from_file_location("mixture_curves", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    for run in ("a", "b"):
+        for epoch in (1, 2, 3):
+            pts = sample_mixture("ring", 200, rng) * (1 + 0.1 / epoch)
+            append_scores(str(tmp_path / run / EVAL_LOG), mixture_scores(pts, "ring"), epoch=epoch, step=epoch)
+    curve = mod.read_curve(str(tmp_path / "a"))
+    assert curve["epoch"] == [1, 2, 3] and len(curve["high_quality"]) == 3
+    assert all(0 <= h <= 100 for h in curve["high_quality"])
+    out = tmp_path / "c.png"
+    mod.main([str(tmp_path / "a"), str(tmp_path / "b"), "--aim", "95", "--out", str(out)])
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="no eval.csv"):
+        mod.main([str(tmp_path), "--out", str(out)])
