@@ -293,6 +293,7 @@ def plot_points(points, modes, path, std: float | None = None, title: str | None
     ax.grid(alpha=0.3)
     legend = ax.legend(loc="upper right", fontsize=8)
     legend.legend_handles[1].set_sizes([16])  # the 4-px sample dots are too small to read there
-    ax.set_title(title or "generated points and true modes")
+    # the trainer's title carries the three scores; wrapped, so none is cut off at the edge
+    ax.set_title(title or "generated points and true modes", fontsize=10, wrap=True)
     fig.tight_layout()
     return _save(fig, path)
