@@ -26,7 +26,8 @@ def read_curve(run: str) -> dict:
     path = os.path.join(run, "eval.csv")
     if not os.path.exists(path):
         raise SystemExit(f"{run}: no eval.csv (not a run directory of minigan train?)")
-    rows = list(csv.DictReader(open(path, newline="")))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
     if not rows or "modes_covered" not in rows[0]:
         raise SystemExit(f"{path}: no mixture scores in it")
     return {"epoch": [int(r["epoch"]) for r in rows],
