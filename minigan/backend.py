@@ -1,9 +1,20 @@
-"""Which array module runs the math, and moving arrays between devices.
+"""Devices: where arrays live and which code runs on them.
 
-Layers never import NumPy for arithmetic: they ask :func:`get_xp` for the
-module that owns their input, so one line of layer code runs on NumPy (CPU)
-and CuPy (GPU).  CuPy is optional; nothing here imports it until a GPU is
-asked for.
+A :class:`Device` bundles three things:
+
+* ``xp``: the array module the math is written against (NumPy on the CPU,
+  CuPy on a GPU), so one line of layer code runs on both;
+* ``kernels``: the table of accelerated twins that run on this device
+  (:mod:`minigan.kernels`: Numba on the CPU), looked up by the reference
+  function they replace;
+* how arrays get on and off it.
+
+A model is put on a device when it is built (the CPU) or moved
+(``model.to("gpu")``), and its layers ask that device for their kernels:
+which code runs is decided once, by the device, not by the type of each
+argument.  CuPy is optional; nothing here imports it until a GPU is asked
+for.  ``MINIGAN_KERNELS=reference`` (or ``numpy``) makes the CPU device run
+the reference code alone.
 """
 from __future__ import annotations
 
@@ -13,20 +24,22 @@ import numpy as np
 
 DEFAULT_DTYPE = np.float32
 
+# -- the devices ------------------------------------------------------------------
+
 _cupy = None
 _cupy_checked = False
 
 
 def cupy_module():
-    """Return the ``cupy`` module if it imports and sees a GPU, else ``None``."""
+    """The ``cupy`` module if it imports and sees a GPU, else ``None`` (asked once)."""
     global _cupy, _cupy_checked
     if not _cupy_checked:
         _cupy_checked = True
         try:
             import cupy  # noqa: PLC0415
 
-            cupy.cuda.runtime.getDeviceCount()
-            _cupy = cupy
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                _cupy = cupy
         except Exception:  # ImportError, or CUDA present but no device
             _cupy = None
     return _cupy
@@ -36,35 +49,76 @@ def gpu_available() -> bool:
     return cupy_module() is not None
 
 
-def get_xp(*arrays):
-    """The array module (``numpy`` or ``cupy``) that owns ``arrays``."""
-    cp = _cupy
-    if cp is not None:
-        for a in arrays:
-            if isinstance(a, cp.ndarray):
-                return cp
-    return np
+class Device:
+    """One place arrays live, with the array module and kernel table that serve it.
+
+    ``name`` is ``"cpu"`` or ``"gpu"``; ``table`` names the kernel table
+    (``"numba"``, ``"cuda"``, or ``"reference"`` for none: every kernel is
+    then the reference code it would replace).
+    """
+
+    def __init__(self, name: str, xp, table: str, array_type=None):
+        self.name, self.xp, self.table = name, xp, table
+        self.array_type = array_type if array_type is not None else xp.ndarray
+        self._kernels = None
+
+    @property
+    def kernels(self) -> dict:
+        """The accelerated twins, by name; loaded (and compiled) on first use."""
+        if self._kernels is None:
+            from . import kernels  # noqa: PLC0415
+
+            self._kernels = kernels.load(self.table)
+        return self._kernels
+
+    def kernel(self, reference):
+        """The function that runs ``reference``'s math here: its twin in this device's
+        table, or ``reference`` itself (see :func:`minigan.kernels.reference`)."""
+        return self.kernels.get(reference.kernel_name, reference)
+
+    @property
+    def fast(self) -> bool:
+        """Whether this device has a kernel table (not the reference code alone)."""
+        return self.table != "reference"
+
+    def owns(self, a) -> bool:
+        return isinstance(a, self.array_type)
+
+    def asarray(self, a, dtype=None):
+        """``a`` as an array on this device (no copy when it is one already)."""
+        if self.owns(a) and (dtype is None or a.dtype == dtype):
+            return a
+        if not isinstance(a, np.ndarray) and not self.owns(a):
+            a = to_numpy(a)
+        return self.xp.asarray(a, dtype=dtype)
+
+    def __repr__(self):
+        return f"Device({self.name!r}, kernels={self.table!r})"
+
+    # one instance per (device, table): copies of a model share it
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        return device, (self.name, self.table)
 
 
-def is_gpu_array(a) -> bool:
-    return _cupy is not None and isinstance(a, _cupy.ndarray)
+_devices: dict = {}
+_TABLES = {"cpu": ("numba", "reference"), "gpu": ("cuda", "reference")}
 
 
-def xp_for(device: str):
-    """Array module for a device name: ``"cpu"`` or ``"gpu"``."""
-    device = normalize_device(device)
-    if device == "cpu":
-        return np
-    cp = cupy_module()
-    if cp is None:
-        raise RuntimeError(
-            "device 'gpu' was asked for, but CuPy is not installed or sees no GPU "
-            "(pip install 'minigan[gpu]')"
-        )
-    return cp
+def _default_table(name: str) -> str:
+    if name == "gpu":
+        return "cuda"
+    choice = os.environ.get("MINIGAN_KERNELS", "numba").lower()
+    if choice not in ("numba", "numpy", "reference"):
+        raise ValueError(f"MINIGAN_KERNELS={choice!r}: expected 'numba' or 'reference'")
+    return "numba" if choice == "numba" else "reference"
 
 
-def normalize_device(device: str) -> str:
+def normalize_device(device) -> str:
+    if isinstance(device, Device):
+        return device.name
     d = str(device).lower()
     if d in ("cpu", "numpy"):
         return "cpu"
@@ -73,21 +127,79 @@ def normalize_device(device: str) -> str:
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
 
-def to_device(a, device: str):
-    """Copy ``a`` to ``device`` (a no-op when it is already there)."""
-    if normalize_device(device) == "cpu":
-        return to_numpy(a)
-    return xp_for("gpu").asarray(a)
+def device(spec="cpu", kernels: str | None = None) -> Device:
+    """The :class:`Device` for ``"cpu"`` or ``"gpu"`` (a Device is returned as it is).
+
+    ``kernels`` picks the table: ``"reference"`` for none, else the device's
+    own (on the CPU ``MINIGAN_KERNELS`` decides the default).
+    """
+    if isinstance(spec, Device) and kernels is None:
+        return spec
+    name = normalize_device(spec)
+    table = kernels or _default_table(name)
+    if table == "fast":
+        table = _TABLES[name][0]
+    if table not in _TABLES[name]:
+        raise ValueError(f"kernels={kernels!r} for the {name}: expected one of {_TABLES[name]}")
+    dev = _devices.get((name, table))
+    if dev is None:
+        if name == "cpu":
+            dev = Device("cpu", np, table)
+        else:
+            cp = cupy_module()
+            if cp is None:
+                raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
+                                   "GPU (README: 'On a GPU' says which extra to install)")
+            dev = Device("gpu", cp, table)
+        _devices[(name, table)] = dev
+    return dev
+
+
+def device_of(a) -> Device:
+    """The device whose arrays ``a`` is one of (for functions that have no model to ask).
+
+    NumPy arrays and Python numbers are the CPU's; a CuPy array is the GPU's,
+    whether or not anything asked for the GPU before.
+    """
+    dev = getattr(a, "minigan_device", None)  # arrays of a device of minigan's own making
+    if dev is not None:
+        return dev
+    if isinstance(a, (np.ndarray, np.generic, int, float)):
+        return device("cpu")
+    if type(a).__module__.split(".")[0] == "cupy":
+        return device("gpu")
+    raise TypeError(f"expected an array, got {type(a).__name__}")
+
+
+def get_xp(*arrays):
+    """The array module (``numpy`` or ``cupy``) that owns the first of ``arrays``."""
+    for a in arrays:
+        if not isinstance(a, (np.ndarray, np.generic, int, float)):
+            return device_of(a).xp
+    return np
+
+
+def xp_for(spec):
+    """Array module for a device: ``"cpu"`` or ``"gpu"``."""
+    return device(spec).xp
+
+
+def to_device(a, spec):
+    """Copy ``a`` to the device ``spec`` (a no-op when it is already there)."""
+    return device(spec).asarray(a)
 
 
 def to_numpy(a):
-    """A NumPy array holding the values of ``a`` (NumPy or CuPy)."""
-    if is_gpu_array(a):
-        return a.get()
+    """A NumPy array holding the values of ``a`` (from any device)."""
+    if isinstance(a, np.ndarray):
+        return a
+    get = getattr(a, "get", None)
+    if get is not None:
+        return get()
     return np.asarray(a)
 
 
-# -- memory ----------------------------------------------------------------------
+# -- CPU tuning (explicit) --------------------------------------------------------
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP_LIMIT = 1 << 30
@@ -108,6 +220,7 @@ def retain_freed_memory(limit: int = _KEEP_LIMIT) -> bool:
 
     Process-wide and glibc-only; returns whether it took effect.  Left alone
     when the user set ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``.
+    Part of :func:`minigan.tuning.tune_cpu`; ``import minigan`` does not call it.
     """
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return False
@@ -120,26 +233,17 @@ def retain_freed_memory(limit: int = _KEEP_LIMIT) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, int(limit)) and mallopt(_M_TRIM_THRESHOLD, int(limit)))
 
 
-def kernel_path() -> str:
-    """The CPU kernel path chosen with ``MINIGAN_KERNELS`` (``numba`` or ``numpy``)."""
-    path = os.environ.get("MINIGAN_KERNELS", "numba").lower()
-    if path not in ("numba", "numpy"):
-        raise ValueError(f"MINIGAN_KERNELS={path!r}: expected 'numba' or 'numpy'")
-    return path
-
-
 # -- randomness ---------------------------------------------------------------
-# One process-wide generator feeds weight initialisation and dropout masks, so
-# a seed fixes a whole run and its state can be stored in a checkpoint.
+# One process-wide generator feeds weight initialisation and the seeds of the
+# dropout masks, so a seed fixes a whole run and its state can be stored in a
+# checkpoint.
 _rng = np.random.default_rng()
 
 
 def manual_seed(seed: int):
-    """Seed the generator behind initialisation and dropout (and CuPy's, if loaded)."""
+    """Seed the generator behind initialisation and dropout."""
     global _rng
     _rng = np.random.default_rng(seed)
-    if _cupy is not None:
-        _cupy.random.seed(seed)
 
 
 def global_rng() -> np.random.Generator:
@@ -152,9 +256,3 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict):
     _rng.bit_generator.state = state
-
-
-def uniform(xp, shape, dtype=DEFAULT_DTYPE):
-    """Uniform [0, 1) samples on the device of ``xp``, from the global generator."""
-    u = _rng.random(shape, dtype=np.float32 if np.dtype(dtype) == np.float32 else np.float64)
-    return xp.asarray(u)

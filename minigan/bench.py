@@ -168,11 +168,11 @@ def layer_flops(layer, in_shape):
 def performed_flops(layer, in_shape):
     """``(forward, dx, dW)`` FLOPs of the GEMMs ``layer`` actually runs on the current path:
     :func:`layer_flops`, except for a conv on the spectral engine, which counts its
-    per-frequency products and transforms (:meth:`minigan.nn.conv_fft.SpectralPlan.flops`).
+    per-frequency products and transforms (:meth:`minigan.nn.conv.spectral.SpectralPlan.flops`).
     Call it after a forward on an input of ``in_shape``."""
-    plan = getattr(layer, "last_plan", None)
-    if plan is not None:
-        return plan.flops(in_shape[0], layer.out_ch if isinstance(layer, Conv2D) else layer.in_ch)
+    if getattr(layer, "last_engine", None) == "spectral":
+        ctx = layer._cache
+        return ctx.engine.flops(ctx.g, in_shape[0], layer.conv_out_channels)
     return layer_flops(layer, in_shape)
 
 
@@ -224,13 +224,13 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
     """For each conv layer of the DCGAN: (name, engine, GEMM s, col2im s) on the current kernel path.
 
     Conv2D uses col2im for dx (``dcols[n] = Wm^T @ dy[n]``); Conv2DTranspose in
-    its forward (``dcols[n] = Wm^T @ x[n]``).  Both are timed with preallocated
-    outputs, the GEMM as the layer runs it (:func:`minigan.nn.conv.into_cols`).
-    A layer that runs on the spectral engine (:mod:`minigan.nn.conv_fft`) has
-    no col2im: its row says so, with None for both times.
+    its forward (``dcols[n] = Wm^T @ x[n]``).  Both are timed as the im2col
+    engine runs them (:meth:`minigan.nn.conv.im2col.Im2colEngine.adjoint_columns`,
+    then the device's col2im).  A layer that runs on the spectral engine
+    (:mod:`minigan.nn.conv.spectral`) has no col2im: its row says so, with None
+    for both times.
     """
-    from . import kernels  # noqa: PLC0415
-    from .nn.conv import into_cols, weight_matrix  # noqa: PLC0415
+    from .nn.conv.reference import col2im  # noqa: PLC0415
 
     rng = np.random.default_rng(2)
     out = []
@@ -238,21 +238,22 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                      (D, rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))):
         for layer in model.layers:
             y = layer.forward(x)
-            if isinstance(layer, (Conv2D, Conv2DTranspose)) and layer.last_plan is not None:
+            if isinstance(layer, (Conv2D, Conv2DTranspose)) and layer.last_engine == "spectral":
                 out.append((repr(layer), "spectral", None, None))
             elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
-                g = layer.geometry(H, W)
-                Wm = weight_matrix(layer.params["W"])
+                ctx = layer._cache
+                eng, g, Wm = ctx.engine, ctx.g, ctx.weights
                 P = g.Ho * g.Wo
                 if isinstance(layer, Conv2D):
                     grad = rng.standard_normal((N, layer.out_ch, P), dtype=np.float32)
                 else:
                     grad = np.ascontiguousarray(x).reshape(N, layer.in_ch, P)
-                cols = np.empty((g.K, N, P), np.float32)
+                cols = eng.adjoint_columns(Wm, grad, g)
                 img = np.empty((N, g.C, g.H, g.W), np.float32)
-                t_gemm = timeit(lambda: into_cols(Wm, grad, cols), repeats)  # noqa: B023
-                t_c2i = timeit(lambda: kernels.col2im(cols, g, out=img), repeats)  # noqa: B023
+                c2i = layer.device.kernel(col2im)
+                t_gemm = timeit(lambda: eng.adjoint_columns(Wm, grad, g), repeats)  # noqa: B023
+                t_c2i = timeit(lambda: c2i(cols, g, out=img), repeats)  # noqa: B023
                 out.append((repr(layer), "im2col", t_gemm, t_c2i))
             x = y
     return out

@@ -18,7 +18,9 @@ hinge       mean relu(1 - d_real)                -mean d_fake   (Lim & Ye 2017)
 """
 from __future__ import annotations
 
-from . import backend, kernels
+from . import backend
+from .backend import get_xp
+from .kernels import reference
 
 
 def _n(x):
@@ -34,13 +36,26 @@ def _target(xp, x, target):
     return t
 
 
+@reference("bce_with_logits_sum")
+def bce_with_logits_sum(z, t):
+    """``(sum of the losses, sigmoid(z) - t)``: binary cross-entropy on logits ``z`` against
+    targets ``t`` (a float, or an array shaped like ``z``), summed in float64::
+
+        loss = max(z, 0) - z t + log(1 + exp(-|z|)),   dloss/dz = sigmoid(z) - t
+    """
+    xp = get_xp(z)
+    e = xp.exp(-xp.abs(z))
+    total = float((xp.maximum(z, 0) - z * t + xp.log1p(e)).sum(dtype=xp.float64))
+    return total, xp.where(z >= 0, 1 / (1 + e), e / (1 + e)) - t
+
+
 def bce_with_logits(z, target):
     """Binary cross-entropy on logits, stable for any |z|.
 
     L = mean( max(z, 0) - z*t + log(1 + exp(-|z|)) ),   dL/dz = (sigmoid(z) - t) / n
     """
-    xp = backend.get_xp(z)
-    total, grad = kernels.bce_with_logits(z, _target(xp, z, target))
+    dev = backend.device_of(z)
+    total, grad = dev.kernel(bce_with_logits_sum)(z, _target(dev.xp, z, target))
     grad /= z.dtype.type(_n(z))
     return total / _n(z), grad
 
@@ -51,7 +66,7 @@ def bce(p, target, eps: float = 1e-7):
     L = -mean( t log p + (1 - t) log(1 - p) ),   dL/dp = (p - t) / (p (1 - p)) / n
     Prefer :func:`bce_with_logits`: a sigmoid followed by this loses precision.
     """
-    xp = backend.get_xp(p)
+    xp = get_xp(p)
     t = _target(xp, p, target)
     pc = xp.clip(p, eps, 1 - eps)
     value = -(t * xp.log(pc) + (1 - t) * xp.log1p(-pc)).mean()
@@ -60,7 +75,7 @@ def bce(p, target, eps: float = 1e-7):
 
 def mse(x, target):
     """Mean squared error: L = mean((x - t)^2),  dL/dx = 2 (x - t) / n."""
-    xp = backend.get_xp(x)
+    xp = get_xp(x)
     diff = x - _target(xp, x, target)
     return float((diff * diff).mean()), diff * x.dtype.type(2.0 / _n(x))
 
@@ -70,7 +85,7 @@ def hinge(z, sign):
 
     dL/dz = -sign * [1 - sign*z > 0] / n
     """
-    xp = backend.get_xp(z)
+    xp = get_xp(z)
     margin = 1 - sign * z
     active = margin > 0
     return float((margin * active).mean()), active * z.dtype.type(-sign / _n(z))
@@ -83,12 +98,12 @@ def generator_nonsaturating(z):
 
 def mean_negated(z):
     """L = -mean(z), dL/dz = -1/n: the hinge (and WGAN) generator loss."""
-    xp = backend.get_xp(z)
+    xp = get_xp(z)
     return float(-z.mean()), xp.full_like(z, -1.0 / _n(z))
 
 
 def softmax(logits, axis=-1):
-    xp = backend.get_xp(logits)
+    xp = get_xp(logits)
     e = xp.exp(logits - logits.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
@@ -98,7 +113,7 @@ def softmax_cross_entropy(logits, labels):
 
     L = -mean_n log softmax(z_n)[y_n],   dL/dz = (softmax(z) - onehot(y)) / N
     """
-    xp = backend.get_xp(logits)
+    xp = get_xp(logits)
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: logits must be (N, K), got {logits.shape}")
     N, K = logits.shape

@@ -7,63 +7,112 @@ Adam (Kingma & Ba 2015), with step count t starting at 1::
 
 SGD with momentum (PyTorch's form): ``buf = momentum * buf + g; p -= lr * buf``.
 
-Both keep their state in NumPy/CuPy arrays keyed by parameter name, and
-``state_dict`` / ``load_state_dict`` save and restore it exactly.
+An optimizer works on its model's flat parameter buffer
+(:meth:`minigan.nn.Layer.flat`: one buffer per dtype, every parameter a view
+of it), and keeps its own state (Adam's m and v, SGD's momentum buffer)
+laid out the same way, so a step is one pass over a few long arrays: on the
+CPU one Numba launch for Adam, on a GPU a few.  ``state_dict`` names each
+parameter's part of that state, and ``load_state_dict`` restores it exactly.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from . import backend, kernels
+from . import backend
+from .backend import get_xp
+from .kernels import reference
+
+
+@reference("adam_update")
+def adam_update(p, g, m, v, lr, b1, b2, eps, t):
+    """One Adam step at step count ``t``, in place on the flat buffers ``p`` (parameters),
+    ``m`` and ``v`` (moments) for the gradients ``g``."""
+    xp = get_xp(p)
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    m *= b1
+    m += (1 - b1) * g
+    v *= b2
+    v += (1 - b2) * (g * g)
+    denom = xp.sqrt(v / c2)
+    denom += eps
+    p -= (lr / c1) * m / denom
 
 
 class Optimizer:
     def __init__(self, model, lr):
-        if lr <= 0:
-            raise ValueError(f"{type(self).__name__}: lr must be positive, got {lr}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"{type(self).__name__}: lr must be a positive finite number, got {lr}")
         self.model = model
         self.lr = float(lr)
         self.t = 0
-        self.state: dict = {}  # name -> dict of arrays
-        # The parameters are the model's when the optimizer is made (as in PyTorch); the
-        # arrays are looked up on each use, so astype / to / load_state_dict are seen.
-        self._named = tuple(model.named_parameters())
-
-    def _items(self):
-        for name, layer, key in self._named:
-            yield name, layer.params[key], layer.grads[key]
+        # The parameters are the model's when the optimizer is made (as in PyTorch), packed
+        # into its flat buffers; a later cast or move packs them again and the state follows.
+        self._flat = model.flat()
+        if not self._flat.groups:
+            raise ValueError(f"{type(self).__name__}: the model has no parameters to optimise")
+        self.state: dict = {}  # slot ("m", "v", "buf") -> one flat array per group
 
     def zero_grad(self):
         self.model.zero_grad()
 
-    def _slot(self, name, p, slot):
-        st = self.state.setdefault(name, {})
-        if slot not in st:
-            st[slot] = backend.get_xp(p).zeros_like(p)
-        return st[slot]
+    def _groups(self):
+        """The model's flat groups, with this optimizer's state re-laid out if it was repacked."""
+        flat = self.model.flat()
+        if flat is not self._flat:
+            named = {(slot, name): arr for slot, name, arr in self._named_state()}
+            old = self.state
+            self._flat, self.state = flat, {}
+            for slot in old:
+                for i, group in enumerate(flat.groups):
+                    for s in group.slots:
+                        group.view(self._slot(slot)[i], s)[...] = \
+                            s[1].device.asarray(backend.to_numpy(named[(slot, s[0])]), dtype=group.dtype)
+        return self._flat.groups
+
+    def _slot(self, slot):
+        """The state ``slot`` as one zero-started flat array per group."""
+        bufs = self.state.get(slot)
+        if bufs is None:
+            bufs = self.state[slot] = [get_xp(g.params).zeros_like(g.params) for g in self._flat.groups]
+        return bufs
+
+    def _named_state(self):
+        """``(slot, name, view)`` for every parameter's part of every state slot."""
+        for slot, bufs in self.state.items():
+            for group, buf in zip(self._flat.groups, bufs):
+                for s in group.slots:
+                    yield slot, s[0], group.view(buf, s)
 
     def state_dict(self) -> dict:
         out = {"t": np.array(self.t), "lr": np.array(self.lr)}
-        for name, slots in self.state.items():
-            for slot, arr in slots.items():
-                out[f"{slot}.{name}"] = backend.to_numpy(arr).copy()
+        self._groups()
+        for slot, name, view in self._named_state():
+            out[f"{slot}.{name}"] = backend.to_numpy(view).copy()
         return out
 
     def load_state_dict(self, state: dict):
-        self.t = int(state["t"])
-        self.lr = float(state["lr"])
-        names = {name: p for name, p, _ in self._items()}
-        self.state = {}
+        """Restore :meth:`state_dict` output; names and shapes are checked before anything changes."""
+        groups = self._groups()
+        where = {s[0]: (i, s) for i, g in enumerate(groups) for s in g.slots}
+        plan = []
         for k, v in state.items():
             if k in ("t", "lr"):
                 continue
             slot, name = k.split(".", 1)
-            if name not in names:
+            if name not in where:
                 raise KeyError(f"optimizer state names parameter {name!r}, which the model lacks")
-            p = names[name]
-            if tuple(v.shape) != tuple(p.shape):
-                raise ValueError(f"optimizer state {k!r} has shape {v.shape}, parameter has {p.shape}")
-            self.state.setdefault(name, {})[slot] = backend.get_xp(p).asarray(v, dtype=p.dtype)
+            i, s = where[name]
+            if tuple(v.shape) != s[4]:
+                raise ValueError(f"optimizer state {k!r} has shape {tuple(v.shape)}, parameter has {s[4]}")
+            plan.append((slot, i, s, v))
+        self.t = int(state["t"])
+        self.lr = float(state["lr"])
+        self.state = {}
+        for slot, i, s, v in plan:
+            groups[i].view(self._slot(slot)[i], s)[...] = s[1].device.asarray(
+                backend.to_numpy(v), dtype=groups[i].dtype)
         return self
 
 
@@ -73,20 +122,18 @@ class Adam(Optimizer):
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
+        if not (math.isfinite(eps) and eps > 0):
+            raise ValueError(f"Adam: eps must be a positive finite number, got {eps}")
         self.betas, self.eps = (float(b1), float(b2)), float(eps)
-        self._memo: dict = {}  # the kernel's views of the arrays, kept between steps
 
     def step(self):
         self.t += 1
         b1, b2 = self.betas
-        ps, gs, ms, vs = [], [], [], []
-        for name, p, g in self._items():
-            ps.append(p)
-            gs.append(g)
-            ms.append(self._slot(name, p, "m"))
-            vs.append(self._slot(name, p, "v"))
-        # the update of the module docstring, one fused pass over all parameters
-        kernels.adam_update(ps, gs, ms, vs, self.lr, b1, b2, self.eps, self.t, self._memo)
+        update = self.model.device.kernel(adam_update)
+        groups = self._groups()
+        ms, vs = self._slot("m"), self._slot("v")
+        for group, m, v in zip(groups, ms, vs):
+            update(group.params, group.grads, m, v, self.lr, b1, b2, self.eps, self.t)
 
 
 class SGD(Optimizer):
@@ -98,11 +145,12 @@ class SGD(Optimizer):
 
     def step(self):
         self.t += 1
-        for name, p, g in self._items():
+        groups = self._groups()
+        for i, group in enumerate(groups):
             if self.momentum:
-                buf = self._slot(name, p, "buf")
+                buf = self._slot("buf")[i]
                 buf *= self.momentum
-                buf += g
-                p -= self.lr * buf
+                buf += group.grads
+                group.params -= self.lr * buf
             else:
-                p -= self.lr * g
+                group.params -= self.lr * group.grads

@@ -11,8 +11,8 @@ def on(device, *arrays, dtype=np.float64):
 
 
 def use_engine(layer, engine):
-    """Force a conv ``layer`` onto ``engine`` (``"im2col"`` or ``"spectral"``); returns it."""
-    layer.spectral = engine == "spectral"
+    """Force a conv ``layer`` onto ``engine`` (``"reference"``, ``"im2col"`` or ``"spectral"``); returns it."""
+    layer.engine = engine
     return layer
 
 

@@ -34,7 +34,7 @@ def test_performed_flops_count_the_spectral_products():
     done = bench.performed_flops(layer, x.shape)
     product = 8 * 41 * 64 * 128 * 256  # 41 frequencies of (64 x 128) @ (128 x 256), complex
     assert all(product < d < i for d, i in zip(done, im2col))
-    layer.spectral = False
+    layer.engine = "im2col"
     layer.forward(x)
     assert bench.performed_flops(layer, x.shape) == im2col
 

@@ -1,4 +1,4 @@
-"""The Numba kernels against the NumPy reference path (minigan/kernels/numpy_ref.py).
+"""The CPU's kernel table (minigan/kernels/cpu.py) against the reference code it replaces.
 
 im2col, the phase splits, the spectrum transposes and LeakyReLU only move or scale values, so
 they must agree exactly; col2im and Adam add in a different order, so they
@@ -14,8 +14,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
 from minigan import kernels, nn
-from minigan.kernels import ConvGeom, numba_cpu, numpy_ref
+from minigan.kernels import REFERENCES
+from minigan.kernels import cpu as numba_cpu
+from minigan.nn.conv import ConvGeom
+
+# the reference functions, by kernel name, as one namespace like the CPU table's module
+numpy_ref = type("References", (), {name: staticmethod(fn) for name, fn in REFERENCES.items()})
+
+
+def test_every_twin_has_a_reference_and_a_test_here():
+    """Each kernel of the CPU table replaces a marked reference, and this file compares the two."""
+    import pathlib
+
+    source = pathlib.Path(__file__).read_text()
+    for name, twin in numba_cpu.TABLE.items():
+        assert name in REFERENCES, f"twin {name!r} has no reference"
+        assert twin.__name__ == name
+        assert f"numpy_ref.{name}" in source and f"numba_cpu.{name}" in source, \
+            f"no test compares twin {name!r} with its reference"
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -99,8 +117,10 @@ def test_batched_matmul_with_a_shared_operand(F, m, k, n, shared, seed):
     a = _rand(rng, (m, k) if shared == "a" else (F, m, k), np.float64)
     b = _rand(rng, (k, n) if shared == "b" else (F, k, n), np.float64)
     out = np.full((m, F, n), np.nan).transpose(1, 0, 2)  # a strided view, as the conv engine passes
-    assert kernels.batched_matmul(a, b, out=out) is out
-    np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    for fn in (numba_cpu.batched_matmul, numpy_ref.batched_matmul):
+        out[...] = np.nan
+        assert fn(a, b, out=out) is out
+        np.testing.assert_allclose(out, np.matmul(a, b), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -146,30 +166,27 @@ def test_leaky_relu_matches_reference(dtype, shape, slope, seed):
                                   numpy_ref.leaky_relu_grad(dy, x, slope))
 
 
-def _adam_steps(mod, params, grads, steps=3, memo=None):
-    """Run ``steps`` Adam steps of ``mod`` on copies of ``params``; returns (p, m, v) lists."""
-    ps = [p.copy() for p in params]
-    ms, vs = [np.zeros_like(p) for p in ps], [np.zeros_like(p) for p in ps]
+def _adam_steps(update, params, grads, steps=3):
+    """Run ``steps`` Adam steps of ``update`` on copies of ``params`` (flat); returns (p, m, v)."""
+    p = params.copy()
+    m, v = np.zeros_like(p), np.zeros_like(p)
     for t in range(1, steps + 1):
-        mod.adam_update(ps, [g * t for g in grads], ms, vs, 1e-3, 0.5, 0.999, 1e-8, t, memo)
-    return ps, ms, vs
+        update(p, grads * t, m, v, 1e-3, 0.5, 0.999, 1e-8, t)
+    return p, m, v
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
-@given(shapes=st.lists(st.lists(st.integers(1, 9), min_size=1, max_size=3), min_size=1, max_size=4),
-       big=st.booleans(), seed=st.integers(0, 2**16))
-def test_adam_update_matches_reference(dtype, parallel, shapes, big, seed):
-    """Several parameters in one launch, some longer than a chunk, on both kernels."""
+@given(size=st.integers(1, 200), big=st.booleans(), seed=st.integers(0, 2**16))
+def test_adam_update_matches_reference(dtype, parallel, size, big, seed):
+    """A flat buffer in one launch, on one or several chunks, on both kernels."""
     rng = np.random.default_rng(seed)
-    shapes = shapes + [(numba_cpu.ADAM_CHUNK + 37,)] * big
-    params = [_rand(rng, s, dtype) for s in shapes]
-    grads = [_rand(rng, s, dtype) for s in shapes]
+    size += (numba_cpu.ADAM_CHUNK + 37) * big
+    params, grads = _rand(rng, size, dtype), _rand(rng, size, dtype)
     with _switch(numba_cpu, "PARALLEL_MIN", 1 if parallel else numba_cpu.PARALLEL_MIN):
-        fast = _adam_steps(numba_cpu, params, grads)
-    for a, b in zip(_adam_steps(numpy_ref, params, grads), fast):
-        for x, y in zip(a, b):
-            np.testing.assert_allclose(y, x, **TOL[dtype])
+        fast = _adam_steps(numba_cpu.adam_update, params, grads)
+    for x, y in zip(_adam_steps(numpy_ref.adam_update, params, grads), fast):
+        np.testing.assert_allclose(y, x, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -182,62 +199,98 @@ def test_batchnorm_kernels_match_reference(dtype, training, N, C, hw, seed):
     shape = (N, C) if hw is None else (N, C) + hw
     x = (_rand(rng, shape, dtype) * 3 + 1).astype(dtype)
     gamma, beta = _rand(rng, (C,), dtype), _rand(rng, (C,), dtype)
-    stats = [mod.batchnorm_stats(x) for mod in (numpy_ref, numba_cpu)]
+    stats = [numpy_ref.batchnorm_stats(x), numba_cpu.batchnorm_stats(x)]
     for a, b in zip(*stats):
         np.testing.assert_allclose(b, a, **TOL[dtype])
     mu, var = stats[0]
     inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
-    (y0, xh0), (y1, xh1) = (mod.batchnorm_apply(x, mu, inv_std, gamma, beta)
-                            for mod in (numpy_ref, numba_cpu))
+    (y0, xh0), (y1, xh1) = (numpy_ref.batchnorm_apply(x, mu, inv_std, gamma, beta),
+                            numba_cpu.batchnorm_apply(x, mu, inv_std, gamma, beta))
     np.testing.assert_allclose(y1, y0, **TOL[dtype])
     np.testing.assert_allclose(xh1, xh0, **TOL[dtype])
     dy = _rand(rng, shape, dtype)
-    for a, b in zip(*(mod.batchnorm_grad(dy, xh0, gamma, inv_std, training)
-                      for mod in (numpy_ref, numba_cpu))):
+    for a, b in zip(numpy_ref.batchnorm_grad(dy, xh0, gamma, inv_std, training),
+                    numba_cpu.batchnorm_grad(dy, xh0, gamma, inv_std, training)):
         np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 
 
-def test_adam_falls_back_for_non_contiguous_parameters():
-    p = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
-    q = np.ones(5, np.float32)
-    ms, vs = [np.zeros_like(p), np.zeros_like(q)], [np.zeros_like(p), np.zeros_like(q)]
-    before = p.copy()
-    kernels.adam_update([p, q], [np.ones_like(p), np.ones_like(q)], ms, vs, 0.1, 0.9, 0.999, 1e-8, 1)
-    np.testing.assert_allclose(p, before - 0.1, rtol=1e-6)
-    np.testing.assert_allclose(q, 0.9, rtol=1e-6)
+def test_adam_takes_non_contiguous_parameters():
+    """Parameters that were not contiguous are packed into the flat buffer like any other."""
+    from minigan import optim
+
+    layer = nn.Dense(4, 3)
+    layer.params["W"] = np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2]
+    layer.grads["W"] = np.zeros((4, 3), np.float32)
+    before = layer.params["W"].copy()
+    opt = optim.Adam(layer, 0.1, (0.9, 0.999), 1e-8)
+    for g in layer.grads.values():
+        g[...] = 1
+    opt.step()
+    np.testing.assert_allclose(layer.params["W"], before - 0.1, rtol=1e-6)
+    np.testing.assert_allclose(layer.params["b"], -0.1, rtol=1e-6)
 
 
-def test_adam_memo_follows_replaced_arrays():
-    """The kernel's views are rebuilt when a list holds a new array, not reused stale."""
-    rng = np.random.default_rng(0)
-    params = [_rand(rng, (3, 4), np.float32), _rand(rng, (7,), np.float32)]
-    grads = [_rand(rng, p.shape, np.float32) for p in params]
-    memo = {}
-    ps, ms, vs = _adam_steps(numba_cpu, params, grads, steps=1, memo=memo)
-    ps[1] = ps[1].copy()  # e.g. a parameter swapped for a cast or moved copy
-    kept = ps[1].copy()
-    numba_cpu.adam_update(ps, grads, ms, vs, 1e-3, 0.5, 0.999, 1e-8, 2, memo)
-    assert not np.array_equal(ps[1], kept)
-    assert memo["arrays"][1] is ps[1]
+def test_adam_state_follows_replaced_arrays():
+    """An array replaced after the optimizer was made (a cast, a move) is the one it updates."""
+    from minigan import optim
+
+    layer = nn.Dense(4, 3)
+    opt = optim.Adam(layer, 1e-3, (0.5, 0.999), 1e-8)
+    layer.grads["W"][...] = 1
+    opt.step()
+    layer.params["W"] = layer.params["W"].copy()  # e.g. a parameter swapped for a moved copy
+    layer.grads["W"] = np.ones((4, 3), np.float32)
+    kept = layer.params["W"].copy()
+    m = opt.state_dict()["m.W"]
+    opt.step()
+    assert not np.array_equal(layer.params["W"], kept)
+    np.testing.assert_allclose(opt.state_dict()["m.W"], 0.5 * m + 0.5, rtol=1e-6)
 
 
 @pytest.mark.parametrize("mod", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.75])
 def test_dropout_kernels(mod, p):
-    """Both paths: y = x * keep / (1 - p), keep rate 1 - p, mask fixed by the global seed."""
-    from minigan import backend
-
+    """Both paths: y = x * keep / (1 - p), keep rate 1 - p, mask fixed by the seed."""
     x = np.random.default_rng(3).standard_normal((64, 32, 7, 7)).astype(np.float32)
-    backend.manual_seed(11)
-    y, keep = mod.dropout(x, p)
+    y, keep = mod.dropout(x, p, 11)
     scale = np.float32(1 / (1 - p))
     np.testing.assert_array_equal(y, np.where(keep, x * scale, 0))
     assert abs(keep.mean() - (1 - p)) < 0.01
     dy = np.ones_like(x)
     np.testing.assert_array_equal(mod.dropout_grad(dy, keep, p), np.where(keep, scale, 0))
-    backend.manual_seed(11)
-    np.testing.assert_array_equal(mod.dropout(x, p)[1], keep)  # same seed, same mask
-    assert p == 0 or not np.array_equal(mod.dropout(x, p)[1], keep)  # the generator moved on
+    np.testing.assert_array_equal(mod.dropout(x, p, 11)[1], keep)  # same seed, same mask
+    assert p == 0 or not np.array_equal(mod.dropout(x, p, 12)[1], keep)  # another seed, another mask
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(shape=st.lists(st.integers(1, 9), min_size=1, max_size=4), p=st.sampled_from([0.0, 0.3, 0.9]),
+       seed=st.integers(0, 2**63 - 1))
+def test_dropout_matches_reference(dtype, shape, p, seed):
+    """The same counter-based mask, bit for bit, and the same scaled values."""
+    x = _rand(np.random.default_rng(seed % 2**32), shape, dtype)
+    (y0, k0), (y1, k1) = numpy_ref.dropout(x, p, seed), numba_cpu.dropout(x, p, seed)
+    np.testing.assert_array_equal(k1, k0)
+    np.testing.assert_array_equal(y1, y0)
+    dy = _rand(np.random.default_rng(1), shape, dtype)
+    np.testing.assert_array_equal(numba_cpu.dropout_grad(dy, k0, p), numpy_ref.dropout_grad(dy, k0, p))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 4), C=st.integers(1, 9), H=st.integers(1, 8), W=st.integers(1, 8),
+       seed=st.integers(0, 2**16))
+def test_channel_sums_match_reference(dtype, N, C, H, W, seed):
+    dy = _rand(np.random.default_rng(seed), (N, C, H, W), dtype)
+    np.testing.assert_allclose(numba_cpu.channel_sums(dy), numpy_ref.channel_sums(dy), **TOL[dtype])
+
+
+@given(size=st.integers(1, 100_000), seed=st.integers(0, 2**16))
+def test_ema_update_matches_reference(size, seed):
+    rng = np.random.default_rng(seed)
+    theta, avg = rng.standard_normal(size).astype(np.float32), rng.standard_normal(size)
+    ref = avg.copy()
+    numba_cpu.ema_update(avg, theta, 1e-3)
+    numpy_ref.ema_update(ref, theta, 1e-3)
+    np.testing.assert_array_equal(avg, ref)
 
 
 LAYERS = [
@@ -253,7 +306,7 @@ LAYERS = [
 
 @pytest.mark.parametrize("make", LAYERS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_layers_agree_on_both_kernel_paths(make, dtype, monkeypatch):
+def test_layers_agree_on_both_kernel_paths(make, dtype):
     """Forward, dx and every parameter gradient, twice (buffers are reused on the second call)."""
     layer = make().astype(dtype)
     rng = np.random.default_rng(7)
@@ -262,7 +315,7 @@ def test_layers_agree_on_both_kernel_paths(make, dtype, monkeypatch):
               else (3, first.in_ch, 7, 6), dtype)
     results = {}
     for path in ("numpy", "numba"):
-        monkeypatch.setenv("MINIGAN_KERNELS", path)
+        layer.to("cpu", kernels="reference" if path == "numpy" else "numba")
         for _ in range(2):
             layer.zero_grad()
             y = layer.forward(x)
@@ -288,7 +341,7 @@ def test_batched_matmul_split_over_threads(F, dtype):
     b = rng.standard_normal((F, 9, 7)).astype(dtype).transpose(0, 2, 1)  # a transposed operand
     fns = blas._openblas()
     before = fns[0]() if fns else None
-    got = kernels.batched_matmul(a, b)
+    got = numba_cpu.batched_matmul(a, b)
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-5)
     assert got.dtype == np.result_type(a, b)
     assert (fns[0]() if fns else None) == before
@@ -301,8 +354,8 @@ def test_bce_with_logits_matches_reference(dtype, shape, scalar, seed):
     rng = np.random.default_rng(seed)
     z = (_rand(rng, shape, dtype) * 30).astype(dtype)  # far into both tails
     t = dtype(rng.uniform()) if scalar else rng.uniform(size=shape).astype(dtype)
-    v0, g0 = numpy_ref.bce_with_logits(z, t)
-    v1, g1 = numba_cpu.bce_with_logits(z, t)
+    v0, g0 = numpy_ref.bce_with_logits_sum(z, t)
+    v1, g1 = numba_cpu.bce_with_logits_sum(z, t)
     assert g1.dtype == dtype and g1.shape == z.shape and np.isfinite(v1)
     np.testing.assert_allclose(v1, v0, rtol=1e-6 if dtype == np.float32 else 1e-12)
     np.testing.assert_allclose(g1, g0, **TOL[dtype])

@@ -24,7 +24,8 @@ import copy
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import backend
+from ..kernels import reference
 from ..nn import BatchNorm, is_conditional, set_labels
 
 BN_POINTS = 2_500  # noise points on which the averaged G's BatchNorm statistics are estimated
@@ -65,6 +66,16 @@ def recompute_batchnorm(G, z, batch_size: int = BN_BATCH, labels=None):
     return G
 
 
+@reference("ema_update")
+def ema_update(avg, theta, weight):
+    """``avg += weight * (theta - avg)`` in place, over flat buffers: a moving average with
+    decay ``1 - weight``.  ``avg`` may be of a wider dtype than ``theta`` (a float64
+    average of float32 weights); the difference is taken in the average's dtype."""
+    diff = theta - avg  # promotes to avg's dtype
+    diff *= weight
+    avg += diff
+
+
 class GeneratorAverage:
     """An exponential moving average (decay ``decay``) of ``G``'s parameters.
 
@@ -86,11 +97,6 @@ class GeneratorAverage:
         # copies, not new models: building one would draw init weights from the training RNG
         self.view = copy.deepcopy(G)  # the average in G's dtype, for drawing
         self.avg = copy.deepcopy(G).astype(np.float64)
-        # (live layer, key, averaged layer); the arrays are looked up on each use, as the
-        # optimizer does, so load_state_dict / to() on either model are seen
-        self._named = [(layer, key, avg) for (_, layer, key), (_, avg, _) in
-                       zip(G.named_parameters(), self.avg.named_parameters())]
-        self._memo = {}  # what the update kernel builds from the arrays, kept between steps
         rng = np.random.default_rng([seed, 3])
         self.bn_noise = rng.standard_normal((bn_points, noise_dim)).astype(G.dtype or np.float32)
         self.bn_labels = (np.arange(bn_points, dtype=np.int64) % 10) if is_conditional(G) else None
@@ -98,9 +104,13 @@ class GeneratorAverage:
 
     def update(self):
         """``avg <- d * avg + (1 - d) * theta`` for every parameter, in place."""
-        # avg + (1 - d)(theta - avg): the same average, updated in place in one pass
-        kernels.ema_update([avg.params[k] for _, k, avg in self._named],
-                           [layer.params[k] for layer, k, _ in self._named], 1.0 - self.decay, self._memo)
+        # avg + (1 - d)(theta - avg): the same average, updated in place in one pass over the
+        # two models' flat buffers, which are laid out alike (same parameters, same order)
+        update = self.avg.device.kernel(ema_update)
+        for a, t in zip(self.avg.flat().groups, self.G.flat().groups):
+            if a.params.size != t.params.size:
+                raise RuntimeError("GeneratorAverage: the average and G no longer hold the same parameters")
+            update(a.params, t.params, 1.0 - self.decay)
         self._stale = True
 
     def model(self):

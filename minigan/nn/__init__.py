@@ -5,10 +5,10 @@ from .batchnorm import BatchNorm
 from .conditioning import LabelJoin, is_conditional, set_labels
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
-from .layer import Layer, ShapeError
+from .layer import DeviceError, Layer, ShapeError
 from .misc import Dropout, Flatten, Reshape
 from .sequential import Sequential
 
-__all__ = ["Layer", "ShapeError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
+__all__ = ["Layer", "ShapeError", "DeviceError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
            "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "LabelJoin",
            "set_labels", "is_conditional", "init"]

@@ -18,16 +18,60 @@ mu and var.  Backward in training mode (mu and var depend on x)::
 In eval mode mu and var are constants: ``dx = dy * gamma / sqrt(var + eps)``.
 Since mean(dxh) = gamma*dbeta/m and mean(dxh*xh) = gamma*dgamma/m, training
 mode computes ``dx = gamma/sqrt(var + eps) * (dy - dbeta/m - xh*dgamma/m)``.
-The passes are :func:`minigan.kernels.batchnorm_stats`, ``batchnorm_apply``
-and ``batchnorm_grad`` (fused Numba loops on the CPU, the same math in
-NumPy/CuPy in :mod:`minigan.kernels.numpy_ref`).
+
+The three passes below (:func:`batchnorm_stats`, :func:`batchnorm_apply`,
+:func:`batchnorm_grad`) are that math; on the CPU each runs as one fused
+Numba sweep per channel (:mod:`minigan.kernels.cpu`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import backend
+from ..kernels import reference
 from .layer import Layer
+
+
+def _bn_axes(x):
+    """The axes every channel's statistics run over, and the shape of a per-channel view."""
+    return ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+
+
+@reference("batchnorm_stats")
+def batchnorm_stats(x):
+    """Per-channel mean and biased variance: ``(mu (C,), var (C,))``."""
+    axes, v = _bn_axes(x)
+    mu = x.mean(axis=axes)
+    xc = x - mu.reshape(v)
+    return mu, (xc * xc).mean(axis=axes)
+
+
+@reference("batchnorm_apply")
+def batchnorm_apply(x, mu, inv_std, gamma, beta):
+    """``xh = (x - mu) * inv_std``, ``y = gamma * xh + beta``; returns ``(y, xh)``."""
+    _, v = _bn_axes(x)
+    xh = x - mu.reshape(v)
+    xh *= inv_std.reshape(v)
+    return xh * gamma.reshape(v) + beta.reshape(v), xh
+
+
+@reference("batchnorm_grad")
+def batchnorm_grad(dy, xh, gamma, inv_std, training):
+    """``(dx, dgamma, dbeta)`` with ``dbeta = sum dy``, ``dgamma = sum dy * xh`` and
+    ``dx = gamma * inv_std * (dy - dbeta/m - xh * dgamma/m)`` (training; without the two
+    mean terms in eval mode, where mu and var are constants)."""
+    axes, v = _bn_axes(dy)
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * xh).sum(axis=axes)
+    scale = (gamma * inv_std).reshape(v)
+    if not training:
+        return dy * scale, dgamma, dbeta
+    m = dy.size // dy.shape[1]
+    dx = xh * (dgamma / m).reshape(v)
+    dx += (dbeta / m).reshape(v)
+    dx = dy - dx
+    dx *= scale
+    return dx, dgamma, dbeta
 
 
 class BatchNorm(Layer):
@@ -48,13 +92,12 @@ class BatchNorm(Layer):
         self._check_float(x)
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise self._bad_input(x, f"(N, {self.num_features}) or (N, {self.num_features}, H, W)")
-        xp = backend.get_xp(x)
         m = x.size // self.num_features
         if self.training:
             if m < 2:
                 raise self._bad_input(x, "with more than one value per channel",
                                       "batch statistics need at least two values per channel")
-            mu, var = kernels.batchnorm_stats(x)
+            mu, var = self.device.kernel(batchnorm_stats)(x)
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -63,15 +106,17 @@ class BatchNorm(Layer):
             rv += mom * var * (m / (m - 1))
         else:
             mu, var = self.buffers["running_mean"], self.buffers["running_var"]
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        y, xh = kernels.batchnorm_apply(x, mu, inv_std, self.params["gamma"], self.params["beta"])
+        inv_std = 1.0 / self.xp.sqrt(var + self.eps)
+        y, xh = self.device.kernel(batchnorm_apply)(x, mu, inv_std, self.params["gamma"],
+                                                    self.params["beta"])
         self._cache = (xh, inv_std, self.training)
         return y
 
     def backward(self, dy):
         xh, inv_std, training = self._need_cache()
         self._check_dy(dy, xh.shape)
-        dx, dgamma, dbeta = kernels.batchnorm_grad(dy, xh, self.params["gamma"], inv_std, training)
+        dx, dgamma, dbeta = self.device.kernel(batchnorm_grad)(dy, xh, self.params["gamma"], inv_std,
+                                                               training)
         if self.trainable:
             self.grads["gamma"] += dgamma
             self.grads["beta"] += dbeta

@@ -16,7 +16,6 @@ integers in [0, K)), or for every LabelJoin in a model at once with
 """
 from __future__ import annotations
 
-from .. import backend
 from .layer import Layer
 
 
@@ -34,7 +33,7 @@ class LabelJoin(Layer):
             raise self._bad_input(x, "(N, F) or (N, C, H, W)")
         if self.labels is None:
             raise RuntimeError(f"{self!r}: set the labels (set_labels(model, y)) before forward()")
-        xp = backend.get_xp(x)
+        xp = self.xp
         y = xp.asarray(self.labels).reshape(-1)
         if y.shape[0] != x.shape[0]:
             raise ValueError(f"{self!r}: {y.shape[0]} labels for a batch of {x.shape[0]}")
@@ -50,7 +49,7 @@ class LabelJoin(Layer):
     def backward(self, dy):
         shape = self._need_cache()
         self._check_dy(dy, (shape[0], shape[1] + self.num_classes) + tuple(shape[2:]))
-        return backend.get_xp(dy).ascontiguousarray(dy[:, : shape[1]])
+        return self.xp.ascontiguousarray(dy[:, : shape[1]])
 
     def __repr__(self):
         return f"LabelJoin({self.num_classes})"

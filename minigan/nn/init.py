@@ -57,7 +57,6 @@ def apply(model, init, std=0.02):
     fn = get(init)
     for _, layer, key in model.named_parameters():
         p = layer.params[key]
-        xp = backend.get_xp(p)
         if key == "W":
             fan_in, fan_out = layer.fans()
             kw = {"std": std} if fn is normal else {}
@@ -67,5 +66,5 @@ def apply(model, init, std=0.02):
                    else np.ones(p.shape)).astype(p.dtype)
         else:
             new = np.zeros(p.shape, dtype=p.dtype)
-        p[...] = xp.asarray(new)
+        p[...] = layer.device.asarray(new)
     return model

@@ -15,6 +15,17 @@ a GEMM (Dense, the convolutions) override it; the default runs ``backward``.
 trained (BatchNorm's running statistics) live in ``buffers``.  A layer with
 ``trainable = False`` still returns ``dL/dx`` but skips its weight
 gradients, which is what the generator step wants from the discriminator.
+
+Every layer lives on a device (:class:`minigan.backend.Device`, the CPU
+until ``to("gpu")``): its arrays are that device's, ``self.xp`` is the array
+module its math is written against, and ``self.device.kernel(fn)`` the code
+that runs the reference function ``fn`` there.  An input from another
+device is refused with a clear error.
+
+Once an optimizer is made for a model, the model's parameters and gradients
+live in one flat buffer per dtype (:class:`FlatParameters`); each layer's
+``params`` and ``grads`` entries are views into them, so an optimizer step is
+one pass over one array.
 """
 from __future__ import annotations
 
@@ -27,8 +38,12 @@ class ShapeError(ValueError):
     """An input or upstream gradient whose shape does not fit the layer."""
 
 
+class DeviceError(TypeError):
+    """An array on another device than the layer it is given to."""
+
+
 class Layer:
-    """Base class: parameters, gradients, buffers, modes and checks."""
+    """Base class: parameters, gradients, buffers, device, modes and checks."""
 
     def __init__(self):
         self.params: dict = {}
@@ -37,6 +52,12 @@ class Layer:
         self.training = True
         self._trainable = True
         self._cache = None  # set by forward, read by backward
+        self._flat = None  # FlatParameters, once an optimizer asked for them
+        self.device = backend.device("cpu")
+
+    @property
+    def xp(self):
+        return self.device.xp
 
     # -- the contract -------------------------------------------------------
     def forward(self, x):
@@ -98,6 +119,11 @@ class Layer:
         return self.train(False)
 
     def zero_grad(self):
+        flat = self._flat if self._flat is not None and self._flat.valid() else None
+        if flat is not None:
+            for group in flat.groups:
+                group.grads.fill(0)
+            return self
         for m in self.modules():
             for g in m.grads.values():
                 g[...] = 0
@@ -110,21 +136,45 @@ class Layer:
                 for k in d:
                     d[k] = fn(d[k])
             m._cache = None
+        if self._flat is not None and not self._flat.valid():
+            self._flat = FlatParameters(self)  # packed before: packed again, in the new arrays
         return self
 
     def astype(self, dtype):
         """Cast parameters, gradients and buffers (float64 for gradient checks)."""
         return self._map_arrays(lambda a: a.astype(dtype, copy=False))
 
-    def to(self, device: str):
-        """Move every array to ``"cpu"`` or ``"gpu"``."""
-        return self._map_arrays(lambda a: backend.to_device(a, device))
+    def to(self, device, kernels: str | None = None):
+        """Move every array to ``"cpu"`` or ``"gpu"`` (or a :class:`minigan.backend.Device`);
+        ``kernels="reference"`` runs the reference code there instead of the kernel table."""
+        dev = backend.device(device, kernels)
+        for m in self.modules():
+            m.device = dev
+            m._moved()
+        return self._map_arrays(dev.asarray)
+
+    def _moved(self):
+        """Called on each layer when it is put on another device (drop device-bound state)."""
+
+    def __getstate__(self):
+        # a copy (deepcopy, pickle) starts unpacked: the flat buffers and the views into
+        # them would be copied apart from each other
+        state = self.__dict__.copy()
+        state["_flat"] = None
+        return state
 
     @property
     def dtype(self):
         for _, layer, key in self.named_parameters():
             return layer.params[key].dtype
         return None
+
+    def flat(self) -> "FlatParameters":
+        """This model's parameters and gradients in one flat buffer per dtype (made on
+        first use, and again if an array was replaced since: a cast, a move)."""
+        if self._flat is None or not self._flat.valid():
+            self._flat = FlatParameters(self)
+        return self._flat
 
     def state_dict(self) -> dict:
         """Parameters and buffers as NumPy arrays keyed by dotted name."""
@@ -136,26 +186,30 @@ class Layer:
         return out
 
     def load_state_dict(self, state: dict):
-        """Copy arrays from :meth:`state_dict` output into this model, checking names and shapes."""
-        expected = set()
+        """Copy arrays from :meth:`state_dict` output into this model, in place.
+
+        Every name and shape is checked before anything is written, so a bad
+        entry leaves the model as it was.
+        """
+        plan = []
         for kind, items in (("param.", self.named_parameters()), ("buffer.", self.named_buffers())):
             for name, layer, key in items:
                 full = kind + name
-                expected.add(full)
                 store = layer.params if kind == "param." else layer.buffers
                 if full not in state:
                     raise KeyError(f"state has no entry {full!r} for {layer!r}")
-                src = np.asarray(state[full])
+                src = np.asarray(backend.to_numpy(state[full]))
                 if src.shape != store[key].shape:
-                    raise ShapeError(
-                        f"{full}: checkpoint shape {src.shape} does not match {layer!r} "
-                        f"shape {store[key].shape}"
-                    )
-                xp = backend.get_xp(store[key])
-                store[key][...] = xp.asarray(src, dtype=store[key].dtype)
+                    raise ShapeError(f"{full}: checkpoint shape {src.shape} does not match {layer!r} "
+                                     f"shape {store[key].shape}")
+                plan.append((store[key], src, layer))
+        expected = {"param." + n for n, _, _ in self.named_parameters()}
+        expected |= {"buffer." + n for n, _, _ in self.named_buffers()}
         extra = sorted(k for k in state if k.startswith(("param.", "buffer.")) and k not in expected)
         if extra:
             raise KeyError(f"state has entries this model lacks: {extra[:5]}")
+        for dst, src, layer in plan:
+            dst[...] = layer.device.asarray(src, dtype=dst.dtype)
         return self
 
     def num_params(self) -> int:
@@ -163,16 +217,19 @@ class Layer:
 
     # -- helpers for subclasses ----------------------------------------------
     def _add_param(self, name, value):
+        value = self.device.asarray(value)
         self.params[name] = value
-        self.grads[name] = backend.get_xp(value).zeros_like(value)
-
-    def _accumulate(self, name, g):
-        self.grads[name] += g
+        self.grads[name] = self.xp.zeros_like(value)
+        self._flat = None
 
     def _check_float(self, x):
-        if getattr(getattr(x, "dtype", None), "kind", None) != "f":
-            raise TypeError(f"{self!r}: expected a floating-point array, got {type(x).__name__} "
-                            f"of dtype {getattr(x, 'dtype', None)}")
+        """A floating-point array of the parameters' dtype, on this layer's device."""
+        if not self.device.owns(x):
+            raise DeviceError(f"{self!r} lives on the {self.device.name} but was given a "
+                              f"{type(x).__module__}.{type(x).__name__}; move the input there "
+                              f"(minigan.backend.to_device) or the model with .to(...)")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{self!r}: expected a floating-point array, got dtype {x.dtype}")
         p = self.dtype
         if p is not None and x.dtype != p:
             raise TypeError(f"{self!r}: input dtype {x.dtype} differs from the parameters' {p}; "
@@ -182,19 +239,76 @@ class Layer:
         why = f" ({why})" if why else ""
         return ShapeError(f"{self!r}: expected input of shape {what}, got {tuple(x.shape)}{why}")
 
-    def _check_rank(self, x, ranks, what):
-        if x.ndim not in ranks:
-            raise self._bad_input(x, what)
-
     def _need_cache(self):
         if self._cache is None:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         return self._cache
 
     def _check_dy(self, dy, shape):
+        if not self.device.owns(dy):
+            raise DeviceError(f"{self!r} lives on the {self.device.name} but dy is a "
+                              f"{type(dy).__module__}.{type(dy).__name__}")
         if tuple(dy.shape) != tuple(shape):
             raise ShapeError(f"{self!r}: dy has shape {tuple(dy.shape)}, expected the output "
                              f"shape {tuple(shape)}")
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+# Each parameter starts at a multiple of this many elements of its buffer
+# (256 bytes in float32): whole cache lines, and the alignment GPU libraries want.
+ALIGN = 64
+
+
+class FlatGroup:
+    """The parameters of one dtype: ``params`` and ``grads`` flat buffers, and where each
+    parameter lies in them: ``slots[i] = (name, layer, key, offset, shape)``."""
+
+    def __init__(self, dtype, params, grads, slots):
+        self.dtype, self.params, self.grads, self.slots = dtype, params, grads, slots
+
+    def view(self, buf, slot):
+        """The part of a buffer laid out like ``params`` that belongs to ``slot``."""
+        _, _, _, off, shape = slot
+        size = int(np.prod(shape, dtype=np.int64))
+        return buf[off:off + size].reshape(shape)
+
+
+class FlatParameters:
+    """A model's parameters and gradients in one flat buffer per dtype.
+
+    Packing copies every parameter and gradient into the buffers and makes
+    each layer's entries views of them (in :meth:`Layer.named_parameters`
+    order, each at a multiple of :data:`ALIGN` elements; the gaps stay zero).
+    """
+
+    def __init__(self, model):
+        by_dtype = {}
+        for name, layer, key in model.named_parameters():
+            by_dtype.setdefault(np.dtype(layer.params[key].dtype), []).append((name, layer, key))
+        self.groups = []
+        self._views = []  # (layer, key, param view, grad view): what valid() compares
+        for dtype, items in by_dtype.items():
+            slots, off = [], 0
+            for name, layer, key in items:
+                shape = tuple(layer.params[key].shape)
+                slots.append((name, layer, key, off, shape))
+                off += -(-int(np.prod(shape, dtype=np.int64)) // ALIGN) * ALIGN
+            xp = items[0][1].xp
+            group = FlatGroup(dtype, xp.zeros(off, dtype=dtype), xp.zeros(off, dtype=dtype), slots)
+            for slot in slots:
+                _, layer, key, _, _ = slot
+                p, g = group.view(group.params, slot), group.view(group.grads, slot)
+                p[...] = layer.params[key]
+                g[...] = layer.grads[key]
+                layer.params[key], layer.grads[key] = p, g
+                self._views.append((layer, key, p, g))
+            self.groups.append(group)
+
+    def valid(self) -> bool:
+        """Whether every layer still holds the views made here (no array was replaced)."""
+        return all(layer.params[key] is p and layer.grads[key] is g for layer, key, p, g in self._views)
+
+
+__all__ = ["Layer", "ShapeError", "DeviceError", "FlatParameters", "FlatGroup", "ALIGN"]

@@ -3,16 +3,54 @@ from __future__ import annotations
 
 import math
 
-from .. import kernels
+from .. import backend
+from ..backend import get_xp
+from ..kernels import reference
 from .layer import Layer
+
+# SplitMix64's constants (Steele, Lea & Flood 2014)
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def keep_mask(xp, size: int, seed: int, p: float):
+    """Which of ``size`` elements dropout keeps: ``u_i >= p`` with ``u_i`` uniform in [0, 1).
+
+    ``u_i`` is the top 24 bits of SplitMix64's finaliser applied to
+    ``seed + i * golden`` (all in uint64, wrapping), over 2^24: a counter-based
+    generator, so element i's draw depends on (seed, i) alone and every device
+    and kernel computes the same mask, in any order, in parallel.
+    """
+    u64 = xp.uint64
+    z = xp.arange(size, dtype=u64) * u64(_GOLDEN) + u64(seed)
+    z = (z ^ (z >> u64(30))) * u64(_MIX1)
+    z = (z ^ (z >> u64(27))) * u64(_MIX2)
+    z = z ^ (z >> u64(31))
+    return (z >> u64(40)) >= u64(math.ceil(p * 2**24))
+
+
+@reference("dropout")
+def dropout(x, p, seed):
+    """Inverted dropout in training mode: ``(y, keep)`` with ``y = x * keep / (1 - p)`` and
+    ``keep = keep_mask(seed)`` shaped like ``x``."""
+    xp = get_xp(x)
+    keep = keep_mask(xp, x.size, seed, p).reshape(x.shape)
+    return xp.where(keep, x * x.dtype.type(1.0 / (1.0 - p)), x.dtype.type(0)), keep
+
+
+@reference("dropout_grad")
+def dropout_grad(dy, keep, p):
+    """``dL/dx = dy * keep / (1 - p)``."""
+    xp = get_xp(dy)
+    return xp.where(keep, dy * dy.dtype.type(1.0 / (1.0 - p)), dy.dtype.type(0))
 
 
 class Dropout(Layer):
     """Inverted dropout: in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``.
 
-    ``dL/dx = dy * mask / (1 - p)``.  In eval mode it is the identity.  The
-    mask comes from :func:`minigan.backend.global_rng`, so a seed fixes it
-    (the Numba path hashes one seed drawn from it: see :func:`minigan.kernels.dropout`).
+    ``dL/dx = dy * mask / (1 - p)``.  In eval mode it is the identity.  Each
+    forward draws one seed from :func:`minigan.backend.global_rng` (so a seed
+    fixes every mask) and the mask is a hash of (seed, element index)
+    (:func:`keep_mask`): the same on every device and kernel.
     """
 
     def __init__(self, p: float = 0.5):
@@ -26,14 +64,15 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._cache = (None, x.shape)
             return x
-        y, keep = kernels.dropout(x, self.p)
+        seed = int(backend.global_rng().integers(0, 2**63))
+        y, keep = self.device.kernel(dropout)(x, self.p, seed)
         self._cache = (keep, x.shape)
         return y
 
     def backward(self, dy):
         keep, shape = self._need_cache()
         self._check_dy(dy, shape)
-        return dy if keep is None else kernels.dropout_grad(dy, keep, self.p)
+        return dy if keep is None else self.device.kernel(dropout_grad)(dy, keep, self.p)
 
     def __repr__(self):
         return f"Dropout({self.p})"

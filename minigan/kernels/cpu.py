@@ -1,10 +1,11 @@
-"""Numba kernels for the CPU: the conv engine's data movement and the elementwise passes.
+"""The CPU's kernel table: Numba twins of the reference code, and per-thread BLAS batches.
 
-Each public function here has a twin of the same name and signature in
-:mod:`numpy_ref` (the readable reference, which the tests compare against);
-:mod:`minigan.kernels` picks one.  All kernels are ``parallel=True`` (the
-threads split the outermost loop, so no two threads write the same element)
-and ``cache=True`` (compiled once per machine, not once per process).
+Each function in :data:`TABLE` has the name, signature and results of the
+reference function it replaces (see :mod:`minigan.kernels`; the references
+live with their math, e.g. ``im2col`` in :mod:`minigan.nn.conv.reference`).
+All kernels are ``parallel=True`` (the threads split the outermost loop, so
+no two threads write the same element) and ``cache=True`` (compiled once per
+machine, not once per process).
 
 * ``im2col`` writes every column entry once, out-of-range taps as zero
   (padding is fused: no padded copy of the image is made), parallel over
@@ -14,8 +15,9 @@ and ``cache=True`` (compiled once per machine, not once per process).
   into small private planes (one per stride phase and column shift, so each
   tap is one contiguous, vectorised run of adds), and each image pixel then
   gathers the few plane values that land on it.
-* The elementwise kernels (LeakyReLU, Adam) fuse what NumPy does in
-  several passes with temporaries into one pass;
+* The elementwise kernels (LeakyReLU, dropout, Adam over a model's flat
+  parameter buffer) fuse what NumPy does in several passes with
+  temporaries into one pass;
   BatchNorm is three kernels (statistics; normalise + affine; both gradient
   sums and dx), each one sweep per channel.
 
@@ -30,9 +32,8 @@ import types
 import numba
 import numpy as np
 from numba import njit, prange
-from numba.typed import List as NumbaList
 
-from . import numpy_ref
+from .blas import batched_matmul
 
 _jit = dict(parallel=True, cache=True, nogil=True)
 
@@ -306,11 +307,10 @@ def leaky_relu_grad(dy, x, slope):
     return dx
 
 
-# Adam runs over all of a model's parameters in one launch: the arrays travel
-# as typed lists of flat views, cut into chunks of ADAM_CHUNK elements; a
-# launch per parameter cost more than the update of the small ones (a 128-wide
-# bias: 7 us for 128 elements).  Below PARALLEL_MIN elements in all the
-# serial twin runs, with no thread-count switching around it.
+# Adam runs over a model's whole flat parameter buffer in one launch, cut into
+# chunks of ADAM_CHUNK elements (a launch per parameter cost more than the
+# update of the small ones: a 128-wide bias, 7 us for 128 elements).  Below
+# PARALLEL_MIN elements the serial twin runs, with no thread-count switching.
 ADAM_CHUNK = 1 << 14
 
 
@@ -328,88 +328,34 @@ def _adam_range(p, g, m, v, lo, hi, b1, a1, b2, a2, step, c2, eps):
 
 
 @njit(**_jit)
-def _adam_parallel(ps, gs, ms, vs, chunks, b1, a1, b2, a2, step, c2, eps):
-    for c in prange(chunks.shape[0]):
-        k = chunks[c, 0]
-        _adam_range(ps[k], gs[k], ms[k], vs[k], chunks[c, 1], chunks[c, 2], b1, a1, b2, a2, step, c2, eps)
+def _adam_chunks(p, g, m, v, b1, a1, b2, a2, step, c2, eps):
+    n = p.size
+    for c in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
+        lo = c * ADAM_CHUNK
+        _adam_range(p, g, m, v, lo, min(n, lo + ADAM_CHUNK), b1, a1, b2, a2, step, c2, eps)
 
 
-def _adam_plan(ps, gs, ms, vs):
-    """Typed lists of flat views and the chunk table ``(k, lo, hi)``, or None if the
-    arrays do not fit one kernel (not C-contiguous, or of mixed dtypes)."""
-    groups = (ps, gs, ms, vs)
-    dtype = ps[0].dtype
-    if not all(a.flags.c_contiguous and a.dtype == dtype for grp in groups for a in grp):
-        return None
-    chunks = [(k, lo, min(lo + ADAM_CHUNK, p.size))
-              for k, p in enumerate(ps) for lo in range(0, p.size, ADAM_CHUNK)]
-    return {"lists": tuple(NumbaList([a.reshape(-1) for a in grp]) for grp in groups),
-            "chunks": np.array(chunks, dtype=np.int64).reshape(-1, 3),
-            "size": sum(p.size for p in ps)}
-
-
-def adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t, memo=None):
-    """One Adam step in place over the lists ``ps`` (see :mod:`minigan.optim`), one launch.
-
-    ``memo`` (a dict the caller keeps) holds the typed lists between steps;
-    they are rebuilt when any of the arrays is no longer the one they view.
-    """
-    arrays = (*ps, *gs, *ms, *vs)
-    memo = {} if memo is None else memo
-    old = memo.get("arrays", ())
-    if len(old) != len(arrays) or any(a is not b for a, b in zip(arrays, old)):
-        memo.clear()
-        memo.update(arrays=arrays, plan=_adam_plan(ps, gs, ms, vs) if ps else None)
-    plan = memo["plan"]
-    if plan is None:
-        return numpy_ref.adam_update(ps, gs, ms, vs, lr, b1, b2, eps, t)
-    f = ps[0].dtype.type
+def adam_update(p, g, m, v, lr, b1, b2, eps, t):
+    """One Adam step in place over flat buffers (see :func:`minigan.optim.adam_update`)."""
+    f = p.dtype.type
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    _launch(_adam_parallel, plan["size"], *plan["lists"], plan["chunks"], f(b1), f(1 - b1), f(b2),
-            f(1 - b2), f(lr / c1), f(c2), f(eps))
-
-
-# The weight average's update, over all of a model's parameters in one launch, as Adam.
-@njit(cache=True, nogil=True, error_model="numpy")
-def _ema_range(avg, theta, lo, hi, w):
-    for i in range(np.uint64(lo), np.uint64(hi)):
-        a = avg[i]
-        avg[i] = a + w * (theta[i] - a)  # theta promoted to avg's dtype, as in numpy_ref
+    _launch(_adam_chunks, p.size, p, g, m, v, f(b1), f(1 - b1), f(b2), f(1 - b2), f(lr / c1), f(c2),
+            f(eps))
 
 
 @njit(**_jit)
-def _ema_parallel(avgs, thetas, chunks, w):
-    for c in prange(chunks.shape[0]):
-        k = chunks[c, 0]
-        _ema_range(avgs[k], thetas[k], chunks[c, 1], chunks[c, 2], w)
+def _ema_chunks(avg, theta, w):
+    n = avg.size
+    for c in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
+        for i in range(np.uint64(c * ADAM_CHUNK), np.uint64(min(n, (c + 1) * ADAM_CHUNK))):
+            a = avg[i]
+            avg[i] = a + w * (theta[i] - a)  # theta promoted to avg's dtype, as in the reference
 
 
-def _ema_plan(avgs, thetas):
-    """Typed lists of flat views and the chunk table, or None if the arrays do not fit one kernel."""
-    for grp in (avgs, thetas):
-        if not all(a.flags.c_contiguous and a.dtype == grp[0].dtype for a in grp):
-            return None
-    if any(a.shape != t.shape for a, t in zip(avgs, thetas)):
-        return None
-    chunks = [(k, lo, min(lo + ADAM_CHUNK, a.size))
-              for k, a in enumerate(avgs) for lo in range(0, a.size, ADAM_CHUNK)]
-    return {"lists": tuple(NumbaList([a.reshape(-1) for a in grp]) for grp in (avgs, thetas)),
-            "chunks": np.array(chunks, dtype=np.int64).reshape(-1, 3),
-            "size": sum(a.size for a in avgs)}
-
-
-def ema_update(avgs, thetas, weight, memo=None):
-    """``avg += weight * (theta - avg)`` in place over the lists, one launch (``memo`` as in Adam)."""
-    arrays = (*avgs, *thetas)
-    memo = {} if memo is None else memo
-    old = memo.get("arrays", ())
-    if len(old) != len(arrays) or any(a is not b for a, b in zip(arrays, old)):
-        memo.clear()
-        memo.update(arrays=arrays, plan=_ema_plan(avgs, thetas))
-    plan = memo["plan"]
-    if plan is None:
-        return numpy_ref.ema_update(avgs, thetas, weight)
-    _launch(_ema_parallel, plan["size"], *plan["lists"], plan["chunks"], avgs[0].dtype.type(weight))
+def ema_update(avg, theta, weight):
+    """``avg += weight * (theta - avg)`` over flat buffers, one launch (see
+    :func:`minigan.gan.averaging.ema_update`)."""
+    _launch(_ema_chunks, avg.size, avg, theta, avg.dtype.type(weight))
 
 
 # -- losses ------------------------------------------------------------------------
@@ -426,7 +372,7 @@ def _bce_with_logits(z, t, t_scalar, grad):
     return total
 
 
-def bce_with_logits(z, t):
+def bce_with_logits_sum(z, t):
     """One pass instead of NumPy's dozen (the GAN losses run on (N, 1) outputs, where
     each NumPy call's overhead is the cost: 3 losses of the MLP step ~0.1 ms)."""
     if not isinstance(t, (int, float, np.floating)) and np.ndim(t) != 0:
@@ -573,10 +519,10 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
 
 
 # -- dropout ---------------------------------------------------------------------------
-# The mask is a hash of (seed, element index) -- SplitMix64's finaliser -- so it
-# is generated in parallel, in one pass with the multiply, and does not depend
-# on the thread count.  The seed is one draw from minigan's global generator,
-# so a seed (and a checkpoint's RNG state) still fixes every mask.
+# The mask is the same hash of (seed, element index) as the reference's
+# (SplitMix64's finaliser, :func:`minigan.nn.dropout.keep_mask`), so it is
+# generated in parallel, in one pass with the multiply, and does not depend on
+# the thread count or the device.
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -601,15 +547,12 @@ def _dropout_grad(dy, keep, scale, dx):
         dx[i] = dy[i] * scale if keep[i] else 0
 
 
-def dropout(x, p):
-    from .. import backend  # noqa: PLC0415
-
+def dropout(x, p, seed):
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     keep = np.empty(x.shape, dtype=np.bool_)
-    seed = np.uint64(backend.global_rng().integers(0, 2**63))
     threshold = np.uint64(math.ceil(p * 2**24))
-    _launch(_dropout, x.size, x.reshape(-1), seed, threshold, x.dtype.type(1.0 / (1.0 - p)),
+    _launch(_dropout, x.size, x.reshape(-1), np.uint64(seed), threshold, x.dtype.type(1.0 / (1.0 - p)),
             y.reshape(-1), keep.reshape(-1))
     return y, keep
 
@@ -620,3 +563,32 @@ def dropout_grad(dy, keep, p):
     _launch(_dropout_grad, dy.size, dy.reshape(-1), keep.reshape(-1), dy.dtype.type(1.0 / (1.0 - p)),
             dx.reshape(-1))
     return dx
+
+
+# -- sums over every axis but the channel's -------------------------------------------
+
+_ones_store: dict = {}
+
+
+def _ones(n, dtype):
+    """A length-``n`` vector of ones, kept between calls."""
+    v = _ones_store.get(np.dtype(dtype))
+    if v is None or v.size < n:
+        v = _ones_store[np.dtype(dtype)] = np.ones(max(n, 1), dtype=dtype)
+    return v[:n]
+
+
+def channel_sums(dy):
+    """``dy (N, C, H, W) -> (C,)``, summed as products with vectors of ones (GEMVs), which
+    NumPy's reduction over axes (0, 2, 3) is not: D's second conv's bias gradient at
+    batch 2 x 64, (128, 128, 7, 7), 461 -> 56 us."""
+    dy = np.ascontiguousarray(dy)
+    N, C = dy.shape[:2]
+    per_plane = dy.reshape(N * C, -1) @ _ones(dy[0, 0].size if N else 1, dy.dtype)
+    return _ones(N, dy.dtype) @ per_plane.reshape(N, C)
+
+
+TABLE = {f.__name__: f for f in (
+    im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
+    leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
+    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums)}

@@ -51,8 +51,13 @@ Arrays: a spectrum is a complex array ``(F, B1, B2)``, C-contiguous, so each
 frequency's matrix is one BLAS operand.  The maps between pixels and
 spectra are real GEMMs whose rows hold one image's (or kernel's) spectrum,
 each value's real and imaginary parts side by side, ``(B, 2F)``: in memory
-a complex ``(B, F)``, which :func:`minigan.kernels.rows_to_spectrum` and
-its inverse transpose.
+a complex ``(B, F)``, which :func:`rows_to_spectrum` and its inverse
+transpose.
+
+The engine (:class:`SpectralEngine`) has the six methods of the reference
+engine (:mod:`.reference`): the image side is ``X``, the output side
+``conj(G)``, the weights ``K``.  It runs on the CPU by default; the GPU takes
+the im2col engine (this one runs there only when forced).
 """
 from __future__ import annotations
 
@@ -60,8 +65,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .. import backend, kernels
-from ..kernels import ConvGeom
+from ...backend import get_xp
+from ...kernels import reference
+from .geometry import ConvGeom
+from .im2col import batched_matmul
 
 # The spectral path is taken when its estimated multiply-adds (worth_it) are
 # below this share of the im2col engine's: its GEMMs are small and have
@@ -161,8 +168,11 @@ class SpectralPlan:
       weights); ``output_c (Ho*Wo, 2F)`` takes ``dy`` to ``conj(G)``.
     """
 
-    def __init__(self, g: ConvGeom, dtype, xp):
-        self.g, self.xp = g, xp
+    def __init__(self, g: ConvGeom, dtype, device):
+        self.g, self.xp = g, device.xp
+        xp = self.xp
+        self._to_spectrum_k, self._to_rows_k = device.kernel(rows_to_spectrum), device.kernel(spectrum_to_rows)
+        self._split_k, self._merge_k = device.kernel(split_phases), device.kernel(merge_phases)
         (Ph, self.Hp), (Pw, self.Wp) = (_axis(g.H, g.kh, g.sh, g.pt, g.Ho),
                                         _axis(g.W, g.kw, g.sw, g.pl, g.Wo))
         P = (Ph, Pw)
@@ -217,11 +227,11 @@ class SpectralPlan:
 
     def _to_spectrum(self, rows, T, shape):
         """Real rows ``(B, pixels)`` -> complex ``(F, *shape)``, through ``T (pixels, 2F)``."""
-        return kernels.rows_to_spectrum(self.xp.matmul(rows, T)).reshape((self.F,) + shape)
+        return self._to_spectrum_k(self.xp.matmul(rows, T)).reshape((self.F,) + shape)
 
     def _from_spectrum(self, z, T):
         """Complex ``(F, ...)`` -> real rows ``(B, pixels)``, through ``T (2F, pixels)``."""
-        return self.xp.matmul(kernels.spectrum_to_rows(z.reshape(self.F, -1)), T)
+        return self.xp.matmul(self._to_rows_k(z.reshape(self.F, -1)), T)
 
     def _matmul_into(self, a, b, out):
         """``out[...] = a @ b``, straight into ``out`` (a strided view) on NumPy."""
@@ -246,12 +256,12 @@ class SpectralPlan:
         rows = self.xp.empty((O * C, self.S, 2 * self.F), dtype=w.dtype)
         for p, (taps, T) in enumerate(self.kernel):
             self._matmul_into(w2 if taps is None else w2[:, taps], T, rows[:, p])
-        z = kernels.rows_to_spectrum(rows.reshape(-1, 2 * self.F))
+        z = self._to_spectrum_k(rows.reshape(-1, 2 * self.F))
         return z.reshape(self.F, O, C * self.S)
 
     def kernel_taps(self, dKc, shape):
         """``conj(dK) (F, O, C*S) -> dw (O, C, kh, kw)``: each tap from its phase's spectrum."""
-        rows = kernels.spectrum_to_rows(dKc.reshape(self.F, -1)).reshape(-1, self.S, 2 * self.F)
+        rows = self._to_rows_k(dKc.reshape(self.F, -1)).reshape(-1, self.S, 2 * self.F)
         dw = self.xp.empty((rows.shape[0], self.g.kh * self.g.kw), dtype=rows.dtype)
         for p, (taps, Tc) in enumerate(self.kernel_c):
             if taps is None:
@@ -277,7 +287,7 @@ class SpectralPlan:
         g, (N, C) = self.g, x.shape[:2]
         if self.S == 1:
             return x.reshape(N * C, -1)
-        return kernels.split_phases(x, g.sh, g.sw, self.Hp, self.Wp).reshape(N * C * self.S, -1)
+        return self._split_k(x, g.sh, g.sw, self.Hp, self.Wp).reshape(N * C * self.S, -1)
 
     def _merge(self, rows, N: int):
         """The adjoint of :meth:`_split`: ``(N*C*S, Hp*Wp) -> (N, C, H, W)``."""
@@ -285,38 +295,102 @@ class SpectralPlan:
         C = rows.shape[0] // (N * self.S)
         if self.S == 1:
             return rows.reshape(N, C, g.H, g.W)
-        return kernels.merge_phases(rows.reshape(N, C, g.sh, g.sw, self.Hp, self.Wp), g.H, g.W)
+        return self._merge_k(rows.reshape(N, C, g.sh, g.sw, self.Hp, self.Wp), g.H, g.W)
 
 
-class Plans:
-    """The plans of one layer, made once per (geometry, dtype, array module)."""
+class SpectralEngine:
+    """The engine methods of :class:`.reference.ReferenceEngine` in the DFT domain: the
+    weights become ``(plan, K)``, the image side ``X (F, N, C*S)``, the output side
+    ``conj(G) (F, N, O)``.  One instance per layer and device; a plan is made once per
+    geometry and dtype."""
 
-    def __init__(self):
+    name = "spectral"
+
+    def __init__(self, device):
+        self.device = device
         self._plans = {}
+        self._bmm = device.kernel(batched_matmul)
 
-    def __call__(self, g: ConvGeom, like) -> SpectralPlan:
-        xp = backend.get_xp(like)
-        key = (g, like.dtype.str, xp.__name__)
+    def plan(self, g: ConvGeom, dtype) -> SpectralPlan:
+        key = (g, np.dtype(dtype).str)
         p = self._plans.get(key)
         if p is None:
-            p = self._plans[key] = SpectralPlan(g, like.dtype, xp)
+            p = self._plans[key] = SpectralPlan(g, dtype, self.device)
         return p
 
+    def weights(self, W, g):
+        plan = self.plan(g, W.dtype)
+        return plan, plan.kernel_spectrum(W)
 
-def conv(X, K):
-    """``Y[f] = X[f] @ K[f]^T``: ``(F, N, C), (F, O, C) -> (F, N, O)``."""
-    return kernels.batched_matmul(X, K.transpose(0, 2, 1))
+    def image_side(self, x, g):
+        return self.plan(g, x.dtype).image_spectrum(x)
+
+    def output_side(self, y, g):
+        return self.plan(g, y.dtype).output_spectrum(y)
+
+    def to_output(self, wk, X, g):
+        """``Y[f] = X[f] @ K[f]^T``, back to pixels ``(N, O, Ho, Wo)``."""
+        plan, K = wk
+        return plan.output_pixels(self._bmm(X, K.transpose(0, 2, 1)))
+
+    def to_image(self, wk, Gc, g):
+        """``conj(dX)[f] = conj(G)[f] @ K[f]``, back to pixels ``(N, C, H, W)``."""
+        plan, K = wk
+        return plan.image_pixels(self._bmm(Gc, K), Gc.shape[1])
+
+    def weight_grad(self, X, Gc, g):
+        """``conj(dK)[f] = conj(G)[f]^T @ X[f]``, back to taps ``(O, C, kh, kw)``."""
+        plan = self.plan(g, X.real.dtype)
+        O = Gc.shape[2]
+        return plan.kernel_taps(self._bmm(Gc.transpose(0, 2, 1), X), (O, g.C, g.kh, g.kw))
+
+    def flops(self, g: ConvGeom, N: int, O: int, dtype=np.float32):
+        """``(forward, dx, dW)`` FLOPs of the products this engine runs (:meth:`SpectralPlan.flops`)."""
+        return self.plan(g, dtype).flops(N, O)
 
 
-def conv_adjoint(Gc, K):
-    """``conj(dX)[f] = conj(G)[f] @ K[f]``: ``(F, N, O), (F, O, C) -> (F, N, C)``."""
-    return kernels.batched_matmul(Gc, K)
+# -- the layouts around the products (references of the CPU's Numba twins) -----------
+
+@reference("split_phases")
+def split_phases(x, sh: int, sw: int, Hp: int, Wp: int):
+    """``x (N, C, H, W) -> (N, C, sh, sw, Hp, Wp)``, the ``sh*sw`` phases of a strided
+    conv's input: ``[n, c, a, b, m, l] = x[n, c, sh*m + a, sw*l + b]`` (zero past the image)."""
+    xp = get_xp(x)
+    N, C, H, W = x.shape
+    if (Hp * sh, Wp * sw) != (H, W):
+        padded = xp.zeros((N, C, Hp * sh, Wp * sw), dtype=x.dtype)
+        padded[:, :, :H, :W] = x
+        x = padded
+    return xp.ascontiguousarray(x.reshape(N, C, Hp, sh, Wp, sw).transpose(0, 1, 3, 5, 2, 4))
 
 
-def kernel_grad(Gc, X):
-    """``conj(dK)[f] = conj(G)[f]^T @ X[f]``: ``(F, N, O), (F, N, C) -> (F, O, C)``."""
-    return kernels.batched_matmul(Gc.transpose(0, 2, 1), X)
+@reference("merge_phases")
+def merge_phases(r, H: int, W: int):
+    """The adjoint of :func:`split_phases`: ``(N, C, sh, sw, Hp, Wp) -> (N, C, H, W)``."""
+    N, C, sh, sw, Hp, Wp = r.shape
+    x = r.transpose(0, 1, 4, 2, 5, 3).reshape(N, C, Hp * sh, Wp * sw)[:, :, :H, :W]
+    return get_xp(r).ascontiguousarray(x)
 
 
-__all__ = ["Plans", "SpectralPlan", "conv", "conv_adjoint", "kernel_grad", "worth_it",
-           "dft_size", "half_spectrum"]
+@reference("rows_to_spectrum")
+def rows_to_spectrum(r):
+    """Real rows ``(B, 2F)``, each the real and imaginary parts of F complex values in
+    turn, -> complex ``(F, B)``, C-contiguous (one matrix per frequency)."""
+    xp = get_xp(r)
+    z = xp.empty((r.shape[1] // 2, r.shape[0]), dtype=xp.result_type(r.dtype, xp.complex64))
+    z.real[...] = r[:, 0::2].T
+    z.imag[...] = r[:, 1::2].T
+    return z
+
+
+@reference("spectrum_to_rows")
+def spectrum_to_rows(z):
+    """Inverse of :func:`rows_to_spectrum`: complex ``(F, B)`` -> real rows ``(B, 2F)``."""
+    xp = get_xp(z)
+    r = xp.empty((z.shape[1], 2 * z.shape[0]), dtype=z.real.dtype)
+    r[:, 0::2] = z.real.T
+    r[:, 1::2] = z.imag.T
+    return r
+
+
+__all__ = ["SpectralEngine", "SpectralPlan", "worth_it", "dft_size", "half_spectrum", "frequencies"]
