@@ -31,7 +31,7 @@ def device(request):
     return "cpu"
 
 
-@pytest.fixture(params=["im2col", "spectral"], scope="session")
+@pytest.fixture(params=["reference", "im2col", "spectral"], scope="session")
 def engine(request):
     """The conv engine a test's layers are forced onto (see :mod:`minigan.nn.conv_fft`)."""
     return request.param
