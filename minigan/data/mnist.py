@@ -37,11 +37,11 @@ def load_mnist(split: str = "train", cache_dir: str | os.PathLike | None = None,
     """Load an MNIST split: images uint8 (N, 28, 28) in 0..255 and labels uint8 (N,).
 
     ``split`` is "train" (N = 60,000) or "test" (N = 10,000). Reads
-    ``mnist_home(cache_dir)/mnist.npz``; if it is absent or corrupt, builds it from the
-    sources described in :mod:`minigan.data.sources` (``idx_dir`` or
-    ``$MINIGAN_MNIST_DIR`` first). A valid cache is used as is, whatever ``idx_dir``
-    says. ``progress`` prints short progress to stderr. Raises MnistError if no source
-    works.
+    ``mnist_home(cache_dir)/mnist.npz``; if it is absent, corrupt or not the standard
+    MNIST (the SHA-256 of each array is checked), builds it from the sources described
+    in :mod:`minigan.data.sources` (``idx_dir`` or ``$MINIGAN_MNIST_DIR`` first). A valid
+    cache is used as is, whatever ``idx_dir`` says. ``progress`` prints short progress to
+    stderr. Raises MnistError if no source works.
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")

@@ -1,7 +1,7 @@
 """MNIST loader: IDX parsing, checksums, sources in order, cache integrity. No network.
 
 Every test runs on a tiny synthetic MNIST (6 train and 4 test images) whose digests are
-patched into the module's tables, with the real mirrors and pip disabled.
+patched into the modules' tables, with the real mirrors and pip disabled.
 """
 
 import functools
@@ -33,6 +33,11 @@ from minigan.data.mnist import (
 
 COUNTS = {"train": 6, "test": 4}
 BASES = [b for pair in idx.IDX_FILES.values() for b in pair]
+
+# The real pins and cache, before the fixtures below replace them for the tiny test data.
+REAL_IDX_SHA256 = dict(idx.IDX_SHA256)
+REAL_ARRAY_SHA256 = dict(idx.ARRAY_SHA256)
+REAL_CACHE = mnist_home() / "mnist.npz"
 
 
 def idx_bytes(a: np.ndarray) -> bytes:
@@ -83,10 +88,16 @@ def assert_same(got, data, split):
     np.testing.assert_array_equal(y, data[f"y_{split}"])
 
 
+def array_digests(data):
+    return {k: sha(np.ascontiguousarray(a).tobytes()) for k, a in data.items()}
+
+
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
-    """Small expected counts, no environment leakage, no mirrors, pip disabled."""
+    """Small expected counts, make_data() as the standard arrays, no environment leakage,
+    no mirrors, pip disabled."""
     monkeypatch.setattr(idx, "EXPECTED_COUNTS", dict(COUNTS))
+    monkeypatch.setattr(idx, "ARRAY_SHA256", array_digests(make_data()))
     monkeypatch.setattr(sources, "MIRRORS", [])
     monkeypatch.delenv("MINIGAN_MNIST_DIR", raising=False)
     monkeypatch.setenv("MINIGAN_HOME", str(tmp_path / "home"))
@@ -423,6 +434,50 @@ def test_cache_dir_argument_used(idx_dir, tmp_path):
     load_mnist("test", cache_dir=tmp_path / "c", idx_dir=idx_dir, progress=False)
     assert (tmp_path / "c" / "mnist.npz").is_file()
     assert not (mnist_home() / "mnist.npz").exists()
+
+
+# --- cache: verified by content ---------------------------------------------------------
+
+
+def _tamper(key, a):
+    """A well-formed array with other content: labels shifted by one place, or one pixel changed."""
+    if key.startswith("y_"):
+        return np.roll(a, 1)
+    b = a.copy()
+    b[0, 0, 0] ^= 0xFF
+    return b
+
+
+@pytest.mark.parametrize("key", ["x_train", "y_train", "x_test", "y_test"])
+def test_cache_with_other_content_rejected_and_rebuilt(idx_dir, data, key):
+    # The form is right (dtype, shapes, labels in 0..9): only the content digest can tell.
+    split = key.split("_")[1]
+    load_mnist(split, idx_dir=idx_dir, progress=False)
+    cache_path = mnist_home() / "mnist.npz"
+    bad = dict(data, **{key: _tamper(key, data[key])})
+    assert not np.array_equal(bad[key], data[key])
+    np.savez(cache_path, **bad)
+    with pytest.warns(UserWarning, match=rf"is corrupt .*{key}: SHA-256 [0-9a-f]{{64}} does not match"):
+        got = load_mnist(split, idx_dir=idx_dir, progress=False)
+    assert_same(got, data, split)
+    with np.load(cache_path, allow_pickle=False) as npz:  # replaced by the verified arrays
+        np.testing.assert_array_equal(npz[key], data[key])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_same(load_mnist(split, progress=False), data, split)
+
+
+def test_pinned_array_digests_are_those_of_the_pinned_idx_files():
+    """The two pin tables describe the same data: arrays whose IDX files have the published
+    digests have the pinned array digests. Needs a real MNIST cache on this machine."""
+    if not REAL_CACHE.is_file():
+        pytest.skip(f"no MNIST cache at {REAL_CACHE}")
+    with np.load(REAL_CACHE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    for key, base in zip(["x_train", "y_train", "x_test", "y_test"], BASES):
+        if key not in arrays or sha(idx_bytes(arrays[key])) != REAL_IDX_SHA256[base]:
+            pytest.skip(f"{REAL_CACHE} does not hold the standard {key}")
+        assert sha(arrays[key].tobytes()) == REAL_ARRAY_SHA256[key], key
 
 
 # --- everything fails -----------------------------------------------------------------
