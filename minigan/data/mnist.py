@@ -40,8 +40,9 @@ def load_mnist(split: str = "train", cache_dir: str | os.PathLike | None = None,
     ``mnist_home(cache_dir)/mnist.npz``; if it is absent, corrupt or not the standard
     MNIST (the SHA-256 of each array is checked), builds it from the sources described
     in :mod:`minigan.data.sources` (``idx_dir`` or ``$MINIGAN_MNIST_DIR`` first). A valid
-    cache is used as is, whatever ``idx_dir`` says. ``progress`` prints short progress to
-    stderr. Raises MnistError if no source works.
+    cache is used as is, whatever ``idx_dir`` says. A cache that cannot be written costs
+    a warning, not the run. ``progress`` prints short progress to stderr. Raises
+    MnistError if no source works.
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
@@ -53,5 +54,8 @@ def load_mnist(split: str = "train", cache_dir: str | os.PathLike | None = None,
             write_cache(path, arrays)
             say(progress, f"cached in {path}")
         except OSError as e:
-            warnings.warn(f"could not write MNIST cache {path}: {e}", stacklevel=2)
+            # The data itself is verified and in hand: a cache that cannot be written
+            # (read-only folder, disk full) only means the next run fetches it again.
+            warnings.warn(f"could not write MNIST cache {path} ({e.strerror or e}); "
+                          "going on without it", stacklevel=2)
     return arrays[f"x_{split}"], arrays[f"y_{split}"]

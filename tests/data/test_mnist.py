@@ -4,6 +4,7 @@ Every test runs on a tiny synthetic MNIST (6 train and 4 test images) whose dige
 patched into the modules' tables, with the real mirrors and pip disabled.
 """
 
+import errno
 import functools
 import gzip
 import hashlib
@@ -13,6 +14,7 @@ import pickle
 import shutil
 import socket
 import struct
+import subprocess
 import threading
 import warnings
 import zipfile
@@ -478,6 +480,155 @@ def test_pinned_array_digests_are_those_of_the_pinned_idx_files():
         if key not in arrays or sha(idx_bytes(arrays[key])) != REAL_IDX_SHA256[base]:
             pytest.skip(f"{REAL_CACHE} does not hold the standard {key}")
         assert sha(arrays[key].tobytes()) == REAL_ARRAY_SHA256[key], key
+
+
+# --- cache: folders where it cannot be written ----------------------------------------
+
+
+def _prepare_home(state):
+    """No cache folder yet, an empty one, or one holding a corrupt cache; returns its listing."""
+    home = mnist_home()
+    if state != "absent":
+        home.mkdir(parents=True, exist_ok=True)
+    if state == "corrupt":
+        (home / "mnist.npz").write_bytes(b"this is not a zip file")
+    return _listing(home)
+
+
+def _listing(home):
+    return sorted(p.name for p in home.iterdir()) if home.exists() else None
+
+
+def _load_with_warnings(split, idx_dir):
+    """load_mnist, and the text of every warning it gave (repeats included)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = load_mnist(split, idx_dir=idx_dir, progress=False)
+    return got, [str(w.message) for w in caught]
+
+
+def _check_unwritable(got, messages, data, state, before, reason):
+    """Data from the source, one warning naming the cache and why, the folder as it was."""
+    assert_same(got, data, "train")
+    cache_path = mnist_home() / "mnist.npz"
+    write = [m for m in messages if "could not write MNIST cache" in m]
+    assert len(write) == 1, messages
+    assert str(cache_path) in write[0] and reason in write[0], write[0]
+    assert len(messages) == (2 if state == "corrupt" else 1), messages
+    assert _listing(mnist_home()) == before  # no temporary file left, nothing deleted
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: from then on, every call that would change ``folder`` or what
+    is under it fails with EROFS, as on a read-only mount (chmod does not stop root)."""
+    def apply(folder):
+        root = os.path.abspath(folder)
+
+        def inside(path):
+            if not isinstance(path, (str, bytes, os.PathLike)):
+                return False  # a file descriptor
+            p = os.path.abspath(os.fsdecode(path))
+            return p == root or p.startswith(root + os.sep)
+
+        def refuse(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+
+        def guarded(real, *, nargs, write_flags=False):
+            def fake(*args, **kw):
+                if write_flags and not args[1] & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+                    return real(*args, **kw)
+                for path in args[:nargs]:
+                    if inside(path):
+                        refuse(path)
+                return real(*args, **kw)
+            return fake
+
+        monkeypatch.setattr(os, "open", guarded(os.open, nargs=1, write_flags=True))
+        for name, nargs in [("mkdir", 1), ("unlink", 1), ("remove", 1), ("rmdir", 1),
+                            ("replace", 2), ("rename", 2)]:
+            monkeypatch.setattr(os, name, guarded(getattr(os, name), nargs=nargs))
+    return apply
+
+
+@pytest.mark.parametrize("state", ["absent", "empty", "corrupt"])
+def test_read_only_cache_folder_still_loads_from_source(idx_dir, data, read_only, state):
+    before = _prepare_home(state)
+    read_only(mnist_home())
+    got, messages = _load_with_warnings("train", idx_dir)
+    _check_unwritable(got, messages, data, state, before, "Read-only file system")
+
+
+def _disk_full(*args, **kw):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _fills_disk_midway(file, **arrays):
+    file.write(b"PK\x03\x04" + bytes(512))  # part of an archive, then the disk is full
+    _disk_full()
+
+
+@pytest.mark.parametrize("where", ["write", "fsync"])
+@pytest.mark.parametrize("state", ["absent", "empty", "corrupt"])
+def test_disk_full_while_writing_cache(idx_dir, data, monkeypatch, state, where):
+    before = _prepare_home(state)
+    if where == "write":
+        monkeypatch.setattr(np, "savez_compressed", _fills_disk_midway)
+    else:
+        monkeypatch.setattr(os, "fsync", _disk_full)
+    got, messages = _load_with_warnings("train", idx_dir)
+    _check_unwritable(got, messages, data, state, before or [], "No space left on device")
+
+
+def test_directory_in_place_of_cache(idx_dir, data):
+    # Cannot be read, and os.replace cannot put a file over it: two warnings, no traceback.
+    (mnist_home() / "mnist.npz").mkdir(parents=True)
+    got, messages = _load_with_warnings("train", idx_dir)
+    assert_same(got, data, "train")
+    assert len(messages) == 2 and "is corrupt or unreadable" in messages[0], messages
+    assert "could not write MNIST cache" in messages[1] and str(mnist_home() / "mnist.npz") in messages[1]
+    assert _listing(mnist_home()) == ["mnist.npz"] and (mnist_home() / "mnist.npz").is_dir()
+
+
+@pytest.fixture
+def tmpfs():
+    """``tmpfs(size)`` mounts a fresh tmpfs of ``size`` on mnist_home(); ``.read_only()``
+    remounts it read-only. Skips where this process may not mount (it needs root)."""
+    home = mnist_home()
+    mounted = []
+
+    class Mount:
+        def __call__(self, size):
+            home.mkdir(parents=True, exist_ok=True)
+            if shutil.which("mount") is None:
+                pytest.skip("no mount command")
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(home)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip() or r.returncode}")
+            mounted.append(home)
+
+        def read_only(self):
+            subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True, capture_output=True)
+
+    yield Mount()
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@pytest.mark.parametrize("state", ["empty", "corrupt"])
+def test_real_read_only_mount(idx_dir, data, tmpfs, state):
+    tmpfs("1m")
+    before = _prepare_home(state)
+    tmpfs.read_only()
+    got, messages = _load_with_warnings("train", idx_dir)
+    _check_unwritable(got, messages, data, state, before, "Read-only file system")
+
+
+def test_real_full_disk(idx_dir, data, tmpfs):
+    tmpfs("4k")  # one page; the cache of the test data is about twice that
+    got, messages = _load_with_warnings("train", idx_dir)
+    _check_unwritable(got, messages, data, "empty", [], "No space left on device")
 
 
 # --- everything fails -----------------------------------------------------------------
