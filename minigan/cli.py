@@ -1,4 +1,8 @@
-"""``minigan train | sample | eval | bench | gradcheck``."""
+"""``minigan train | sample | eval | bench | gradcheck | summary``.
+
+``minigan summary --model dcgan|mlp [--conditional]`` prints each network's
+layers with their output shapes, parameters and multiply-adds.
+"""
 from __future__ import annotations
 
 import argparse
@@ -236,6 +240,40 @@ def _gradcheck(args):
     return 0 if run_standard(tol=args.tol) else 1
 
 
+def _quiet_on_closed_pipe(handler):
+    """A reader that stops early (``minigan summary | head``) closes stdout: stop writing,
+    without a traceback (Python would also complain once more at exit, on flushing)."""
+    def run(args):
+        try:
+            return handler(args)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return run
+
+
+def _add_summary(sub):
+    p = sub.add_parser("summary", help="the layers of a model: shapes, parameters, multiply-adds",
+                       description="Print the generator's and the discriminator's layers: output shape, "
+                                   "trainable parameters and multiply-adds per sample (in the GEMMs of "
+                                   "Dense and convolution layers), with the totals.")
+    p.add_argument("--model", choices=["dcgan", "mlp"], default="dcgan", help="network (default dcgan)")
+    p.add_argument("--conditional", action="store_true",
+                   help="the class-conditional networks (a LabelJoin first in G and D)")
+
+
+@_quiet_on_closed_pipe
+def _summary(args):
+    from .gan.models import build, noise_dim  # noqa: PLC0415
+
+    G, D = build(args.model, conditional=args.conditional)
+    image = (1, 28, 28) if args.model == "dcgan" else (784,)
+    # a conditional model takes the same noise and images: its LabelJoin adds the labels
+    print(G.summary((noise_dim(args.model),), name="G"))
+    print()
+    print(D.summary(image, name="D"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="minigan", description="A from-scratch GAN engine.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -246,6 +284,7 @@ def main(argv=None):
     pb.add_argument("rest", nargs=argparse.REMAINDER)
     pg = sub.add_parser("gradcheck", help="check every layer and loss against finite differences")
     pg.add_argument("--tol", type=float, default=1e-6, help="relative error allowed (default 1e-6)")
+    _add_summary(sub)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "bench":  # the benchmark harness parses its own arguments
@@ -256,7 +295,8 @@ def main(argv=None):
     from .io import CheckpointError  # noqa: PLC0415
 
     try:
-        handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck}[args.command]
+        handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck,
+                   "summary": _summary}[args.command]
         return handler(args) or 0
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)

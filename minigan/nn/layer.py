@@ -161,6 +161,20 @@ class Layer:
     def num_params(self) -> int:
         return int(sum(layer.params[k].size for _, layer, k in self.named_parameters()))
 
+    def multiply_adds(self, in_shape) -> int:
+        """Multiply-adds per sample in this layer's own GEMMs, for one sample of ``in_shape``
+        (no batch).  0 here: layers without a GEMM, and containers (see :meth:`summary`)."""
+        return 0
+
+    def summary(self, input_shape, name=None, batch=2) -> str:
+        """A table of every layer: output shape, trainable parameters, multiply-adds per
+        sample, then the totals.  ``input_shape`` excludes the batch: ``(100,)``,
+        ``(1, 28, 28)``.  Returns the table as a string (print it); the model is left
+        untouched.  See :func:`minigan.nn.summary.summary`."""
+        from .summary import summary  # noqa: PLC0415 -- summary imports Sequential, a Layer
+
+        return summary(self, input_shape, name=name, batch=batch)
+
     # -- helpers for subclasses ----------------------------------------------
     def _add_param(self, name, value):
         self.params[name] = value
