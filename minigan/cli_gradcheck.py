@@ -173,10 +173,10 @@ def run_target(target: str, shape_text: str, seed: int = 0, tol: float = 1e-6, o
 
     out(f"{label} at x of shape {shape}, float64, seed {seed}: "
         f"L = sum(layer(x) * dy) for a random dy, analytic gradients vs central differences")
-    out(f"  {'gradient':<16}{'size':>8}  {'checked':<9}{'rel err':>10}  {'worst at':<26}result")
+    out(f"  {'gradient':<16}{'size':>8}  {'checked':<9}{'rel err':>10}  {'worst at':<28}result")
     for e in report.entries:
         good = e.rel_err <= tol
-        out(f"  {'dL/d' + e.name:<16}{e.size:>8}  {e.mode:<9}{e.rel_err:>10.2e}  {e.where:<26}"
+        out(f"  {'dL/d' + e.name:<16}{e.size:>8}  {e.mode:<9}{e.rel_err:>10.2e}  {e.where:<28}"
             f"{'ok' if good else 'FAIL'}")
     bad = report.failures(tol)
     if not bad:
