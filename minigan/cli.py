@@ -1,4 +1,11 @@
-"""``minigan train | sample | eval | bench | gradcheck``."""
+"""``minigan train | sample | eval | bench | gradcheck | summary``.
+
+``minigan gradcheck`` checks every built-in layer and loss against finite
+differences; ``minigan gradcheck FILE.py:NAME --shape N,C,H,W`` checks a
+layer of one's own (exit 0 when its gradients agree, 1 when one does not).
+``minigan summary --model dcgan|mlp [--conditional]`` prints each network's
+layers with their output shapes, parameters and multiply-adds.
+"""
 from __future__ import annotations
 
 import argparse
@@ -230,10 +237,86 @@ def _eval(args):
         print(f"appended to {path}")
 
 
-def _gradcheck(args):
-    from .gradcheck import run_standard  # noqa: PLC0415
+def _quiet_on_closed_pipe(handler):
+    """A reader that stops early (``minigan summary | head``) closes stdout: stop writing,
+    without a traceback (Python would also complain once more at exit, on flushing)."""
+    def run(args):
+        try:
+            return handler(args)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return run
 
-    return 0 if run_standard(tol=args.tol) else 1
+
+def _add_gradcheck(sub):
+    p = sub.add_parser("gradcheck", help="check layers' gradients against finite differences",
+                       description="With no target: check every built-in layer and loss against central "
+                                   "differences in float64.  With FILE.py:NAME: check your own layer, "
+                                   "NAME being a minigan.nn.Layer subclass (made with no arguments) or "
+                                   "a function that returns a Layer, at a random input of --shape: "
+                                   "dL/dx and every parameter gradient.  Exit 0 when they agree, 1 when "
+                                   "one does not (the report names it and where), 2 when the layer "
+                                   "cannot be checked.")
+    p.add_argument("target", nargs="?", default=None, metavar="FILE.py:NAME",
+                   help="a layer of your own to check (default: the built-in cases)")
+    p.add_argument("--shape", default=None, metavar="N,C,H,W",
+                   help="the input's shape, batch first: N,F or N,C,H,W (with a target)")
+    # --seed and --tol are parsed by the handler, so that a bad value is one line like the others
+    p.add_argument("--seed", default=None,
+                   help="seed of the input, dy and the layer's initialisation (with a target; default 0)")
+    p.add_argument("--tol", default="1e-6", help="relative error allowed (default 1e-6)")
+
+
+@_quiet_on_closed_pipe
+def _gradcheck(args):
+    import math  # noqa: PLC0415
+
+    from .cli_gradcheck import TargetError, run_target  # noqa: PLC0415
+
+    # a usage error exits 2 (through main), apart from 1: "a gradient disagrees"
+    try:
+        tol = float(args.tol)
+    except ValueError:
+        tol = math.nan
+    if not (math.isfinite(tol) and tol > 0):
+        raise TargetError(f"--tol must be a positive number, got {args.tol!r}")
+    try:
+        seed = 0 if args.seed is None else int(args.seed)
+    except ValueError:
+        raise TargetError(f"--seed must be an integer, got {args.seed!r}") from None
+    if args.target is None:
+        for flag in ("shape", "seed"):
+            if getattr(args, flag) is not None:
+                raise TargetError(f"--{flag} needs a target FILE.py:NAME")
+        from .gradcheck import run_standard  # noqa: PLC0415
+
+        return 0 if run_standard(tol=tol) else 1
+    if args.shape is None:
+        raise TargetError(f"checking {args.target} needs --shape (N,F or N,C,H,W)")
+    return 0 if run_target(args.target, args.shape, seed=seed, tol=tol) else 1
+
+
+def _add_summary(sub):
+    p = sub.add_parser("summary", help="the layers of a model: shapes, parameters, multiply-adds",
+                       description="Print the generator's and the discriminator's layers: output shape, "
+                                   "trainable parameters and multiply-adds per sample (in the GEMMs of "
+                                   "Dense and convolution layers), with the totals.")
+    p.add_argument("--model", choices=["dcgan", "mlp"], default="dcgan", help="network (default dcgan)")
+    p.add_argument("--conditional", action="store_true",
+                   help="the class-conditional networks (a LabelJoin first in G and D)")
+
+
+@_quiet_on_closed_pipe
+def _summary(args):
+    from .gan.models import build, noise_dim  # noqa: PLC0415
+
+    G, D = build(args.model, conditional=args.conditional)
+    image = (1, 28, 28) if args.model == "dcgan" else (784,)
+    # a conditional model takes the same noise and images: its LabelJoin adds the labels
+    print(G.summary((noise_dim(args.model),), name="G"))
+    print()
+    print(D.summary(image, name="D"))
 
 
 def main(argv=None):
@@ -244,8 +327,8 @@ def main(argv=None):
     _add_eval(sub)
     pb = sub.add_parser("bench", help="time layers and train steps", add_help=False)
     pb.add_argument("rest", nargs=argparse.REMAINDER)
-    pg = sub.add_parser("gradcheck", help="check every layer and loss against finite differences")
-    pg.add_argument("--tol", type=float, default=1e-6, help="relative error allowed (default 1e-6)")
+    _add_gradcheck(sub)
+    _add_summary(sub)
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "bench":  # the benchmark harness parses its own arguments
@@ -256,7 +339,8 @@ def main(argv=None):
     from .io import CheckpointError  # noqa: PLC0415
 
     try:
-        handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck}[args.command]
+        handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck,
+                   "summary": _summary}[args.command]
         return handler(args) or 0
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)

@@ -32,11 +32,29 @@ from . import backend
 
 @dataclass
 class GradCheckEntry:
+    """One tensor's check.  ``index`` is the element where analytic and numeric
+    differ most (None when the check ran along random directions: then no single
+    element is to blame, and ``direction`` is the worst one's number, from 0);
+    ``analytic`` and ``numeric`` are the two values there."""
+
     name: str
     size: int
     mode: str  # "all" or "N dirs"
     rel_err: float
     abs_err: float
+    index: tuple | None = None
+    direction: int | None = None
+    analytic: float = float("nan")
+    numeric: float = float("nan")
+
+    @property
+    def where(self) -> str:
+        """``"[1, 0, 2]"`` (the worst element), or which random direction was worst."""
+        if self.index is not None:
+            return "[" + ", ".join(str(i) for i in self.index) + "]"
+        if self.direction is not None:
+            return f"random direction {self.direction + 1} of {self.mode.split()[0]}"
+        return "-"
 
 
 @dataclass
@@ -51,17 +69,23 @@ class GradReport:
         return max((e.rel_err for e in self.entries), default=0.0)
 
     def ok(self, tol: float = 1e-6) -> bool:
-        return all(e.rel_err <= tol for e in self.entries)
+        return not self.failures(tol)
 
     def assert_ok(self, tol: float = 1e-6):
         if not self.ok(tol):
             raise AssertionError(f"gradient check failed (tolerance {tol:g}):\n{self}")
         return self
 
+    def failures(self, tol: float = 1e-6) -> list:
+        """The entries whose relative error exceeds ``tol``."""
+        return [e for e in self.entries if not e.rel_err <= tol]
+
     def __str__(self):
-        lines = [f"{self.label}", f"  {'tensor':<14}{'size':>8}  {'checked':<9}{'rel err':>10}{'abs err':>10}"]
+        lines = [f"{self.label}", f"  {'tensor':<14}{'size':>8}  {'checked':<9}{'rel err':>10}{'abs err':>10}"
+                                  f"  worst at"]
         for e in self.entries:
-            lines.append(f"  {e.name:<14}{e.size:>8}  {e.mode:<9}{e.rel_err:>10.2e}{e.abs_err:>10.2e}")
+            lines.append(f"  {e.name:<14}{e.size:>8}  {e.mode:<9}{e.rel_err:>10.2e}{e.abs_err:>10.2e}"
+                         f"  {e.where}")
         return "\n".join(lines)
 
 
@@ -69,7 +93,10 @@ FLOOR = 1e-2
 
 
 def _numeric_vs_analytic(loss, u, grad, eps, max_elements, directions, rng):
-    """Compare ``grad`` (analytic dL/du) with central differences of ``loss()`` in ``u`` (edited in place)."""
+    """Compare ``grad`` (analytic dL/du) with central differences of ``loss()`` in ``u`` (edited in place).
+
+    Returns the fields of :class:`GradCheckEntry` after ``name`` and ``size``.
+    """
     xp = backend.get_xp(u)
     flat = u.reshape(-1)  # a view: editing it edits u
     g = backend.to_numpy(grad).reshape(-1)
@@ -100,10 +127,19 @@ def _numeric_vs_analytic(loss, u, grad, eps, max_elements, directions, rng):
             ana[d] = float(g @ e)
         u[...] = base
         mode = f"{directions} dirs"
-    abs_err = float(np.max(np.abs(ana - num))) if num.size else 0.0
+    if not num.size:
+        return mode, 0.0, 0.0, None, None, float("nan"), float("nan")
+    diff = np.abs(ana - num)
+    # a NaN anywhere is the worst place there is (argmax of NaN-free values otherwise)
+    worst = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
+    abs_err = float(np.max(diff))
     scale = max(float(np.max(np.abs(num), initial=0.0)), float(np.max(np.abs(ana), initial=0.0)))
     rel_err = abs_err / max(scale, FLOOR)
-    return mode, rel_err, abs_err
+    if mode == "all":
+        index, direction = tuple(int(i) for i in np.unravel_index(worst, u.shape)), None
+    else:
+        index, direction = None, worst
+    return mode, rel_err, abs_err, index, direction, float(ana[worst]), float(num[worst])
 
 
 def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=400, directions=12, seed=0,

@@ -27,6 +27,10 @@ class Dense(Layer):
     def fans(self):
         return self.in_features, self.out_features
 
+    def multiply_adds(self, in_shape) -> int:
+        """``in * out`` per sample: the GEMM ``x W``."""
+        return self.in_features * self.out_features
+
     def forward(self, x):
         self._check_float(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:

@@ -157,10 +157,12 @@ class Layer:
         """Called on each layer when it is put on another device (drop device-bound state)."""
 
     def __getstate__(self):
-        # a copy (deepcopy, pickle) starts unpacked: the flat buffers and the views into
-        # them would be copied apart from each other
+        # A copy (deepcopy, pickle) is a new layer: unpacked (the flat buffers and the views
+        # into them would be copied apart from each other) and with no forward to go back
+        # through (a conv's cache holds tens of MB of columns).
         state = self.__dict__.copy()
         state["_flat"] = None
+        state["_cache"] = None
         return state
 
     @property
@@ -214,6 +216,20 @@ class Layer:
 
     def num_params(self) -> int:
         return int(sum(layer.params[k].size for _, layer, k in self.named_parameters()))
+
+    def multiply_adds(self, in_shape) -> int:
+        """Multiply-adds per sample in this layer's own GEMMs, for one sample of ``in_shape``
+        (no batch).  0 here: layers without a GEMM, and containers (see :meth:`summary`)."""
+        return 0
+
+    def summary(self, input_shape, name=None, batch=2) -> str:
+        """A table of every layer: output shape, trainable parameters, multiply-adds per
+        sample, then the totals.  ``input_shape`` excludes the batch: ``(100,)``,
+        ``(1, 28, 28)``.  Returns the table as a string (print it); the model is left
+        untouched.  See :func:`minigan.nn.summary.summary`."""
+        from .summary import summary  # noqa: PLC0415 -- summary imports Sequential, a Layer
+
+        return summary(self, input_shape, name=name, batch=batch)
 
     # -- helpers for subclasses ----------------------------------------------
     def _add_param(self, name, value):

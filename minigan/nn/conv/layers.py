@@ -197,6 +197,12 @@ class Conv2D(_ConvBase):
         g = self.geometry(H, W)
         return g.Ho, g.Wo
 
+    def multiply_adds(self, in_shape) -> int:
+        """``Ho*Wo * (C*kh*kw) * O`` per sample: one column of K = C*kh*kw inputs times
+        ``Wm (O, K)`` for each of the Ho*Wo output pixels (padding taps included)."""
+        g = self._make_geometry(*in_shape[-2:])
+        return max(g.Ho, 0) * max(g.Wo, 0) * g.K * self.out_ch
+
     def forward(self, x):
         self._check_input(x)
         N, _, H, W = x.shape
@@ -272,6 +278,17 @@ class Conv2DTranspose(_ConvBase):
     def output_shape(self, H, W):
         g = self.geometry(H, W)
         return g.H, g.W
+
+    def multiply_adds(self, in_shape) -> int:
+        """``H*W * (in*kh*kw) * out`` per sample on an H x W input.
+
+        This layer is the adjoint of the conv ``(out, Ho, Wo) -> (in, H, W)``, which
+        costs H*W pixels * (out*kh*kw) taps * in channels.  The forward here is that
+        conv's dx GEMM, ``Wm^T (K, in) @ x (in, H*W)`` with K = out*kh*kw: the same
+        count (col2im then only sums the columns into place)."""
+        H, W = in_shape[-2:]
+        kh, kw = self.kernel_size
+        return H * W * self.in_ch * kh * kw * self.out_ch
 
     def forward(self, x):
         self._check_input(x)
