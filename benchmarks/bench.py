@@ -2,9 +2,10 @@
 
     python benchmarks/bench.py [--quick] [--batch 64 256] [--kernels numpy numba] [--no-torch]
 
-The logic lives in :mod:`minigan.bench` (so ``minigan bench`` works from an
-installed package); this script fixes the thread counts before NumPy, Numba
-and PyTorch are imported, then runs it.  See benchmarks/RESULTS.md.
+The harness is ``harness.py`` beside this file (PyTorch's side in
+``torch_reference.py``).  This script fixes the thread counts before NumPy,
+Numba and PyTorch are imported, applies :func:`minigan.tune_cpu`, then runs
+it.  See RESULTS.md.
 """
 import os
 import sys
@@ -15,7 +16,11 @@ if "--threads" in sys.argv:
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = THREADS
 
-from minigan import bench  # noqa: E402
+import minigan  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(bench.main(prog="python benchmarks/bench.py"))
+    tuned = minigan.tune_cpu()
+    import harness  # noqa: E402  (beside this file)
+
+    harness.TUNING = tuned
+    sys.exit(harness.main())

@@ -57,7 +57,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import __version__, backend, io, losses, optim, viz
+from .. import backend, io, losses, optim, viz
+from .._version import __version__
 from ..nn import BatchNorm, set_labels
 from . import models
 from .averaging import GeneratorAverage
