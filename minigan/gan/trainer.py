@@ -1,15 +1,8 @@
 """The GAN training loop, with pictures, logs and exact resume.
 
-One training step on a real batch ``x`` (B images) and noise ``z``::
-
-    fake = G(z)                                   one generator forward per step
-    D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward to D's weights only
-             (no dL/dx for the images); Adam on D
-    G step:  D frozen (no weight gradients); L_G = loss_g(D(fake));
-             dL/dfake = D.backward(...); G.backward_weights(dL/dfake); Adam on G
-
-When D has no BatchNorm (both seed networks), real and fake go through D as
-one batch of 2B: the same numbers as two passes, one pass of overhead.
+One training step, a D step and then a G step through the frozen D, is
+:func:`minigan.gan.step.gan_step`; the trainer runs it on batches in a seeded order,
+checks its losses, and writes logs, pictures, scores and checkpoints.
 
 On the 2-D mixtures (``dataset="ring"`` or ``"grid"``) the model is the
 PacGAN MLP pair (:mod:`minigan.gan.mixture_models`) and a step draws
@@ -58,10 +51,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import __version__, backend, io, losses, optim, viz
-from ..nn import BatchNorm, set_labels
+from ..nn import set_labels
 from . import models
 from .averaging import GeneratorAverage
 from .mixture_models import place_first_hyperplanes
+from .step import gan_step, joins_batches
 
 CHECKPOINT = "checkpoint.npz"
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
@@ -249,7 +243,7 @@ class Trainer:
             raise ValueError(f"{len(self.data)} training samples is fewer than one batch of "
                              f"{self.points_per_step}")
         self.steps_per_epoch = len(self.data) // self.points_per_step
-        self.joint_D = not any(isinstance(m, BatchNorm) for m in self.D.modules())
+        self.joint_D = joins_batches(self.D)  # real and fake through D as one batch
         self.progress = progress
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches done in the current epoch
@@ -276,12 +270,6 @@ class Trainer:
         return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
     # -- one step ----------------------------------------------------------------
-    def _d_output_stats(self, out):
-        o = backend.to_numpy(out).astype(np.float64)
-        if self.loss.name == "bce":
-            o = 1.0 / (1.0 + np.exp(-np.clip(o, -50, 50)))  # D(x) as a probability
-        return float(o.mean())
-
     def _check_finite(self, name, value):
         if not math.isfinite(value):
             ck = self.path(CHECKPOINT)
@@ -291,60 +279,22 @@ class Trainer:
                 f"training stopped and {kept}. Try a smaller --lr or another --loss.")
 
     def train_step(self, real, z, y_real=None, y_fake=None):
-        """One D step and one G step; returns the step's numbers.
+        """One D step and one G step (:func:`minigan.gan.step.gan_step`); returns the step's
+        numbers ``{"d_loss", "d_real", "d_fake", "g_loss"}``.
 
         A conditional model takes the real batch's labels ``y_real`` and the labels
-        ``y_fake`` the generator is asked for (arrays of ints in 0..9).
+        ``y_fake`` the generator is asked for (arrays of ints in 0..9).  A non-finite loss
+        raises :class:`TrainingDiverged` before the optimizer step it would drive.
         """
-        G, D, L, xp = self.G, self.D, self.loss, self.xp
-        cond = self.config.conditional
-        if cond and (y_real is None or y_fake is None):
-            raise ValueError("a conditional model's train_step needs y_real and y_fake")
-        if cond:
-            set_labels(G, y_fake)
-        fake = G.forward(z)
-
-        D.zero_grad()
-        if self.joint_D:
-            if cond:
-                set_labels(D, xp.concatenate([xp.asarray(y_real), xp.asarray(y_fake)]))
-            out = D.forward(xp.concatenate([real, fake]))
-            half = out.shape[0] // 2  # B rows each (B*m samples each when D packs m)
-            out_real, out_fake = out[:half], out[half:]
-            l_real, g_real = L.d_real(out_real)
-            l_fake, g_fake = L.d_fake(out_fake)
-            D.backward_weights(xp.concatenate([g_real, g_fake]))
+        if self.config.conditional:
+            if y_real is None or y_fake is None:
+                raise ValueError("a conditional model's train_step needs y_real and y_fake")
         else:
-            if cond:
-                set_labels(D, y_real)
-            out_real = D.forward(real)
-            l_real, g_real = L.d_real(out_real)
-            D.backward_weights(g_real)
-            if cond:
-                set_labels(D, y_fake)
-            out_fake = D.forward(fake)
-            l_fake, g_fake = L.d_fake(out_fake)
-            D.backward_weights(g_fake)
-        d_loss = l_real + l_fake
-        self._check_finite("the discriminator loss", d_loss)
-        stats = {"d_loss": d_loss, "d_real": self._d_output_stats(out_real),
-                 "d_fake": self._d_output_stats(out_fake)}
-        self.opt_D.step()
-
-        G.zero_grad()
-        D.trainable = False
-        if cond:
-            set_labels(D, y_fake)
-        try:
-            g_loss, g_out = L.g(D.forward(fake))
-            self._check_finite("the generator loss", g_loss)
-            G.backward_weights(D.backward(g_out))  # the noise needs no gradient
-        finally:
-            D.trainable = True
-        self.opt_G.step()
+            y_real = y_fake = None
+        stats = gan_step(self.G, self.D, self.opt_G, self.opt_D, self.loss, real, z, y_real, y_fake,
+                         joint=self.joint_D, check=self._check_finite)
         if self.ema is not None:
             self.ema.update()
-        stats["g_loss"] = g_loss
         return stats
 
     # -- checkpoints ---------------------------------------------------------------
