@@ -71,6 +71,7 @@ def _add_train(sub):
 
 def _train(args):
     from .gan.config import CHECKPOINT, ConfigError, run_config  # noqa: PLC0415
+    from .gan.run_log import remove_logs  # noqa: PLC0415
     from .gan.trainer import Trainer  # noqa: PLC0415
 
     if args.mnist_dir:
@@ -88,9 +89,7 @@ def _train(args):
         raise SystemExit(f"minigan train: {e}") from None
     out, ck = cfg.out, os.path.join(cfg.out, CHECKPOINT)
     if not args.resume:
-        for name in ("log.csv", "gradients.csv", "eval.csv"):  # a new run starts new logs
-            if os.path.exists(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
+        remove_logs(out)  # a new run starts new logs
     trainer = Trainer(cfg, progress=not args.quiet)
     if args.resume:
         trainer.restore(ck)

@@ -1,8 +1,9 @@
-"""The GAN training loop, with pictures, logs and exact resume.
+"""The GAN training loop, with checkpoints, scores and exact resume.
 
-One training step, a D step and then a G step through the frozen D, is
-:func:`minigan.gan.step.gan_step`; the trainer runs it on batches in a seeded order,
-checks its losses, and writes logs, pictures, scores and checkpoints.
+The trainer wires three rooms together: the step (:mod:`minigan.gan.step`: one D
+step and one G step), the configuration (:mod:`minigan.gan.config`: every default
+and check) and the run's logs and pictures (:mod:`minigan.gan.run_log`).  What it
+keeps is the loop over epochs and batches, the checkpoints and the scores.
 
 On the 2-D mixtures (``dataset="ring"`` or ``"grid"``) the model is the
 PacGAN MLP pair (:mod:`minigan.gan.mixture_models`) and a step draws
@@ -39,9 +40,7 @@ resumed ends with exactly the weights of a run that never stopped.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -49,20 +48,17 @@ import time
 
 import numpy as np
 
-from .. import __version__, backend, io, losses, optim, viz
+from .. import __version__, backend, io, losses, optim
 from ..nn import set_labels
 from . import models
 from .averaging import GeneratorAverage
 from .config import (CHECKPOINT, CONDITIONAL_DEFAULTS, DATASETS, MIXTURE_DEFAULTS,  # noqa: F401
                      MODEL_DEFAULTS, TrainConfig)
 from .mixture_models import place_first_hyperplanes
+from .run_log import EVAL_LIVE_LOG, EVAL_LOG, GRID_COLUMNS, LOG_COLUMNS, RunLog  # noqa: F401
 from .step import gan_step, joins_batches
 
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
-LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
-EVAL_LOG = "eval.csv"
-EVAL_LIVE_LOG = "eval_live.csv"  # with g_ema: the live generator's scores, beside the average's
-GRID_COLUMNS = 8  # samples per digit row in a conditional model's grid
 MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
 
 
@@ -140,6 +136,7 @@ class Trainer:
                              f"{self.points_per_step}")
         self.steps_per_epoch = len(self.data) // self.points_per_step
         self.joint_D = joins_batches(self.D)  # real and fake through D as one batch
+        self.run_log = RunLog(cfg)
         self.progress = progress
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches done in the current epoch
@@ -159,7 +156,7 @@ class Trainer:
 
     # -- paths -----------------------------------------------------------------
     def path(self, *parts):
-        return os.path.join(self.config.out, *parts)
+        return self.run_log.path(*parts)
 
     @property
     def global_step(self):
@@ -234,46 +231,11 @@ class Trainer:
                 f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
                 f"and {self.steps_per_epoch} steps")
         self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self._truncate_logs(self.global_step)
+        self.run_log.truncate(self.global_step)
         io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
 
-    # -- logs and pictures -----------------------------------------------------------
-    def _truncate_logs(self, upto_step):
-        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
-        for name in ("log.csv", "gradients.csv", EVAL_LOG, EVAL_LIVE_LOG):
-            p = self.path(name)
-            if not os.path.exists(p):
-                continue
-            with open(p, newline="") as f:
-                rows = list(csv.reader(f))
-            if not rows:
-                continue
-            header, body = rows[0], rows[1:]
-            i = header.index("step")
-            keep = [r for r in body if len(r) == len(header) and int(r[i]) <= upto_step]
-            with open(p, "w", newline="") as f:
-                csv.writer(f).writerows([header] + keep)
-
-    def _append(self, name, header, rows):
-        p = self.path(name)
-        new = not os.path.exists(p)
-        with open(p, "a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(header)
-            w.writerows(rows)
-
-    def _log(self, stats, seconds):
-        row = [self.epoch + 1, self.global_step, stats["d_loss"], stats["g_loss"], stats["d_real"],
-               stats["d_fake"], round(seconds, 3)]
-        self._append("log.csv", LOG_COLUMNS, [row])
-        grads = []
-        for mname, model in (("G", self.G), ("D", self.D)):
-            for pname, norm in viz.gradient_norms(model).items():
-                grads.append([self.global_step, mname, pname, norm])
-        self._append("gradients.csv", ["step", "model", "param", "norm"], grads)
-
+    # -- pictures ----------------------------------------------------------------------
     def generate(self, z, labels=None):
         """Output of the :meth:`drawing_generator` for noise ``z`` (and digit ``labels`` if
         conditional) in eval mode."""
@@ -288,35 +250,9 @@ class Trainer:
             G.train(was_training)
 
     def pictures(self):
-        """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow."""
-        cfg = self.config
-        grid = self.path("samples", f"epoch_{self.epoch:03d}.png")
-        if cfg.is_mixture:
-            from ..data import MIXTURES, mode_stats  # noqa: PLC0415
-
-            pts = backend.to_numpy(self.generate(self.fixed_noise))
-            s = mode_stats(pts, cfg.dataset)
-            title = (f"{cfg.dataset}, pack {cfg.pack}, epoch {self.epoch}: {s['modes_covered']}/"
-                     f"{len(s['counts'])} modes, {100 * s['high_quality']:.1f}% high quality, "
-                     f"KL {s['reverse_kl']:.3f}")
-            mix = MIXTURES[cfg.dataset]
-            viz.plot_points(pts, mix.modes, grid, std=mix.std, title=title)
-            viz.plot_points(pts, mix.modes, self.path("samples.png"), std=mix.std, title=title)
-        else:
-            imgs = self.generate(self.fixed_noise, self.fixed_labels)
-            if cfg.conditional:
-                kw = {"nrow": GRID_COLUMNS, "row_labels": list(range(models.NUM_CLASSES)),
-                      "title": f"conditional {cfg.model}, epoch {self.epoch}"}
-            else:
-                kw = {"title": f"{cfg.model}, epoch {self.epoch}"}
-            viz.save_image_grid(imgs, grid, **kw)
-            viz.save_image_grid(imgs, self.path("samples.png"), **kw)
-        if os.path.exists(self.path("log.csv")):
-            viz.plot_losses(self.path("log.csv"), self.path("losses.png"), x="step")
-        if os.path.exists(self.path("gradients.csv")):
-            with open(self.path("gradients.csv"), newline="") as f:
-                viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"))
-        return grid
+        """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow
+        (:meth:`minigan.gan.run_log.RunLog.pictures`); returns the epoch's picture."""
+        return self.run_log.pictures(self.epoch, self.generate(self.fixed_noise, self.fixed_labels))
 
     # -- scores ----------------------------------------------------------------------
     def wants_eval(self) -> bool:
@@ -366,9 +302,7 @@ class Trainer:
 
     def fit(self, log=print):
         cfg = self.config
-        os.makedirs(cfg.out, exist_ok=True)
-        with open(self.path("config.json"), "w") as f:
-            json.dump(dataclasses.asdict(cfg), f, indent=2)
+        self.run_log.write_config()
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         rng = backend.global_rng
@@ -400,7 +334,8 @@ class Trainer:
                     sums, count = {}, 0
                     bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
                                     refresh=False)
-                    self._log(stats, time.perf_counter() - t0)
+                    self.run_log.log_step(self.epoch + 1, self.global_step, stats, time.perf_counter() - t0,
+                                          {"G": self.G, "D": self.D})
                 if self.step_in_epoch % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
                     self.save()
             bar.close()
