@@ -1,8 +1,10 @@
-"""The DCGAN of the TensorFlow tutorial, trained by a loop written out by hand.
+"""The DCGAN of the TensorFlow tutorial, built layer by layer and trained with minigan's GAN step.
 
     python examples/dcgan_by_hand.py --epochs 1
 
-Every layer is a minigan layer; every forward and backward call is below.
+Every layer is a minigan layer.  Each step is :func:`minigan.gan.step.gan_step`: a D
+step on the real and the fake batch, then a G step through the frozen D;
+``examples/mlp_gan_by_hand.py`` writes such a step out call by call.
 """
 import argparse
 import time
@@ -12,6 +14,7 @@ import numpy as np
 import minigan
 from minigan import losses, nn, optim, viz
 from minigan.data import load_mnist
+from minigan.gan.step import gan_step
 
 p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=1)
@@ -39,6 +42,7 @@ nn.init.apply(G, "dcgan")                                # N(0, 0.02), as in the
 nn.init.apply(D, "dcgan")
 opt_G = optim.Adam(G, lr=2e-4, betas=(0.5, 0.999))
 opt_D = optim.Adam(D, lr=2e-4, betas=(0.5, 0.999))
+loss = losses.GANLoss("bce")                             # D: real -> 1, fake -> 0; G: non-saturating
 
 images, _ = load_mnist("train")
 X = (images.astype(np.float32) / 127.5 - 1.0).reshape(-1, 1, 28, 28)
@@ -50,23 +54,10 @@ for epoch in range(1, args.epochs + 1):
     order = rng.permutation(len(X))
     for i in range(steps):
         real = X[order[i * B:(i + 1) * B]]
-        fake = G.forward(rng.standard_normal((B, 100)).astype(np.float32))
-
-        D.zero_grad()
-        loss_real, d_out = losses.bce_with_logits(D.forward(real), 1.0)
-        D.backward(d_out)
-        loss_fake, d_out = losses.bce_with_logits(D.forward(fake), 0.0)
-        D.backward(d_out)
-        opt_D.step()
-
-        G.zero_grad()
-        D.trainable = False                              # dL/dx only, no weight gradients
-        loss_g, d_out = losses.generator_nonsaturating(D.forward(fake))
-        G.backward(D.backward(d_out))
-        D.trainable = True
-        opt_G.step()
+        z = rng.standard_normal((B, 100)).astype(np.float32)
+        stats = gan_step(G, D, opt_G, opt_D, loss, real, z)   # one D step, then one G step
         if i % 100 == 0:
-            print(f"epoch {epoch} step {i}/{steps}: D {loss_real + loss_fake:.3f}  G {loss_g:.3f}")
+            print(f"epoch {epoch} step {i}/{steps}: D {stats['d_loss']:.3f}  G {stats['g_loss']:.3f}")
     print(f"epoch {epoch}: {time.perf_counter() - t0:.1f} s")
 
 G.eval()                                                 # BatchNorm uses its running statistics

@@ -4,6 +4,11 @@
 
 G: Dense 100->128, LeakyReLU, Dense 128->784, Tanh.  D: Dense 784->128,
 LeakyReLU, Dense 128->1 (a logit; the sigmoid lives in the loss).
+
+The loop stays written out on purpose, one call at a time.  The trainer's step,
+:func:`minigan.gan.step.gan_step`, packages the same D step and G step, with two
+refinements: real and fake share one pass through a D without BatchNorm, and D's
+weight gradients come without dL/dx for the images (``backward_weights``).
 """
 import argparse
 import time

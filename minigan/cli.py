@@ -77,53 +77,26 @@ def _add_train(sub):
 
 
 def _train(args):
-    from .gan.trainer import CHECKPOINT, Trainer, TrainConfig  # noqa: PLC0415
-    from .io import read_checkpoint_meta  # noqa: PLC0415
+    from .gan.config import CHECKPOINT, ConfigError, run_config  # noqa: PLC0415
+    from .gan.run_log import remove_logs  # noqa: PLC0415
+    from .gan.trainer import Trainer  # noqa: PLC0415
 
     if args.mnist_dir:
         os.environ["MINIGAN_MNIST_DIR"] = args.mnist_dir
     given = {k: v for k, v in {
-        "model": args.model, "loss": args.loss, "epochs": args.epochs, "batch_size": args.batch_size,
-        "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2, "device": args.device,
-        "seed": args.seed, "out": args.out, "limit": args.limit,
+        "dataset": args.dataset, "model": args.model, "loss": args.loss, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2,
+        "device": args.device, "seed": args.seed, "out": args.out, "limit": args.limit,
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
         "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init, "g_ema": args.g_ema,
         "eval_every": args.eval_every, "conditional": args.conditional}.items() if v is not None}
-    if args.eval_every is not None and args.eval_every < 0:
-        raise SystemExit(f"minigan train: --eval-every must be >= 0, got {args.eval_every}")
-    dataset = args.dataset
-    if args.resume and dataset is None:
-        ck0 = os.path.join(given.get("out") or "", CHECKPOINT)
-        if given.get("out") and os.path.exists(ck0):
-            dataset = read_checkpoint_meta(ck0).get("dataset")
-    dataset = dataset or "mnist"
-    if dataset == "mnist":
-        prefix = "c" if given.get("conditional") else ""  # runs/cdcgan, runs/cmlp
-        default_out = os.path.join("runs", prefix + given.get("model", "dcgan"))
-    else:
-        default_out = os.path.join("runs", f"{dataset}-pack{given.get('pack', 1)}")
-    out = given.get("out") or default_out
-    given["out"] = out
-    ck = os.path.join(out, CHECKPOINT)
-    if args.resume:
-        if not os.path.exists(ck):
-            raise SystemExit(f"minigan train: --resume, but there is no checkpoint at {ck}")
-        saved = read_checkpoint_meta(ck).get("config", {})
-        saved.setdefault("dataset", "mnist")
-        given["dataset"] = dataset
-        if "conditional" in given and not saved.get("conditional", False):
-            raise SystemExit(f"minigan train: the checkpoint in {out} holds an unconditional model; "
-                             f"drop --conditional to resume it")
-        for key in ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack"):
-            if key in given and key in saved and given[key] != saved[key]:
-                raise SystemExit(f"minigan train: the checkpoint in {out} was trained with "
-                                 f"{key}={saved[key]!r}, not {given[key]!r}")
-        cfg = TrainConfig.from_dict({**saved, **given})
-    else:
-        cfg = TrainConfig.for_dataset(dataset, **given)
-        for name in ("log.csv", "gradients.csv", "eval.csv"):  # a new run starts new logs
-            if os.path.exists(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
+    try:
+        cfg = run_config(given, resume=args.resume)
+    except ConfigError as e:
+        raise SystemExit(f"minigan train: {e}") from None
+    out, ck = cfg.out, os.path.join(cfg.out, CHECKPOINT)
+    if not args.resume:
+        remove_logs(out)  # a new run starts new logs
     trainer = Trainer(cfg, progress=not args.quiet)
     if args.resume:
         trainer.restore(ck)

@@ -1,15 +1,9 @@
-"""The GAN training loop, with pictures, logs and exact resume.
+"""The GAN training loop, with checkpoints, scores and exact resume.
 
-One training step on a real batch ``x`` (B images) and noise ``z``::
-
-    fake = G(z)                                   one generator forward per step
-    D step:  L_D = loss_real(D(x)) + loss_fake(D(fake));  backward to D's weights only
-             (no dL/dx for the images); Adam on D
-    G step:  D frozen (no weight gradients); L_G = loss_g(D(fake));
-             dL/dfake = D.backward(...); G.backward_weights(dL/dfake); Adam on G
-
-When D has no BatchNorm (both seed networks), real and fake go through D as
-one batch of 2B: the same numbers as two passes, one pass of overhead.
+The trainer wires three rooms together: the step (:mod:`minigan.gan.step`: one D
+step and one G step), the configuration (:mod:`minigan.gan.config`: every default
+and check) and the run's logs and pictures (:mod:`minigan.gan.run_log`).  What it
+keeps is the loop over epochs and batches, the checkpoints and the scores.
 
 On the 2-D mixtures (``dataset="ring"`` or ``"grid"``) the model is the
 PacGAN MLP pair (:mod:`minigan.gan.mixture_models`) and a step draws
@@ -46,139 +40,31 @@ resumed ends with exactly the weights of a run that never stopped.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
-from .. import backend, io, losses, optim, viz
+from .. import backend, io, losses, optim
 from .._version import __version__
-from ..nn import BatchNorm, set_labels
+from ..nn import set_labels
 from . import models
 from .averaging import GeneratorAverage
+from .config import (CHECKPOINT, CONDITIONAL_DEFAULTS, DATASETS, MIXTURE_DEFAULTS,  # noqa: F401
+                     MODEL_DEFAULTS, TrainConfig)
 from .mixture_models import place_first_hyperplanes
+from .run_log import EVAL_LIVE_LOG, EVAL_LOG, GRID_COLUMNS, LOG_COLUMNS, RunLog  # noqa: F401
+from .step import gan_step, joins_batches
 
-CHECKPOINT = "checkpoint.npz"
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
-LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
-EVAL_LOG = "eval.csv"
-EVAL_LIVE_LOG = "eval_live.csv"  # with g_ema: the live generator's scores, beside the average's
-GRID_COLUMNS = 8  # samples per digit row in a conditional model's grid
-DATASETS = ("mnist", "ring", "grid")
 MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
-# Defaults that differ on the 2-D mixtures: PacGAN's batch of 100; Adam at 2e-4 (PacGAN: 1e-4)
-# falling linearly over 15 epochs, which fits a 5-seed sweep into a CPU budget (docs/metrics.md).
-MIXTURE_DEFAULTS = {"batch_size": 100, "lr": 2e-4, "lr_decay": "linear", "beta1": 0.5, "beta2": 0.999,
-                    "epochs": 15, "eval_every": 1}
-# The MLP GAN's epoch takes about 2 s here against the DCGAN's 3.3 minutes: its
-# default budget is 30 epochs, about a minute, the DCGAN's 2 (README, "Figures").
-MODEL_DEFAULTS = {"mlp": {"epochs": 30}}
-# A conditional DCGAN must also draw the digit it is asked for, which takes longer than
-# drawing some digit: of its samples, the share the classifier reads as the requested
-# digit was 52% after 2 epochs, 83% after 4, 93% after 6, 94.9% after 8, 95.9% after 10
-# (docs/conditional.md).  So its default is 10 epochs (about 55 minutes on 2 cores); the
-# conditional MLP keeps the MLP's 30.
-CONDITIONAL_DEFAULTS = {"dcgan": {"epochs": 10}}
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig:
-    model: str = ""  # "" picks the dataset's default: "dcgan" on MNIST, "mlp2d" on a 2-D mixture
-    loss: str = "bce"
-    epochs: int = 2
-    batch_size: int = 64
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    device: str = "cpu"
-    seed: int = 0
-    out: str = "runs/dcgan"
-    limit: int = 0  # use only the first `limit` training images (0: all)
-    log_every: int = 50  # steps between log rows and gradient-norm records
-    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
-    n_samples: int = 64  # images in each sample grid
-    dataset: str = "mnist"  # "mnist", "ring" or "grid"
-    pack: int = 1  # PacGAN packing degree of the discriminator (2-D mixtures only)
-    eval_every: int = 0  # epochs between scores written to eval.csv (0: never)
-    lr_d: float = 0.0  # the discriminator's learning rate (0: the same as lr)
-    lr_decay: str = "none"  # "linear": both rates fall linearly over the epochs, to 1/epochs of their start
-    conditional: bool = False  # class-conditional G and D (MNIST only)
-    # "data": the mixture D's first-layer hyperplanes start through random points of the
-    # training data's bounding box instead of all through the origin (zero biases)
-    d_bias_init: str = "zeros"
-    # decay d of an exponential moving average of G's weights (0: none); with d > 0 the
-    # average is what is scored, drawn and sampled (minigan.gan.averaging)
-    g_ema: float = 0.0
-
-    @property
-    def is_mixture(self) -> bool:
-        return self.dataset in ("ring", "grid")
-
-    def validate(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {list(DATASETS)}")
-        if not self.model:
-            self.model = models.MIXTURE_MODEL if self.is_mixture else "dcgan"
-        if self.model not in models.MODELS:
-            raise ValueError(f"unknown model {self.model!r}; choose from {models.MODELS}")
-        if self.is_mixture != (self.model == models.MIXTURE_MODEL):
-            raise ValueError(f"model {self.model!r} does not fit dataset {self.dataset!r}: the 2-D "
-                             f"mixtures use {models.MIXTURE_MODEL!r}, MNIST uses 'mlp' or 'dcgan'")
-        if self.conditional and self.is_mixture:
-            raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
-        if self.pack < 1:
-            raise ValueError(f"pack must be at least 1, got {self.pack}")
-        if self.d_bias_init not in ("zeros", "data"):
-            raise ValueError(f"d-bias-init must be 'zeros' or 'data', got {self.d_bias_init!r}")
-        if self.d_bias_init == "data" and not self.is_mixture:
-            raise ValueError("--d-bias-init data is implemented for the 2-D mixtures (ring, grid) only")
-        if self.pack > 1 and not self.is_mixture:
-            raise ValueError("--pack is implemented for the 2-D mixtures (ring, grid) only")
-        if self.eval_every < 0:
-            raise ValueError(f"eval-every must be >= 0, got {self.eval_every}")
-        if not 0.0 <= self.g_ema < 1.0:
-            raise ValueError(f"g-ema must lie in [0, 1) (0: no averaging; e.g. 0.999), got {self.g_ema}")
-        losses.GANLoss(self.loss)
-        for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.lr_decay not in ("none", "linear"):
-            raise ValueError(f"lr-decay must be 'none' or 'linear', got {self.lr_decay!r}")
-        if self.lr_d < 0:
-            raise ValueError(f"lr-d must be positive (or 0 for the same as lr), got {self.lr_d}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
-        if self.limit < 0:
-            raise ValueError(f"limit must be >= 0, got {self.limit}")
-        self.device = backend.normalize_device(self.device)
-        return self
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    @classmethod
-    def for_dataset(cls, dataset: str = "mnist", **given) -> "TrainConfig":
-        """A config with ``dataset``'s defaults (PacGAN's on the mixtures), overridden by ``given``."""
-        model = given.get("model") or ("" if dataset in ("ring", "grid") else "dcgan")
-        base = (dict(MIXTURE_DEFAULTS) if dataset in ("ring", "grid")
-                else dict(MODEL_DEFAULTS.get(model, {})))
-        if given.get("conditional"):
-            base.update(CONDITIONAL_DEFAULTS.get(model, {}))
-        return cls.from_dict({**base, **given, "dataset": dataset})
 
 
 def mnist_images(model: str, limit: int = 0, labels: bool = False):
@@ -250,7 +136,8 @@ class Trainer:
             raise ValueError(f"{len(self.data)} training samples is fewer than one batch of "
                              f"{self.points_per_step}")
         self.steps_per_epoch = len(self.data) // self.points_per_step
-        self.joint_D = not any(isinstance(m, BatchNorm) for m in self.D.modules())
+        self.joint_D = joins_batches(self.D)  # real and fake through D as one batch
+        self.run_log = RunLog(cfg)
         self.progress = progress
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # batches done in the current epoch
@@ -270,19 +157,13 @@ class Trainer:
 
     # -- paths -----------------------------------------------------------------
     def path(self, *parts):
-        return os.path.join(self.config.out, *parts)
+        return self.run_log.path(*parts)
 
     @property
     def global_step(self):
         return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
     # -- one step ----------------------------------------------------------------
-    def _d_output_stats(self, out):
-        o = backend.to_numpy(out).astype(np.float64)
-        if self.loss.name == "bce":
-            o = 1.0 / (1.0 + np.exp(-np.clip(o, -50, 50)))  # D(x) as a probability
-        return float(o.mean())
-
     def _check_finite(self, name, value):
         if not math.isfinite(value):
             ck = self.path(CHECKPOINT)
@@ -292,60 +173,22 @@ class Trainer:
                 f"training stopped and {kept}. Try a smaller --lr or another --loss.")
 
     def train_step(self, real, z, y_real=None, y_fake=None):
-        """One D step and one G step; returns the step's numbers.
+        """One D step and one G step (:func:`minigan.gan.step.gan_step`); returns the step's
+        numbers ``{"d_loss", "d_real", "d_fake", "g_loss"}``.
 
         A conditional model takes the real batch's labels ``y_real`` and the labels
-        ``y_fake`` the generator is asked for (arrays of ints in 0..9).
+        ``y_fake`` the generator is asked for (arrays of ints in 0..9).  A non-finite loss
+        raises :class:`TrainingDiverged` before the optimizer step it would drive.
         """
-        G, D, L, xp = self.G, self.D, self.loss, self.xp
-        cond = self.config.conditional
-        if cond and (y_real is None or y_fake is None):
-            raise ValueError("a conditional model's train_step needs y_real and y_fake")
-        if cond:
-            set_labels(G, y_fake)
-        fake = G.forward(z)
-
-        D.zero_grad()
-        if self.joint_D:
-            if cond:
-                set_labels(D, xp.concatenate([xp.asarray(y_real), xp.asarray(y_fake)]))
-            out = D.forward(xp.concatenate([real, fake]))
-            half = out.shape[0] // 2  # B rows each (B*m samples each when D packs m)
-            out_real, out_fake = out[:half], out[half:]
-            l_real, g_real = L.d_real(out_real)
-            l_fake, g_fake = L.d_fake(out_fake)
-            D.backward_weights(xp.concatenate([g_real, g_fake]))
+        if self.config.conditional:
+            if y_real is None or y_fake is None:
+                raise ValueError("a conditional model's train_step needs y_real and y_fake")
         else:
-            if cond:
-                set_labels(D, y_real)
-            out_real = D.forward(real)
-            l_real, g_real = L.d_real(out_real)
-            D.backward_weights(g_real)
-            if cond:
-                set_labels(D, y_fake)
-            out_fake = D.forward(fake)
-            l_fake, g_fake = L.d_fake(out_fake)
-            D.backward_weights(g_fake)
-        d_loss = l_real + l_fake
-        self._check_finite("the discriminator loss", d_loss)
-        stats = {"d_loss": d_loss, "d_real": self._d_output_stats(out_real),
-                 "d_fake": self._d_output_stats(out_fake)}
-        self.opt_D.step()
-
-        G.zero_grad()
-        D.trainable = False
-        if cond:
-            set_labels(D, y_fake)
-        try:
-            g_loss, g_out = L.g(D.forward(fake))
-            self._check_finite("the generator loss", g_loss)
-            G.backward_weights(D.backward(g_out))  # the noise needs no gradient
-        finally:
-            D.trainable = True
-        self.opt_G.step()
+            y_real = y_fake = None
+        stats = gan_step(self.G, self.D, self.opt_G, self.opt_D, self.loss, real, z, y_real, y_fake,
+                         joint=self.joint_D, check=self._check_finite)
         if self.ema is not None:
             self.ema.update()
-        stats["g_loss"] = g_loss
         return stats
 
     # -- checkpoints ---------------------------------------------------------------
@@ -389,46 +232,11 @@ class Trainer:
                 f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
                 f"and {self.steps_per_epoch} steps")
         self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self._truncate_logs(self.global_step)
+        self.run_log.truncate(self.global_step)
         io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
 
-    # -- logs and pictures -----------------------------------------------------------
-    def _truncate_logs(self, upto_step):
-        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
-        for name in ("log.csv", "gradients.csv", EVAL_LOG, EVAL_LIVE_LOG):
-            p = self.path(name)
-            if not os.path.exists(p):
-                continue
-            with open(p, newline="") as f:
-                rows = list(csv.reader(f))
-            if not rows:
-                continue
-            header, body = rows[0], rows[1:]
-            i = header.index("step")
-            keep = [r for r in body if len(r) == len(header) and int(r[i]) <= upto_step]
-            with open(p, "w", newline="") as f:
-                csv.writer(f).writerows([header] + keep)
-
-    def _append(self, name, header, rows):
-        p = self.path(name)
-        new = not os.path.exists(p)
-        with open(p, "a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(header)
-            w.writerows(rows)
-
-    def _log(self, stats, seconds):
-        row = [self.epoch + 1, self.global_step, stats["d_loss"], stats["g_loss"], stats["d_real"],
-               stats["d_fake"], round(seconds, 3)]
-        self._append("log.csv", LOG_COLUMNS, [row])
-        grads = []
-        for mname, model in (("G", self.G), ("D", self.D)):
-            for pname, norm in viz.gradient_norms(model).items():
-                grads.append([self.global_step, mname, pname, norm])
-        self._append("gradients.csv", ["step", "model", "param", "norm"], grads)
-
+    # -- pictures ----------------------------------------------------------------------
     def generate(self, z, labels=None):
         """Output of the :meth:`drawing_generator` for noise ``z`` (and digit ``labels`` if
         conditional) in eval mode."""
@@ -443,35 +251,9 @@ class Trainer:
             G.train(was_training)
 
     def pictures(self):
-        """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow."""
-        cfg = self.config
-        grid = self.path("samples", f"epoch_{self.epoch:03d}.png")
-        if cfg.is_mixture:
-            from ..data import MIXTURES, mode_stats  # noqa: PLC0415
-
-            pts = backend.to_numpy(self.generate(self.fixed_noise))
-            s = mode_stats(pts, cfg.dataset)
-            title = (f"{cfg.dataset}, pack {cfg.pack}, epoch {self.epoch}: {s['modes_covered']}/"
-                     f"{len(s['counts'])} modes, {100 * s['high_quality']:.1f}% high quality, "
-                     f"KL {s['reverse_kl']:.3f}")
-            mix = MIXTURES[cfg.dataset]
-            viz.plot_points(pts, mix.modes, grid, std=mix.std, title=title)
-            viz.plot_points(pts, mix.modes, self.path("samples.png"), std=mix.std, title=title)
-        else:
-            imgs = self.generate(self.fixed_noise, self.fixed_labels)
-            if cfg.conditional:
-                kw = {"nrow": GRID_COLUMNS, "row_labels": list(range(models.NUM_CLASSES)),
-                      "title": f"conditional {cfg.model}, epoch {self.epoch}"}
-            else:
-                kw = {"title": f"{cfg.model}, epoch {self.epoch}"}
-            viz.save_image_grid(imgs, grid, **kw)
-            viz.save_image_grid(imgs, self.path("samples.png"), **kw)
-        if os.path.exists(self.path("log.csv")):
-            viz.plot_losses(self.path("log.csv"), self.path("losses.png"), x="step")
-        if os.path.exists(self.path("gradients.csv")):
-            with open(self.path("gradients.csv"), newline="") as f:
-                viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"))
-        return grid
+        """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow
+        (:meth:`minigan.gan.run_log.RunLog.pictures`); returns the epoch's picture."""
+        return self.run_log.pictures(self.epoch, self.generate(self.fixed_noise, self.fixed_labels))
 
     # -- scores ----------------------------------------------------------------------
     def wants_eval(self) -> bool:
@@ -521,9 +303,7 @@ class Trainer:
 
     def fit(self, log=print):
         cfg = self.config
-        os.makedirs(cfg.out, exist_ok=True)
-        with open(self.path("config.json"), "w") as f:
-            json.dump(dataclasses.asdict(cfg), f, indent=2)
+        self.run_log.write_config()
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         rng = backend.global_rng
@@ -555,7 +335,8 @@ class Trainer:
                     sums, count = {}, 0
                     bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
                                     refresh=False)
-                    self._log(stats, time.perf_counter() - t0)
+                    self.run_log.log_step(self.epoch + 1, self.global_step, stats, time.perf_counter() - t0,
+                                          {"G": self.G, "D": self.D})
                 if self.step_in_epoch % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
                     self.save()
             bar.close()

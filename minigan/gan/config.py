@@ -1,0 +1,184 @@
+"""The configuration of a training run: every default and every check in one place.
+
+:class:`TrainConfig` holds the options; :meth:`TrainConfig.validate` checks them and
+fills in the model a dataset implies; :meth:`TrainConfig.for_dataset` applies the
+defaults that depend on the dataset, the model and ``conditional``.  :func:`run_config`
+builds the config of a run from the options a user gave (the ``minigan train``
+options): a new run gets those defaults and a default output folder, a resumed run
+gets the config saved in its checkpoint with the given options on top, and refuses
+options that would change what the checkpoint's weights and position mean.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from .. import backend, losses
+from ..io import read_checkpoint_meta
+from . import models
+
+CHECKPOINT = "checkpoint.npz"  # in the run folder; a resumed run reads its config from it
+DATASETS = ("mnist", "ring", "grid")
+# Defaults that differ on the 2-D mixtures: PacGAN's batch of 100; Adam at 2e-4 (PacGAN: 1e-4)
+# falling linearly over 15 epochs, which fits a 5-seed sweep into a CPU budget (docs/metrics.md).
+MIXTURE_DEFAULTS = {"batch_size": 100, "lr": 2e-4, "lr_decay": "linear", "beta1": 0.5, "beta2": 0.999,
+                    "epochs": 15, "eval_every": 1}
+# The MLP GAN's epoch takes about 2 s here against the DCGAN's 3.3 minutes: its
+# default budget is 30 epochs, about a minute, the DCGAN's 2 (README, "Figures").
+MODEL_DEFAULTS = {"mlp": {"epochs": 30}}
+# A conditional DCGAN must also draw the digit it is asked for, which takes longer than
+# drawing some digit: of its samples, the share the classifier reads as the requested
+# digit was 52% after 2 epochs, 83% after 4, 93% after 6, 94.9% after 8, 95.9% after 10
+# (docs/conditional.md).  So its default is 10 epochs (about 55 minutes on 2 cores); the
+# conditional MLP keeps the MLP's 30.
+CONDITIONAL_DEFAULTS = {"dcgan": {"epochs": 10}}
+# What a resumed run may not change: the data, the networks and the batches that the
+# checkpoint's weights and its position in the epoch belong to.
+KEPT_ON_RESUME = ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack")
+
+
+class ConfigError(ValueError):
+    """Options that cannot start or resume a run; the message is one line for the user."""
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""  # "" picks the dataset's default: "dcgan" on MNIST, "mlp2d" on a 2-D mixture
+    loss: str = "bce"
+    epochs: int = 2
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    device: str = "cpu"
+    seed: int = 0
+    out: str = "runs/dcgan"
+    limit: int = 0  # use only the first `limit` training images (0: all)
+    log_every: int = 50  # steps between log rows and gradient-norm records
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints
+    n_samples: int = 64  # images in each sample grid
+    dataset: str = "mnist"  # "mnist", "ring" or "grid"
+    pack: int = 1  # PacGAN packing degree of the discriminator (2-D mixtures only)
+    eval_every: int = 0  # epochs between scores written to eval.csv (0: never)
+    lr_d: float = 0.0  # the discriminator's learning rate (0: the same as lr)
+    lr_decay: str = "none"  # "linear": both rates fall linearly over the epochs, to 1/epochs of their start
+    conditional: bool = False  # class-conditional G and D (MNIST only)
+    # "data": the mixture D's first-layer hyperplanes start through random points of the
+    # training data's bounding box instead of all through the origin (zero biases)
+    d_bias_init: str = "zeros"
+    # decay d of an exponential moving average of G's weights (0: none); with d > 0 the
+    # average is what is scored, drawn and sampled (minigan.gan.averaging)
+    g_ema: float = 0.0
+
+    @property
+    def is_mixture(self) -> bool:
+        return self.dataset in ("ring", "grid")
+
+    def validate(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {list(DATASETS)}")
+        if not self.model:
+            self.model = models.MIXTURE_MODEL if self.is_mixture else "dcgan"
+        if self.model not in models.MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose from {models.MODELS}")
+        if self.is_mixture != (self.model == models.MIXTURE_MODEL):
+            raise ValueError(f"model {self.model!r} does not fit dataset {self.dataset!r}: the 2-D "
+                             f"mixtures use {models.MIXTURE_MODEL!r}, MNIST uses 'mlp' or 'dcgan'")
+        if self.conditional and self.is_mixture:
+            raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
+        if self.pack < 1:
+            raise ValueError(f"pack must be at least 1, got {self.pack}")
+        if self.d_bias_init not in ("zeros", "data"):
+            raise ValueError(f"d-bias-init must be 'zeros' or 'data', got {self.d_bias_init!r}")
+        if self.d_bias_init == "data" and not self.is_mixture:
+            raise ValueError("--d-bias-init data is implemented for the 2-D mixtures (ring, grid) only")
+        if self.pack > 1 and not self.is_mixture:
+            raise ValueError("--pack is implemented for the 2-D mixtures (ring, grid) only")
+        if self.eval_every < 0:
+            raise ValueError(f"eval-every must be >= 0, got {self.eval_every}")
+        if not 0.0 <= self.g_ema < 1.0:
+            raise ValueError(f"g-ema must lie in [0, 1) (0: no averaging; e.g. 0.999), got {self.g_ema}")
+        losses.GANLoss(self.loss)
+        for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.lr_decay not in ("none", "linear"):
+            raise ValueError(f"lr-decay must be 'none' or 'linear', got {self.lr_decay!r}")
+        if self.lr_d < 0:
+            raise ValueError(f"lr-d must be positive (or 0 for the same as lr), got {self.lr_d}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+        self.device = backend.normalize_device(self.device)
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def for_dataset(cls, dataset: str = "mnist", **given) -> "TrainConfig":
+        """A config with ``dataset``'s defaults (PacGAN's on the mixtures), overridden by ``given``."""
+        model = given.get("model") or ("" if dataset in ("ring", "grid") else "dcgan")
+        base = (dict(MIXTURE_DEFAULTS) if dataset in ("ring", "grid")
+                else dict(MODEL_DEFAULTS.get(model, {})))
+        if given.get("conditional"):
+            base.update(CONDITIONAL_DEFAULTS.get(model, {}))
+        return cls.from_dict({**base, **given, "dataset": dataset})
+
+
+def default_out(dataset: str = "mnist", model: str | None = None, conditional: bool = False,
+                pack: int = 1) -> str:
+    """The run folder when none is given: ``runs/<model>`` on MNIST (``runs/c<model>`` when
+    conditional), ``runs/<dataset>-pack<pack>`` on a 2-D mixture."""
+    if dataset == "mnist":
+        prefix = "c" if conditional else ""  # runs/cdcgan, runs/cmlp
+        return os.path.join("runs", prefix + (model or "dcgan"))
+    return os.path.join("runs", f"{dataset}-pack{pack}")
+
+
+def run_config(given: dict, resume: bool = False) -> TrainConfig:
+    """The config of a run from the options ``given`` (``TrainConfig`` field names; options
+    not given are absent).
+
+    A new run: the defaults of :meth:`TrainConfig.for_dataset` under ``given``, in
+    ``given["out"]`` or :func:`default_out`.  ``resume``: the config saved in the run
+    folder's checkpoint with ``given`` on top; the dataset, when not given, is the
+    checkpoint's.  Raises :class:`ConfigError` for a negative ``eval_every``, a missing
+    checkpoint, or an option in :data:`KEPT_ON_RESUME` (or ``conditional``) that differs
+    from the checkpoint's.  The config is checked by :meth:`TrainConfig.validate` later,
+    when the trainer is built.
+    """
+    given = dict(given)
+    dataset = given.pop("dataset", None)
+    if given.get("eval_every") is not None and given["eval_every"] < 0:
+        raise ConfigError(f"--eval-every must be >= 0, got {given['eval_every']}")
+    if resume and dataset is None and given.get("out"):
+        ck = os.path.join(given["out"], CHECKPOINT)
+        if os.path.exists(ck):
+            dataset = read_checkpoint_meta(ck).get("dataset")
+    dataset = dataset or "mnist"
+    out = given.get("out") or default_out(dataset, given.get("model"), given.get("conditional"),
+                                          given.get("pack", 1))
+    given["out"] = out
+    if not resume:
+        return TrainConfig.for_dataset(dataset, **given)
+    ck = os.path.join(out, CHECKPOINT)
+    if not os.path.exists(ck):
+        raise ConfigError(f"--resume, but there is no checkpoint at {ck}")
+    saved = read_checkpoint_meta(ck).get("config", {})
+    saved.setdefault("dataset", "mnist")
+    given["dataset"] = dataset
+    if "conditional" in given and not saved.get("conditional", False):
+        raise ConfigError(f"the checkpoint in {out} holds an unconditional model; "
+                          f"drop --conditional to resume it")
+    for key in KEPT_ON_RESUME:
+        if key in given and key in saved and given[key] != saved[key]:
+            raise ConfigError(f"the checkpoint in {out} was trained with {key}={saved[key]!r}, "
+                              f"not {given[key]!r}")
+    return TrainConfig.from_dict({**saved, **given})
