@@ -293,7 +293,11 @@ def _summary(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="minigan", description="A from-scratch GAN engine.")
+    parser = argparse.ArgumentParser(
+        prog="minigan", description="A from-scratch GAN engine.",
+        epilog="Every command first applies minigan.tune_cpu(): OpenBLAS's idle threads spin ~0.4 ms "
+               "instead of 0.1 s, Numba's OpenMP workers sleep when idle, freed memory stays in the "
+               "heap.  Your own OPENBLAS_THREAD_TIMEOUT, OMP_WAIT_POLICY or MALLOC_*_THRESHOLD_ wins.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
@@ -310,7 +314,9 @@ def main(argv=None):
         return bench_main(argv[1:])
     args = parser.parse_args(argv)
     from .io import CheckpointError  # noqa: PLC0415
+    from .tuning import tune_cpu  # noqa: PLC0415
 
+    tune_cpu()
     try:
         handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck,
                    "summary": _summary}[args.command]

@@ -100,6 +100,24 @@ def _omp_policy() -> str:
     return f"Numba's workers wait {OMP_WAIT_POLICY.lower()}ly"
 
 
+def tuned() -> bool:
+    """Whether :func:`tune_cpu` ran in this process."""
+    return bool(_done)
+
+
+def warn_if_untuned():
+    """One warning per process when the CPU kernels start without :func:`tune_cpu`."""
+    global _warned
+    if not _done and not _warned:
+        _warned = True
+        warnings.warn("minigan runs on the CPU without the settings of minigan.tune_cpu(): the "
+                      "DCGAN train step takes about twice as long (call it once, before training)",
+                      RuntimeWarning, stacklevel=5)
+
+
+_warned = False
+
+
 def tune_cpu() -> dict:
     """Apply the CPU settings of this module once per process; returns what each one did."""
     if not _done:

@@ -6,7 +6,11 @@ random, for local runs.
 """
 import os
 
-import numpy as np
+import minigan
+
+minigan.tune_cpu()  # the settings every minigan command makes (and without which the CPU kernels warn)
+
+import numpy as np  # noqa: E402
 import pytest
 from hypothesis import HealthCheck, settings
 

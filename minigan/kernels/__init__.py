@@ -38,8 +38,10 @@ def load(table: str) -> dict:
     if table == "reference":
         return {}
     if table == "numba":
+        from ..tuning import warn_if_untuned  # noqa: PLC0415
         from . import cpu  # noqa: PLC0415  (compiles lazily, on first call of each kernel)
 
+        warn_if_untuned()
         return cpu.TABLE
     if table == "cuda":
         from . import gpu  # noqa: PLC0415
