@@ -17,7 +17,8 @@ import json
 
 import numpy as np
 
-from minigan.metrics import reference_scores, score_checkpoint
+from minigan.gan.scoring import score_checkpoint
+from minigan.metrics import reference_scores
 
 KEYS = ("frechet", "inception_score", "kl_uniform", "n_classes")
 

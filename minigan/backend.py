@@ -199,40 +199,6 @@ def to_numpy(a):
     return np.asarray(a)
 
 
-# -- CPU tuning (explicit) --------------------------------------------------------
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_KEEP_LIMIT = 1 << 30
-
-
-def retain_freed_memory(limit: int = _KEEP_LIMIT) -> bool:
-    """Make freed arrays' memory serve the next arrays instead of going back to the OS.
-
-    glibc hands every allocation of 128 KiB or more its own ``mmap`` and unmaps it
-    on ``free``, so each new array of that size (a Dense layer's output or weight
-    gradient, a BatchNorm temporary) starts on untouched pages and pays one page
-    fault per 4 KiB when it is first written.  A training step frees and
-    reallocates the same sizes every time: the MLP GAN step took 129 page faults
-    and the DCGAN step 4,184 (25 ms of kernel time).  Raising glibc's mmap and
-    trim thresholds to ``limit`` keeps such blocks in the heap for reuse (0 and
-    117 faults a step after).  The price is that a process's resident memory
-    stays at its peak.
-
-    Process-wide and glibc-only; returns whether it took effect.  Left alone
-    when the user set ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_``.
-    Part of :func:`minigan.tuning.tune_cpu`; ``import minigan`` does not call it.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
-        return False
-    try:
-        import ctypes  # noqa: PLC0415
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(limit)) and mallopt(_M_TRIM_THRESHOLD, int(limit)))
-
-
 # -- randomness ---------------------------------------------------------------
 # One process-wide generator feeds weight initialisation and the seeds of the
 # dropout masks, so a seed fixes a whole run and its state can be stored in a

@@ -192,7 +192,8 @@ def _add_eval(sub):
 
 
 def _eval(args):
-    from .metrics import append_scores, format_scores, reference_for, score_checkpoint  # noqa: PLC0415
+    from .gan.scoring import score_checkpoint  # noqa: PLC0415
+    from .metrics import append_scores, format_scores, reference_for  # noqa: PLC0415
 
     if not os.path.exists(args.checkpoint):
         raise SystemExit(f"minigan eval: no checkpoint at {args.checkpoint}")

@@ -10,7 +10,7 @@ from minigan.cli import main
 from minigan.gan.averaging import GeneratorAverage, recompute_batchnorm
 from minigan.gan.sampler import load_generator, sample
 from minigan.gan.trainer import CHECKPOINT, EVAL_LIVE_LOG, EVAL_LOG, Trainer, TrainConfig
-from minigan.metrics import score_checkpoint
+from minigan.gan.scoring import score_checkpoint
 
 
 def tiny_generator():

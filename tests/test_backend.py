@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minigan import backend
+from minigan import tuning
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="mallopt is glibc's")
@@ -50,4 +50,4 @@ def test_a_training_step_reuses_freed_memory():
 
 def test_user_malloc_settings_win(monkeypatch):
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
-    assert backend.retain_freed_memory() is False
+    assert tuning.retain_freed_memory() is False

@@ -231,7 +231,8 @@ def test_cli_train_conditional_then_resume(tmp_path, monkeypatch):
 def test_conditional_accuracy_plumbing(tiny_checkpoints):
     """A tiny random classifier: the numbers are fractions and agree with the confusion matrix."""
     from minigan import backend
-    from minigan.metrics import build_classifier, conditional_accuracy, format_conditional
+    from minigan.gan.scoring import conditional_accuracy
+    from minigan.metrics import build_classifier, format_conditional
 
     trainer, _, plain = tiny_checkpoints
     backend.manual_seed(0)

@@ -262,12 +262,13 @@ class Trainer:
         return every > 0 and (self.epoch % every == 0 or self.epoch == self.config.epochs)
 
     def evaluate(self, log=print):
-        """Score the generator now (:func:`minigan.metrics.score_generator`) and append to eval.csv.
+        """Score the generator now (:func:`minigan.gan.scoring.score_generator`) and append to eval.csv.
 
         With ``g_ema`` the weight average is scored into eval.csv and the live G into
         eval_live.csv (same noise), so the two can be compared epoch by epoch.
         """
-        from ..metrics import append_scores, format_scores, score_generator  # noqa: PLC0415
+        from ..metrics import append_scores, format_scores  # noqa: PLC0415
+        from .scoring import score_generator  # noqa: PLC0415
 
         cfg = self.config
         # Scores draw from their own generators and restore the global one: exact resume holds.

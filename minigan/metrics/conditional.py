@@ -1,5 +1,7 @@
 """Conditional accuracy: does a conditional generator draw the digit it is asked for?
 
+(The samples are drawn by :func:`minigan.gan.scoring.conditional_accuracy`; this module scores them.)
+
 For each digit k, ``n_per_class`` samples are drawn with label k and classified by the
 MNIST classifier (:func:`minigan.metrics.load_classifier`); the score for k is the
 fraction assigned to k, and the overall score the fraction over all 10 * n_per_class
@@ -13,30 +15,13 @@ N_PER_CLASS = 1000
 CONDITIONAL_COLUMNS = ["epoch", "step", "n_per_class", "cond_acc"] + [f"cond_acc_{k}" for k in range(10)]
 
 
-def conditional_accuracy(G, classifier=None, n_per_class: int = N_PER_CLASS, seed: int = 0,
-                         device: str = "cpu", model: str = "dcgan") -> dict:
-    """Per-digit and overall fraction of ``G``'s samples the classifier assigns to the asked digit.
-
-    ``G``: a conditional MNIST generator (built with ``conditional=True``); put in eval mode
-    and back.  Returns ``{"n_per_class", "overall", "per_digit": [10 floats], "confusion":
-    10x10 counts (row: digit asked, column: digit seen)}``.
-    """
-    from ..gan.sampler import generate  # noqa: PLC0415
-    from ..nn import is_conditional  # noqa: PLC0415
-    from .classifier import load_classifier, predict  # noqa: PLC0415
-
-    if not is_conditional(G):
-        raise ValueError("conditional accuracy needs a conditional generator")
-    if n_per_class < 1:
-        raise ValueError(f"n_per_class must be at least 1, got {n_per_class}")
-    classifier = classifier or load_classifier()
-    y = np.repeat(np.arange(10), n_per_class)
-    was_training = G.training
-    try:
-        imgs = generate(G, model, len(y), seed, device, labels=y)
-    finally:
-        G.train(was_training)
-    pred = predict(classifier, imgs)
+def class_accuracy(pred, y) -> dict:
+    """Per-digit and overall fraction of predictions ``pred`` (n,) equal to the digits asked
+    for, ``y`` (n,) with the same number of each digit.  Returns ``{"n_per_class",
+    "overall", "per_digit": [10 floats], "confusion": 10x10 counts (row: digit asked,
+    column: digit seen)}``."""
+    y, pred = np.asarray(y), np.asarray(pred)
+    n_per_class = len(y) // 10
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (y, pred), 1)
     per_digit = (np.diag(confusion) / n_per_class).tolist()

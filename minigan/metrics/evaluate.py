@@ -1,11 +1,7 @@
-"""Scoring a generator or a checkpoint, printing the numbers, and logging them to CSV.
+"""The scores of a 2-D mixture's points, reference scores, printing the numbers, and logging them to CSV.
 
-:func:`score_generator` is what the trainer calls every few epochs and what
-``minigan eval`` calls on a checkpoint.  On MNIST it draws 10,000 samples and
-returns :func:`minigan.metrics.scores.mnist_scores`; on a 2-D mixture it draws 2,500
-points and returns :func:`mixture_scores`.  Each scores dict carries ``dataset``.
-A conditional generator's samples are the ten digits in turn, and its scores add
-``conditional``: :func:`minigan.metrics.conditional_accuracy` on n/10 samples per digit.
+Drawing the samples to score from a generator or a checkpoint is the GAN's
+business (:mod:`minigan.gan.scoring`); these functions take the samples.
 """
 from __future__ import annotations
 
@@ -35,55 +31,6 @@ def mixture_scores(points, name: str) -> dict:
             "n_modes": len(MIXTURES[name].modes), "modes_covered": s["modes_covered"],
             "high_quality": s["high_quality"], "reverse_kl": s["reverse_kl"],
             "counts": [int(c) for c in s["counts"]]}
-
-
-def score_generator(G, dataset: str, model: str, n: int | None = None, seed: int = 0,
-                    device: str = "cpu", classifier=None) -> dict:
-    """Scores of generator ``G`` (put in eval mode, then back to its former mode)."""
-    from ..gan.sampler import generate  # noqa: PLC0415
-
-    was_training = G.training
-    try:
-        if dataset in ("ring", "grid"):
-            pts = generate(G, model, n or MIXTURE_N, seed, device)
-            return mixture_scores(pts, dataset)
-        from .scores import N_SAMPLES, mnist_scores  # noqa: PLC0415
-
-        from ..nn import is_conditional  # noqa: PLC0415
-        from .classifier import load_classifier  # noqa: PLC0415
-        from .conditional import conditional_accuracy  # noqa: PLC0415
-
-        classifier = classifier or load_classifier()
-        imgs = generate(G, model, n or N_SAMPLES, seed, device)
-        out = {"dataset": "mnist", **mnist_scores(imgs, classifier)}
-        if is_conditional(G):
-            out["conditional"] = conditional_accuracy(G, classifier, max(1, (n or N_SAMPLES) // 10),
-                                                      seed, device, model)
-        return out
-    finally:
-        G.train(was_training)
-
-
-def score_checkpoint(path, n: int | None = None, seed: int | None = None, device: str = "cpu",
-                     averaged: bool = True) -> dict:
-    """Scores of the generator in checkpoint ``path``; adds ``epoch``, ``step``, ``model`` and ``seed``.
-
-    ``seed`` seeds the noise; by default it is the run's own seed, the one the trainer
-    scores with, so the scores of a checkpoint repeat the row of ``eval.csv`` it was
-    saved with.
-
-    ``averaged``: a checkpoint trained with ``g_ema`` is scored on its weight average
-    (default) or, with False, on its live generator; ``generator`` in the result says which.
-    """
-    from ..gan.sampler import load_generator  # noqa: PLC0415
-
-    G, meta = load_generator(path, device, averaged)
-    if seed is None:
-        seed = int((meta.get("config") or {}).get("seed") or 0)
-    scores = score_generator(G, meta.get("dataset", "mnist"), meta["model"], n, seed, device)
-    scores.update(epoch=meta.get("epoch"), step=meta.get("global_step"), model=meta["model"],
-                  pack=meta.get("pack", 1), generator=meta["generator"], seed=seed)
-    return scores
 
 
 def reference_for(dataset: str, n: int | None = None, seed: int = 0) -> dict:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from .summary import summary
 
 
 class ShapeError(ValueError):
@@ -227,8 +228,6 @@ class Layer:
         sample, then the totals.  ``input_shape`` excludes the batch: ``(100,)``,
         ``(1, 28, 28)``.  Returns the table as a string (print it); the model is left
         untouched.  See :func:`minigan.nn.summary.summary`."""
-        from .summary import summary  # noqa: PLC0415 -- summary imports Sequential, a Layer
-
         return summary(self, input_shape, name=name, batch=batch)
 
     # -- helpers for subclasses ----------------------------------------------

@@ -26,18 +26,24 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import backend
-from .conditioning import is_conditional, set_labels
-from .layer import Layer
-from .sequential import Sequential
+
+# Written against the layer contract alone (children(), modules(), forward, and the
+# ``labels`` a label-joining layer takes), so that the Layer class can offer it as a
+# method without this module importing any layer.
 
 
 def _leaves(layer, path):
-    """``(dotted path, layer)`` for every layer that is not a Sequential, in forward order."""
-    if isinstance(layer, Sequential):
-        for i, child in enumerate(layer.layers):
+    """``(dotted path, layer)`` for every layer that holds no others, in forward order."""
+    children = list(layer.children())
+    if children:
+        for i, child in enumerate(children):
             yield from _leaves(child, path + (str(i),))
     else:
         yield path, layer
+
+
+def _takes_labels(model) -> bool:
+    return any(hasattr(m, "labels") for m in model.modules())
 
 
 def _check_shape(input_shape):
@@ -89,13 +95,15 @@ class SummaryRow(NamedTuple):
     multiply_adds: float  # per sample of the model's input (an int unless a layer regroups the batch)
 
 
-def summary_rows(model: Layer, input_shape, name: str | None = None, batch: int = 2) -> list:
+def summary_rows(model, input_shape, name: str | None = None, batch: int = 2) -> list:
     """The rows of :func:`summary` as :class:`SummaryRow` tuples."""
     shape = _check_shape(input_shape)
     if not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"summary: batch must be a positive int, got {batch!r}")
     work = copy.deepcopy(model).to("cpu").astype(np.float64).eval()
-    set_labels(work, np.zeros(batch, dtype=np.int64))  # a LabelJoin needs labels; any class will do
+    for m in work.modules():
+        if hasattr(m, "labels"):
+            m.labels = np.zeros(batch, dtype=np.int64)  # a LabelJoin needs labels; any class will do
     prefix = (name,) if name else ()
     rows = []
     saved = copy.deepcopy(backend.rng_state())
@@ -124,7 +132,7 @@ def summary_rows(model: Layer, input_shape, name: str | None = None, batch: int 
     return rows
 
 
-def summary(model: Layer, input_shape, name: str | None = None, batch: int = 2) -> str:
+def summary(model, input_shape, name: str | None = None, batch: int = 2) -> str:
     """The table of ``model`` for samples of ``input_shape`` (without the batch), as a string.
 
     ``name`` prefixes the row names (``"G"`` gives ``G.0``, ``G.1``, ...).
@@ -150,7 +158,7 @@ def summary(model: Layer, input_shape, name: str | None = None, batch: int = 2) 
         return f"{left}  {right}".rstrip()
 
     rule = "-" * len(fmt(head))
-    labels = ", and labels (N,) for its LabelJoin" if is_conditional(model) else ""
+    labels = ", and labels (N,) for its LabelJoin" if _takes_labels(model) else ""
     lines = [f"{name or type(model).__name__}: input {_shape_text((batch,) + shape, batch)}{labels}",
              "multiply-adds: per sample, in the GEMMs of Dense and convolution layers "
              "(bias adds, BatchNorm and elementwise layers count 0)",
