@@ -147,7 +147,7 @@ def test_example_mixture_curves_plots_eval_csv(tmp_path):
     from minigan.metrics import append_scores, mixture_scores  # noqa: PLC0415
 
     # the example script, loaded from its file (examples/ is not a package)
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "mixture_curves.py")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "mixture_curves.py")
     spec = importlib.util.spec_from_file_location("mixture_curves", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -87,7 +87,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_sigkill_then_resume_gives_the_same_weights(tmp_path):
-    tests = os.path.dirname(__file__)
+    tests = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     def script(out):

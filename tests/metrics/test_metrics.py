@@ -233,7 +233,7 @@ def test_mnist_scores_during_training_keep_exact_resume(tmp_path):
         pytest.skip("needs the shipped classifier weights and the MNIST cache")
     import sys
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "gan"))
     from test_trainer import synthetic
 
     from minigan.gan.trainer import Trainer, TrainConfig
