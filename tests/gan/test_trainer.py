@@ -73,7 +73,7 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, model):
 
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + '/..']
     from test_trainer import synthetic
     from minigan.gan.trainer import Trainer, TrainConfig
     cfg = TrainConfig(model="mlp", epochs=3, batch_size=8, lr=5e-4, seed=5, log_every=10,
