@@ -39,13 +39,14 @@ def _target(xp, x, target):
 @reference("bce_with_logits_sum")
 def bce_with_logits_sum(z, t):
     """``(sum of the losses, sigmoid(z) - t)``: binary cross-entropy on logits ``z`` against
-    targets ``t`` (a float, or an array shaped like ``z``), summed in float64::
+    targets ``t`` (a float, or an array shaped like ``z``), summed in float64 (a 0-d value on
+    z's device: reading it on the host is left to the caller)::
 
         loss = max(z, 0) - z t + log(1 + exp(-|z|)),   dloss/dz = sigmoid(z) - t
     """
     xp = get_xp(z)
     e = xp.exp(-xp.abs(z))
-    total = float((xp.maximum(z, 0) - z * t + xp.log1p(e)).sum(dtype=xp.float64))
+    total = (xp.maximum(z, 0) - z * t + xp.log1p(e)).sum(dtype=xp.float64)
     return total, xp.where(z >= 0, 1 / (1 + e), e / (1 + e)) - t
 
 

@@ -6,26 +6,18 @@ import math
 from .. import backend
 from ..backend import get_xp
 from ..kernels import reference
+from ..randomness import hashes
 from .layer import Layer
-
-# SplitMix64's constants (Steele, Lea & Flood 2014)
-_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-
 
 def keep_mask(xp, size: int, seed: int, p: float):
     """Which of ``size`` elements dropout keeps: ``u_i >= p`` with ``u_i`` uniform in [0, 1).
 
-    ``u_i`` is the top 24 bits of SplitMix64's finaliser applied to
-    ``seed + i * golden`` (all in uint64, wrapping), over 2^24: a counter-based
-    generator, so element i's draw depends on (seed, i) alone and every device
-    and kernel computes the same mask, in any order, in parallel.
+    ``u_i`` is the top 24 bits of element i's counter-based hash of ``seed``
+    (:func:`minigan.randomness.hashes`), over 2^24: element i's draw depends on
+    (seed, i) alone, so every device and kernel computes the same mask, in any
+    order, in parallel.
     """
-    u64 = xp.uint64
-    z = xp.arange(size, dtype=u64) * u64(_GOLDEN) + u64(seed)
-    z = (z ^ (z >> u64(30))) * u64(_MIX1)
-    z = (z ^ (z >> u64(27))) * u64(_MIX2)
-    z = z ^ (z >> u64(31))
-    return (z >> u64(40)) >= u64(math.ceil(p * 2**24))
+    return (hashes(xp, size, seed) >> xp.uint64(40)) >= xp.uint64(math.ceil(p * 2**24))
 
 
 @reference("dropout")
