@@ -46,7 +46,16 @@ def cupy_module():
 
 
 def gpu_available() -> bool:
-    return cupy_module() is not None
+    """Whether ``device("gpu")`` has a device to give: CuPy seeing a GPU (never numba-cuda's
+    own test, which is true under its simulator), or the stand-in (:mod:`minigan.gpu_standin`)."""
+    return (cupy_module() is not None or ("gpu", "cuda") in _devices
+            or os.environ.get("MINIGAN_GPU") == "standin")
+
+
+def set_gpu(dev: "Device"):
+    """Use ``dev`` as the GPU: the stand-in of :mod:`minigan.gpu_standin` on a machine without one."""
+    _devices[("gpu", "cuda")] = dev
+    _devices[("gpu", "reference")] = Device("gpu", dev.xp, "reference", dev.array_type)
 
 
 class Device:
@@ -147,6 +156,11 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
             dev = Device("cpu", np, table)
         else:
             cp = cupy_module()
+            if cp is None and os.environ.get("MINIGAN_GPU") == "standin":
+                from .gpu_standin import install  # noqa: PLC0415
+
+                install()
+                return _devices[(name, table)]
             if cp is None:
                 raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
                                    "GPU (README: 'On a GPU' says which extra to install)")

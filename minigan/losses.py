@@ -1,4 +1,9 @@
-"""Losses.  Each returns ``(value, grad)``: a Python float and dL/d(input).
+"""Losses.  Each returns ``(value, grad)``: the loss and dL/d(input).
+
+The value is a 0-d value on the input's device: a NumPy scalar on the CPU,
+a 0-d array on a GPU, where it stays until something reads it (``float(value)``
+is then a synchronisation, which a training step avoids until it writes a log
+row).
 
 Every loss is a mean over all elements of its input (for a discriminator
 output of shape (N, 1) that is the mean over the batch), so each gradient
@@ -71,14 +76,14 @@ def bce(p, target, eps: float = 1e-7):
     t = _target(xp, p, target)
     pc = xp.clip(p, eps, 1 - eps)
     value = -(t * xp.log(pc) + (1 - t) * xp.log1p(-pc)).mean()
-    return float(value), (pc - t) / (pc * (1 - pc)) / p.dtype.type(_n(p))
+    return value, (pc - t) / (pc * (1 - pc)) / p.dtype.type(_n(p))
 
 
 def mse(x, target):
     """Mean squared error: L = mean((x - t)^2),  dL/dx = 2 (x - t) / n."""
     xp = get_xp(x)
     diff = x - _target(xp, x, target)
-    return float((diff * diff).mean()), diff * x.dtype.type(2.0 / _n(x))
+    return (diff * diff).mean(), diff * x.dtype.type(2.0 / _n(x))
 
 
 def hinge(z, sign):
@@ -89,7 +94,7 @@ def hinge(z, sign):
     xp = get_xp(z)
     margin = 1 - sign * z
     active = margin > 0
-    return float((margin * active).mean()), active * z.dtype.type(-sign / _n(z))
+    return (margin * active).mean(), active * z.dtype.type(-sign / _n(z))
 
 
 def generator_nonsaturating(z):
@@ -100,7 +105,7 @@ def generator_nonsaturating(z):
 def mean_negated(z):
     """L = -mean(z), dL/dz = -1/n: the hinge (and WGAN) generator loss."""
     xp = get_xp(z)
-    return float(-z.mean()), xp.full_like(z, -1.0 / _n(z))
+    return -z.mean(), xp.full_like(z, -1.0 / _n(z))
 
 
 def softmax(logits, axis=-1):
@@ -129,7 +134,7 @@ def softmax_cross_entropy(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     logp = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     value = -(onehot * logp).sum() / N
-    return float(value), (xp.exp(logp) - onehot) / logits.dtype.type(N)
+    return value, (xp.exp(logp) - onehot) / logits.dtype.type(N)
 
 
 class GANLoss:

@@ -22,22 +22,51 @@ settings.register_profile("dev", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)]
+DEVICES = ["cpu", "gpu"]
+ENGINES = ["reference", "im2col", "spectral"]
+GPU_ENGINES = ["reference", "im2col"]  # the spectral engine runs on the CPU only
 
 
-@pytest.fixture(params=BACKENDS, scope="session")
+def gpu():
+    """The GPU device: CuPy's where it sees a GPU, else the strict stand-in
+    (:mod:`minigan.gpu_standin`) with the GPU kernels under numba-cuda's simulator."""
+    if backend.cupy_module() is None:
+        from minigan import gpu_standin
+
+        gpu_standin.install()
+    return backend.device("gpu")
+
+
+def _case(device, *rest):
+    marks = [pytest.mark.gpu] if device == "gpu" else []
+    return pytest.param(device, *rest, marks=marks, id="-".join((device,) + rest))
+
+
+def pytest_generate_tests(metafunc):
+    """``device`` runs every test on the CPU and the GPU (a real one, or the stand-in where there is
+    none: nothing skips); ``engine`` runs it on every conv engine the device has."""
+    names = metafunc.fixturenames
+    if "device" in names and "engine" in names:
+        metafunc.parametrize("device,engine", [_case(d, e) for d in DEVICES
+                                               for e in (ENGINES if d == "cpu" else GPU_ENGINES)],
+                             indirect=True, scope="session")
+    elif "device" in names:
+        metafunc.parametrize("device", [_case(d) for d in DEVICES], indirect=True, scope="session")
+    elif "engine" in names:
+        metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 def device(request):
-    """``"cpu"`` or ``"gpu"``; the GPU case skips where CuPy or a GPU is missing."""
-    if request.param == "cupy":
-        if not backend.gpu_available():
-            pytest.skip("CuPy or a GPU is not available")
-        return "gpu"
-    return "cpu"
+    """``"cpu"`` or ``"gpu"``."""
+    if request.param == "gpu":
+        gpu()
+    return request.param
 
 
-@pytest.fixture(params=["reference", "im2col", "spectral"], scope="session")
+@pytest.fixture(scope="session")
 def engine(request):
-    """The conv engine a test's layers are forced onto (see :mod:`minigan.nn.conv_fft`)."""
+    """The conv engine a test's layers are forced onto (see :mod:`minigan.nn.conv`)."""
     return request.param
 
 

@@ -70,6 +70,9 @@ class TrainConfig:
     # decay d of an exponential moving average of G's weights (0: none); with d > 0 the
     # average is what is scored, drawn and sampled (minigan.gan.averaging)
     g_ema: float = 0.0
+    # scales the networks' hidden sizes and channel counts (1: the seed networks; the GPU
+    # tests train tiny ones under a simulator)
+    width: float = 1.0
 
     @property
     def is_mixture(self) -> bool:
@@ -113,6 +116,8 @@ class TrainConfig:
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
+        if not 0 < self.width <= 8:
+            raise ValueError(f"width must lie in (0, 8], got {self.width}")
         self.device = backend.normalize_device(self.device)
         return self
 

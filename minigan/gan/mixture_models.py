@@ -94,9 +94,11 @@ def place_first_hyperplanes(D, low, high):
     first.params["b"][...] = xp.asarray(b.astype(W.dtype))
 
 
-def build_mixture(pack: int = 1):
-    """``(generator, discriminator)`` for the 2-D mixtures with packing degree ``pack``."""
-    return mixture_generator(), mixture_discriminator(pack)
+def build_mixture(pack: int = 1, width: float = 1.0):
+    """``(generator, discriminator)`` for the 2-D mixtures with packing degree ``pack``;
+    ``width`` scales the hidden sizes (1: the paper's 400 and 200)."""
+    return (mixture_generator(hidden=max(1, round(400 * width))),
+            mixture_discriminator(pack, hidden=max(1, round(200 * width))))
 
 
 def param_count(pack: int = 1) -> int:

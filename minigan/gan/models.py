@@ -31,31 +31,41 @@ NOISE_DIM = 100
 NUM_CLASSES = 10  # MNIST digits, the labels a conditional model takes
 
 
-def mlp_generator(noise_dim=NOISE_DIM, hidden=128, out_dim=784, slope=0.2):
+def mlp_generator(noise_dim=NOISE_DIM, hidden=128, out_dim=784, slope=0.2, width=1.0):
+    hidden = _channels(hidden, width)
     return nn.Sequential(nn.Dense(noise_dim, hidden), nn.LeakyReLU(slope),
                          nn.Dense(hidden, out_dim), nn.Tanh())
 
 
-def mlp_discriminator(in_dim=784, hidden=128, slope=0.2):
+def mlp_discriminator(in_dim=784, hidden=128, slope=0.2, width=1.0):
+    hidden = _channels(hidden, width)
     return nn.Sequential(nn.Dense(in_dim, hidden), nn.LeakyReLU(slope), nn.Dense(hidden, 1))
 
 
-def dcgan_generator(noise_dim=NOISE_DIM, slope=0.3, init="dcgan"):
+def _channels(n, width):
+    return max(1, round(n * width))
+
+
+def dcgan_generator(noise_dim=NOISE_DIM, slope=0.3, init="dcgan", width=1.0):
+    """``width`` scales every channel count (1: the tutorial's network; small values make
+    the tiny networks the GPU tests run under a simulator)."""
+    a, b, c = (_channels(n, width) for n in (256, 128, 64))
     g = nn.Sequential(
-        nn.Dense(noise_dim, 7 * 7 * 256, bias=False), nn.BatchNorm(7 * 7 * 256), nn.LeakyReLU(slope),
-        nn.Reshape((256, 7, 7)),
-        nn.Conv2DTranspose(256, 128, 5, 1, "same", bias=False), nn.BatchNorm(128), nn.LeakyReLU(slope),
-        nn.Conv2DTranspose(128, 64, 5, 2, "same", bias=False), nn.BatchNorm(64), nn.LeakyReLU(slope),
-        nn.Conv2DTranspose(64, 1, 5, 2, "same", bias=False), nn.Tanh(),
+        nn.Dense(noise_dim, 7 * 7 * a, bias=False), nn.BatchNorm(7 * 7 * a), nn.LeakyReLU(slope),
+        nn.Reshape((a, 7, 7)),
+        nn.Conv2DTranspose(a, b, 5, 1, "same", bias=False), nn.BatchNorm(b), nn.LeakyReLU(slope),
+        nn.Conv2DTranspose(b, c, 5, 2, "same", bias=False), nn.BatchNorm(c), nn.LeakyReLU(slope),
+        nn.Conv2DTranspose(c, 1, 5, 2, "same", bias=False), nn.Tanh(),
     )
     return nn.init.apply(g, init)
 
 
-def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan", in_channels=1):
+def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan", in_channels=1, width=1.0):
+    a, b = (_channels(n, width) for n in (64, 128))
     d = nn.Sequential(
-        nn.Conv2D(in_channels, 64, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
-        nn.Conv2D(64, 128, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
-        nn.Flatten(), nn.Dense(7 * 7 * 128, 1),
+        nn.Conv2D(in_channels, a, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
+        nn.Conv2D(a, b, 5, 2, "same"), nn.LeakyReLU(slope), nn.Dropout(dropout),
+        nn.Flatten(), nn.Dense(7 * 7 * b, 1),
     )
     return nn.init.apply(d, init)
 
@@ -69,17 +79,18 @@ BUILDERS = {
 MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
 
 
-def build(model: str, pack: int = 1, conditional: bool = False):
+def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1.0):
     """``(generator, discriminator)`` for ``"mlp"``, ``"dcgan"`` or ``"mlp2d"`` (the 2-D mixtures).
 
     ``pack`` is PacGAN's packing degree of the discriminator; only ``"mlp2d"`` takes one.
     ``conditional``: class-conditional G and D (MNIST models only), each starting with
     ``nn.LabelJoin(10)``; set their labels with ``nn.set_labels`` before each forward.
+    ``width`` scales the hidden sizes and channel counts (1: the networks above).
     """
     if model == MIXTURE_MODEL:
         if conditional:
             raise ValueError("conditional models are implemented for MNIST ('mlp', 'dcgan') only")
-        return build_mixture(pack)
+        return build_mixture(pack, width)
     if pack != 1:
         raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
     try:
@@ -87,12 +98,12 @@ def build(model: str, pack: int = 1, conditional: bool = False):
     except KeyError:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
     if not conditional:
-        return g(), d()
-    G = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *g(noise_dim=NOISE_DIM + NUM_CLASSES).layers)
+        return g(width=width), d(width=width)
+    G = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *g(noise_dim=NOISE_DIM + NUM_CLASSES, width=width).layers)
     if model == "mlp":
-        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_dim=784 + NUM_CLASSES).layers)
+        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_dim=784 + NUM_CLASSES, width=width).layers)
     else:
-        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_channels=1 + NUM_CLASSES).layers)
+        D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_channels=1 + NUM_CLASSES, width=width).layers)
     return G, D
 
 

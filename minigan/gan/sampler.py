@@ -32,7 +32,8 @@ def load_generator(checkpoint, device="cpu", averaged=True):
     if name not in models.MODELS:
         raise io.CheckpointError(f"{checkpoint}: holds no generator minigan knows (model {name!r})")
     # the generator does not depend on the discriminator's packing
-    G, _ = models.build(name, conditional=bool(meta.get("conditional", False)))
+    G, _ = models.build(name, conditional=bool(meta.get("conditional", False)),
+                        width=float((meta.get("config") or {}).get("width", 1.0)))
     key = "G_ema" if averaged and "G_ema" in io.checkpoint_model_names(checkpoint) else "G"
     io.load_checkpoint(checkpoint, models={key: G}, restore_rng=False, expect_model=name)
     meta["generator"] = "averaged" if key == "G_ema" else "live"
@@ -79,14 +80,14 @@ def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
     if labels is not None and not conditional:
         raise ValueError("this generator is not conditional: it takes no digit labels")
     y = class_labels(n, labels) if conditional else None
-    xp = backend.xp_for(device)
+    dev = G.device  # the generator's own device (``device`` names it for callers that built it)
     z = np.random.default_rng(seed).standard_normal((n, models.noise_dim(model))).astype(np.float32)
     G.eval()
     outs = []
     for i in range(0, n, batch_size):
         if conditional:
-            set_labels(G, xp.asarray(y[i:i + batch_size]))
-        outs.append(backend.to_numpy(G.forward(xp.asarray(z[i:i + batch_size]))))
+            set_labels(G, dev.asarray(y[i:i + batch_size]))
+        outs.append(backend.to_numpy(G.forward(dev.asarray(z[i:i + batch_size]))))
     out = np.concatenate(outs)
     if model == models.MIXTURE_MODEL:
         return out.reshape(n, 2).astype(np.float32)

@@ -19,10 +19,12 @@ gradients add up in ``D.grads`` until the optimizer step.
 A conditional pair (both networks start with :class:`minigan.nn.LabelJoin`) takes
 the real batch's labels ``y_real`` (B,) and the labels ``y_fake`` (B,) the generator
 is asked for; D sees each sample with its own label.
+
+Nothing in the step reads a value on the host: the numbers it returns are 0-d values
+on the device the networks live on, so on a GPU a step is a queue of work with no
+synchronisation until someone reads them (the trainer, when it writes a log row).
 """
 from __future__ import annotations
-
-import numpy as np
 
 from .. import backend
 from ..nn import BatchNorm, set_labels
@@ -34,21 +36,22 @@ def joins_batches(D) -> bool:
     return not any(isinstance(m, BatchNorm) for m in D.modules())
 
 
-def d_mean_output(out, loss_name: str) -> float:
-    """Mean of D's outputs ``out`` (B, 1); for the BCE loss as a probability, sigmoid(logit)."""
-    o = backend.to_numpy(out).astype(np.float64)
+def d_mean_output(out, loss_name: str):
+    """Mean of D's outputs ``out`` (B, 1), a 0-d value on their device; for the BCE loss as a
+    probability, sigmoid(logit)."""
+    xp = backend.get_xp(out)
+    o = out.astype(xp.float64)
     if loss_name == "bce":
-        o = 1.0 / (1.0 + np.exp(-np.clip(o, -50, 50)))
-    return float(o.mean())
+        o = 1.0 / (1.0 + xp.exp(-xp.clip(o, -50, 50)))
+    return o.mean()
 
 
-def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joint=None, check=None):
+def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joint=None):
     """One D step and one G step on ``real`` (B, ...) and noise ``z`` (B, noise_dim).
 
     Returns ``{"d_loss", "d_real", "d_fake", "g_loss"}``: L_D, L_G and D's mean output on
-    the real and on the fake batch (:func:`d_mean_output`).  ``joint`` (default
-    :func:`joins_batches`) puts real and fake through D as one batch.  ``check(name,
-    value)``, if given, sees each loss before the optimizer step it drives (and may raise).
+    the real and on the fake batch (:func:`d_mean_output`), 0-d values on the device.
+    ``joint`` (default :func:`joins_batches`) puts real and fake through D as one batch.
     """
     xp = backend.get_xp(real)
     if (y_real is None) != (y_fake is None):
@@ -73,8 +76,6 @@ def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joi
         out_real, l_real = _d_pass(D, real, y_real, loss.d_real)
         out_fake, l_fake = _d_pass(D, fake, y_fake, loss.d_fake)
     d_loss = l_real + l_fake
-    if check is not None:
-        check("the discriminator loss", d_loss)
     # D's outputs are read before the G step runs D again (a layer may reuse its output buffers)
     stats = {"d_loss": d_loss, "d_real": d_mean_output(out_real, loss.name),
              "d_fake": d_mean_output(out_fake, loss.name)}
@@ -86,8 +87,6 @@ def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joi
         set_labels(D, y_fake)
     try:
         g_loss, g_out = loss.g(D.forward(fake))
-        if check is not None:
-            check("the generator loss", g_loss)
         G.backward_weights(D.backward(g_out))  # the noise needs no gradient
     finally:
         D.trainable = True

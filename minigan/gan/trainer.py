@@ -41,14 +41,13 @@ resumed ends with exactly the weights of a run that never stopped.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
-from .. import backend, io, losses, optim
+from .. import backend, io, losses, optim, randomness
 from .._version import __version__
 from ..nn import set_labels
 from . import models
@@ -93,6 +92,70 @@ def prepare_images(x_uint8, model: str) -> np.ndarray:
     return x.reshape(len(x), 1, 28, 28) if model == "dcgan" else x.reshape(len(x), -1)
 
 
+class Health:
+    """The first step whose loss was not finite, kept on the device so that a step reads nothing.
+
+    ``step`` (-1 while all is well), ``which`` (0: D's loss, 1: G's) and ``value`` are 0-d
+    device arrays, updated with a few elementwise operations per step and read with the
+    log rows and before each checkpoint.
+    """
+
+    def __init__(self, device):
+        xp = self.xp = device.xp
+        self.step = xp.full((), -1, dtype=xp.int64)
+        self.which = xp.zeros((), dtype=xp.int64)
+        self.value = xp.zeros((), dtype=xp.float64)
+
+    def record(self, d_loss, g_loss, step: int):
+        xp = self.xp
+        d_bad = ~xp.isfinite(xp.asarray(d_loss, dtype=xp.float64))
+        g_bad = ~xp.isfinite(xp.asarray(g_loss, dtype=xp.float64))
+        first = (self.step < 0) & (d_bad | g_bad)
+        self.which = xp.where(first, xp.where(d_bad, 0, 1), self.which)
+        self.value = xp.where(first, xp.where(d_bad, d_loss, g_loss), self.value)
+        self.step = xp.where(first, step, self.step)
+
+    def flags(self) -> list:
+        """The three flags as float64 0-d device values (to be read with other numbers)."""
+        return [self.xp.asarray(a, dtype=self.xp.float64) for a in (self.step, self.which, self.value)]
+
+    @staticmethod
+    def check(vals, diverged):
+        """Raise ``diverged(step, which, value)`` if the read flags ``vals`` mark a bad step."""
+        step, which, value = vals
+        if step >= 0:
+            raise diverged(int(step), int(which), float(value))
+
+
+class Window:
+    """The sums of the step numbers since the last log row (0-d device values) and their count.
+
+    Kept in the checkpoint, so that a run resumed in the middle of a window writes the
+    row an uninterrupted run would."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.clear()
+
+    def clear(self):
+        self.sums, self.count = {}, 0
+
+    def add(self, stats: dict):
+        for k, v in stats.items():
+            v = self.xp.asarray(v, dtype=self.xp.float64)  # summed in float64, as a resumed window is
+            self.sums[k] = v if k not in self.sums else self.sums[k] + v
+        self.count += 1
+
+    def state(self) -> dict:
+        return {"count": self.count, "sums": {k: float(v) for k, v in self.sums.items()}}
+
+    def load(self, state):
+        self.clear()
+        if state:
+            self.count = int(state["count"])
+            self.sums = {k: self.xp.asarray(v, dtype=self.xp.float64) for k, v in state["sums"].items()}
+
+
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
@@ -100,10 +163,11 @@ class Trainer:
         self.config = config.validate()
         cfg = self.config
         backend.manual_seed(cfg.seed)
-        self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional)
+        self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional, cfg.width)
         self.noise_dim = models.noise_dim(cfg.model)
-        self.xp = backend.xp_for(cfg.device)
-        self.G.to(cfg.device), self.D.to(cfg.device)
+        self.device = backend.device(cfg.device)
+        self.xp = self.device.xp
+        self.G.to(self.device), self.D.to(self.device)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_G = optim.Adam(self.G, cfg.lr, betas)
         self.opt_D = optim.Adam(self.D, cfg.lr_d or cfg.lr, betas)
@@ -136,6 +200,9 @@ class Trainer:
             raise ValueError(f"{len(self.data)} training samples is fewer than one batch of "
                              f"{self.points_per_step}")
         self.steps_per_epoch = len(self.data) // self.points_per_step
+        # the training set lives on the device for the whole run: a step only indexes it
+        self.data_on_device = self.device.asarray(self.data)
+        self.labels_on_device = None if self.labels is None else self.device.asarray(self.labels)
         self.joint_D = joins_batches(self.D)  # real and fake through D as one batch
         self.run_log = RunLog(cfg)
         self.progress = progress
@@ -150,6 +217,8 @@ class Trainer:
         self.fixed_noise = self.xp.asarray(z.astype(np.float32))
         # last, and drawing nothing from the global RNG: the live run is the same with or without it
         self.ema = GeneratorAverage(self.G, cfg.g_ema, self.noise_dim, cfg.seed) if cfg.g_ema else None
+        self.health = Health(self.device)
+        self.window = Window(self.xp)
 
     def drawing_generator(self):
         """The generator that is scored and drawn: the weight average with ``g_ema``, else G."""
@@ -164,21 +233,29 @@ class Trainer:
         return self.epoch * self.steps_per_epoch + self.step_in_epoch
 
     # -- one step ----------------------------------------------------------------
-    def _check_finite(self, name, value):
-        if not math.isfinite(value):
-            ck = self.path(CHECKPOINT)
-            kept = f"the last good checkpoint is {ck}" if os.path.exists(ck) else "no checkpoint was written yet"
-            raise TrainingDiverged(
-                f"{name} became {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1}; "
-                f"training stopped and {kept}. Try a smaller --lr or another --loss.")
+    def step_inputs(self, idx):
+        """The real batch at indices ``idx`` (on the device), its labels, and the step's noise
+        and fake labels, drawn on the device from keys of (seed, step): no transfer, and a
+        resumed run draws what an uninterrupted one would."""
+        cfg, B = self.config, self.points_per_step
+        real = self.data_on_device[idx]
+        z = randomness.normal(self.device, (B, self.noise_dim),
+                              randomness.key(cfg.seed, randomness.NOISE, self.global_step), np.float32)
+        if not cfg.conditional:
+            return real, z, None, None
+        y_fake = randomness.integers(self.device, (B,),
+                                     randomness.key(cfg.seed, randomness.LABELS, self.global_step),
+                                     models.NUM_CLASSES)
+        return real, z, self.labels_on_device[idx], y_fake
 
     def train_step(self, real, z, y_real=None, y_fake=None):
         """One D step and one G step (:func:`minigan.gan.step.gan_step`); returns the step's
-        numbers ``{"d_loss", "d_real", "d_fake", "g_loss"}``.
+        numbers ``{"d_loss", "d_real", "d_fake", "g_loss"}`` as 0-d values on the device.
 
         A conditional model takes the real batch's labels ``y_real`` and the labels
-        ``y_fake`` the generator is asked for (arrays of ints in 0..9).  A non-finite loss
-        raises :class:`TrainingDiverged` before the optimizer step it would drive.
+        ``y_fake`` the generator is asked for (arrays of ints in 0..9).  A loss that is not
+        finite is recorded on the device (:class:`Health`) and stops the run where the
+        numbers are next read: at the next log row or checkpoint.
         """
         if self.config.conditional:
             if y_real is None or y_fake is None:
@@ -186,19 +263,39 @@ class Trainer:
         else:
             y_real = y_fake = None
         stats = gan_step(self.G, self.D, self.opt_G, self.opt_D, self.loss, real, z, y_real, y_fake,
-                         joint=self.joint_D, check=self._check_finite)
+                         joint=self.joint_D)
+        self.health.record(stats["d_loss"], stats["g_loss"], self.global_step + 1)
         if self.ema is not None:
             self.ema.update()
         return stats
 
+    def _diverged(self, step: int, which: int, value: float):
+        name = ("the discriminator loss", "the generator loss")[which]
+        epoch, in_epoch = (step - 1) // self.steps_per_epoch + 1, (step - 1) % self.steps_per_epoch + 1
+        ck = self.path(CHECKPOINT)
+        kept = f"the last good checkpoint is {ck}" if os.path.exists(ck) else "no checkpoint was written yet"
+        return TrainingDiverged(
+            f"{name} became {value} at epoch {epoch}, step {in_epoch} (step {step} of the run); "
+            f"training stopped and {kept}. Try a smaller --lr or another --loss.")
+
+    def read_window(self):
+        """The means of the step numbers since the last log row, as floats, read from the device
+        in one transfer with the health flags; raises :class:`TrainingDiverged` if a loss was
+        not finite."""
+        names = sorted(self.window.sums)
+        vals = backend.to_numpy(self.xp.stack([self.window.sums[k] for k in names] + self.health.flags()))
+        self.health.check(vals[len(names):], self._diverged)
+        return {k: float(v) / self.window.count for k, v in zip(names, vals)}
+
     # -- checkpoints ---------------------------------------------------------------
     def save(self):
+        self.health.check(backend.to_numpy(self.xp.stack(self.health.flags())), self._diverged)
         meta = {"model": self.config.model, "dataset": self.config.dataset, "pack": self.config.pack,
                 "conditional": bool(self.config.conditional),
                 "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
-                "n_data": len(self.data), "version": __version__}
+                "n_data": len(self.data), "version": __version__, "window": self.window.state()}
         models_ = {"G": self.G, "D": self.D}
         if self.ema is not None:
             self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
@@ -232,6 +329,7 @@ class Trainer:
                 f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
                 f"and {self.steps_per_epoch} steps")
         self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
+        self.window.load(meta.get("window"))
         self.run_log.truncate(self.global_step)
         io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
@@ -307,33 +405,21 @@ class Trainer:
         self.run_log.write_config()
         from tqdm.auto import tqdm  # noqa: PLC0415
 
-        rng = backend.global_rng
         while self.epoch < cfg.epochs:
             self.set_learning_rates()
-            order = self.batch_indices(self.epoch)
+            order = self.device.asarray(self.batch_indices(self.epoch))  # one transfer an epoch
             bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, unit="step",
                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
                        dynamic_ncols=True, file=sys.stderr)
             t0 = time.perf_counter()
-            sums, count = {}, 0  # log rows hold means over the steps since the last row
             while self.step_in_epoch < self.steps_per_epoch:
-                idx = order[self.step_in_epoch]
-                real = self.xp.asarray(self.data[idx])
-                z = self.xp.asarray(rng().standard_normal((len(idx), self.noise_dim), dtype=np.float32))
-                if cfg.conditional:
-                    y_real = self.xp.asarray(self.labels[idx])
-                    y_fake = self.xp.asarray(rng().integers(0, models.NUM_CLASSES, len(idx)))
-                    stats = self.train_step(real, z, y_real, y_fake)
-                else:
-                    stats = self.train_step(real, z)
+                stats = self.train_step(*self.step_inputs(order[self.step_in_epoch]))
                 self.step_in_epoch += 1
                 bar.update(1)
-                for k, v in stats.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+                self.window.add(stats)  # on the device: no synchronisation in a step without a row
                 if self.step_in_epoch % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
-                    stats = {k: v / count for k, v in sums.items()}
-                    sums, count = {}, 0
+                    stats = self.read_window()
+                    self.window.clear()
                     bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
                                     refresh=False)
                     self.run_log.log_step(self.epoch + 1, self.global_step, stats, time.perf_counter() - t0,

@@ -86,14 +86,18 @@ def _batches(n, batch_size):
         yield slice(i, min(i + batch_size, n))
 
 
-def forward_features(model, images, batch_size: int = 500, device: str = "cpu"):
-    """``(features (N, 128) float64, logits (N, 10) float64)`` in eval mode."""
+def forward_features(model, images, batch_size: int = 500, device=None):
+    """``(features (N, 128) float64, logits (N, 10) float64)`` in eval mode, computed on
+    ``device`` (the classifier is moved there, and each batch of images with it; default:
+    where the classifier is)."""
     x = prepare_images(images)
-    xp = backend.xp_for(device)
+    dev = model.device if device is None else backend.device(device)
+    if model.device is not dev:
+        model.to(dev)
     model.eval()
     feats, logits = [], []
     for s in _batches(len(x), batch_size):
-        h = xp.asarray(x[s])
+        h = dev.asarray(x[s])
         for i, layer in enumerate(model.layers):
             h = layer.forward(h)
             if i == FEATURE_LAYER:

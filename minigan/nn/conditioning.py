@@ -16,6 +16,8 @@ integers in [0, K)), or for every LabelJoin in a model at once with
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .layer import Layer
 
 
@@ -34,10 +36,13 @@ class LabelJoin(Layer):
         if self.labels is None:
             raise RuntimeError(f"{self!r}: set the labels (set_labels(model, y)) before forward()")
         xp = self.xp
-        y = xp.asarray(self.labels).reshape(-1)
+        y = self.device.asarray(self.labels).reshape(-1)
         if y.shape[0] != x.shape[0]:
             raise ValueError(f"{self!r}: {y.shape[0]} labels for a batch of {x.shape[0]}")
-        if y.size and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+        # Labels given on the host are checked; reading a device array's would be a
+        # synchronisation in every step (the trainer's own device labels are drawn in range).
+        host = self.labels
+        if isinstance(host, np.ndarray) and host.size and (host.min() < 0 or host.max() >= self.num_classes):
             raise ValueError(f"{self!r}: labels must lie in [0, {self.num_classes})")
         N, K = x.shape[0], self.num_classes
         out = xp.zeros((N, x.shape[1] + K) + x.shape[2:], dtype=x.dtype)

@@ -307,6 +307,9 @@ class SpectralEngine:
     name = "spectral"
 
     def __init__(self, device):
+        if device.name != "cpu":
+            raise ValueError("the spectral conv engine runs on the CPU only; on a GPU use "
+                             "engine='im2col' (the default there) or 'reference'")
         self.device = device
         self._plans = {}
         self._bmm = device.kernel(batched_matmul)
