@@ -65,7 +65,10 @@ def _add_train(sub):
                         "(default 0: off)")
     p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
     p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default 0.999)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to compute (default cpu)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                   help="where to compute (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU)")
+    p.add_argument("--width", type=_positive(float), default=None,
+                   help="scale the networks' hidden sizes and channel counts (default 1: the seed networks)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--out", default=None, help="output directory (default runs/<model>)")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
@@ -89,7 +92,8 @@ def _train(args):
         "device": args.device, "seed": args.seed, "out": args.out, "limit": args.limit,
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
         "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init, "g_ema": args.g_ema,
-        "eval_every": args.eval_every, "conditional": args.conditional}.items() if v is not None}
+        "eval_every": args.eval_every, "conditional": args.conditional, "width": args.width,
+    }.items() if v is not None}
     try:
         cfg = run_config(given, resume=args.resume)
     except ConfigError as e:

@@ -76,3 +76,18 @@ def test_softmax_cross_entropy(n, k, seed):
     assert losses.softmax_cross_entropy(z, onehot)[0] == pytest.approx(value)
     big = losses.softmax_cross_entropy(z * 1e4, y)
     assert np.isfinite(big[0]) and np.isfinite(big[1]).all()
+
+
+@pytest.mark.parametrize("name", ["bce", "lsgan", "hinge"])
+def test_gan_losses_on_every_device(device, name):
+    """Values and gradients on the device agree with the CPU's; the value stays a 0-d device value."""
+    from minigan import backend
+
+    z = np.random.default_rng(4).standard_normal((6, 1)).astype(np.float32) * 3
+    L, dev = losses.GANLoss(name), backend.device(device)
+    for part in (L.d_real, L.d_fake, L.g):
+        v_cpu, g_cpu = part(z)
+        v, g = part(dev.asarray(z))
+        assert backend.device_of(v) is dev and getattr(v, "ndim", 0) == 0
+        assert float(v) == pytest.approx(float(v_cpu), rel=1e-6)
+        np.testing.assert_allclose(backend.to_numpy(g), g_cpu, rtol=1e-6, atol=1e-7)

@@ -100,3 +100,26 @@ def test_bad_hyperparameters_are_refused():
         optim.Adam(m, betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="momentum"):
         optim.SGD(m, 0.1, momentum=1.5)
+
+
+@pytest.mark.parametrize("make", [lambda m: optim.Adam(m, 0.01, (0.5, 0.99)),
+                                  lambda m: optim.SGD(m, 0.1, momentum=0.8)], ids=["adam", "sgd"])
+def test_optimizers_on_every_device(device, make):
+    """The same steps on the device as on the CPU (the GPU's one-launch Adam included)."""
+    from minigan import backend
+
+    a = _model()
+    b = _model()
+    b.load_state_dict(a.state_dict())
+    b.to(device)
+    oa, ob = make(a), make(b)
+    for k in range(3):
+        grads = _set_grads(a, np.random.default_rng(k))
+        for name, layer, key in b.named_parameters():
+            layer.grads[key][...] = backend.device(device).asarray(grads[name])
+        oa.step()
+        ob.step()
+    for (n, la, k), (_, lb, _) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_allclose(backend.to_numpy(lb.params[k]), la.params[k], rtol=1e-12, atol=1e-14, err_msg=n)
+    st_a, st_b = oa.state_dict(), ob.state_dict()
+    assert st_a.keys() == st_b.keys()

@@ -35,7 +35,7 @@ MODEL_DEFAULTS = {"mlp": {"epochs": 30}}
 CONDITIONAL_DEFAULTS = {"dcgan": {"epochs": 10}}
 # What a resumed run may not change: the data, the networks and the batches that the
 # checkpoint's weights and its position in the epoch belong to.
-KEPT_ON_RESUME = ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack")
+KEPT_ON_RESUME = ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack", "width")
 
 
 class ConfigError(ValueError):
