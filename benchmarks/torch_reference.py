@@ -98,8 +98,8 @@ def torch_nets(torch, model: str):
     return G, D
 
 
-def torch_step_fn(torch, model: str, batch: int, joint: bool = False):
-    """A closure running the same step in PyTorch (float32, CPU).
+def torch_step_fn(torch, model: str, batch: int, joint: bool = False, device: str = "cpu"):
+    """A closure running the same step in PyTorch (float32, on ``device``: "cpu" or "cuda").
 
     ``joint=False`` is the step as PyTorch's DCGAN tutorial writes it, D on the
     real and the fake batch apart; ``joint=True`` sends them through D as one
@@ -107,13 +107,13 @@ def torch_step_fn(torch, model: str, batch: int, joint: bool = False):
     minigan with the faster.
     """
     torch.manual_seed(0)
-    G, D = torch_nets(torch, model)
+    G, D = (net.to(device) for net in torch_nets(torch, model))
     oG = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.5, 0.999))
     oD = torch.optim.Adam(D.parameters(), 1e-4, betas=(0.5, 0.999))
     bce = torch.nn.BCEWithLogitsLoss()
-    z = torch.randn(batch, NOISE_DIM)
-    real = torch.rand((batch,) + image_shape(model)) * 2 - 1
-    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+    z = torch.randn(batch, NOISE_DIM, device=device)
+    real = torch.rand((batch,) + image_shape(model), device=device) * 2 - 1
+    ones, zeros = torch.ones(batch, 1, device=device), torch.zeros(batch, 1, device=device)
 
     def step():
         fake = G(z)
