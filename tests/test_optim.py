@@ -123,3 +123,28 @@ def test_optimizers_on_every_device(device, make):
         np.testing.assert_allclose(backend.to_numpy(lb.params[k]), la.params[k], rtol=1e-12, atol=1e-14, err_msg=n)
     st_a, st_b = oa.state_dict(), ob.state_dict()
     assert st_a.keys() == st_b.keys()
+
+
+def test_the_state_follows_a_cast_or_a_move_after_the_optimizer_was_made(device):
+    """Parameters are packed into one flat buffer per dtype when the optimizer is made; a later
+    cast or move packs them again, and the moments follow each parameter by name."""
+    from minigan import backend
+
+    model = _model().astype(np.float32)
+    opt = optim.Adam(model, lr=0.01, betas=(0.5, 0.99))
+    _set_grads(model, np.random.default_rng(0))
+    opt.step()
+    before = opt.state_dict()
+    model.astype(np.float64).to(device)
+    assert model.flat().groups[0].params.dtype == np.float64
+    after = opt.state_dict()
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_allclose(after[k], before[k], rtol=1e-7, err_msg=k)
+    dev = backend.device(device)
+    for name, layer, key in model.named_parameters():
+        layer.grads[key][...] = dev.asarray(np.ones(layer.grads[key].shape))
+    kept = {n: backend.to_numpy(layer.params[k]).copy() for n, layer, k in model.named_parameters()}
+    opt.step()  # the step updates the model's new arrays
+    for n, layer, k in model.named_parameters():
+        assert not np.array_equal(backend.to_numpy(layer.params[k]), kept[n]), n
