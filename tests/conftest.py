@@ -5,8 +5,14 @@ examples so CI is repeatable; ``HYPOTHESIS_PROFILE=dev`` draws more, at
 random, for local runs.
 """
 import os
+import shutil
 
-import minigan
+# Without a GPU the GPU kernel table runs under numba-cuda's simulator; numba reads
+# this when it is first imported, so it is set before anything imports numba.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import minigan  # noqa: E402
 
 minigan.tune_cpu()  # the settings every minigan command makes (and without which the CPU kernels warn)
 
