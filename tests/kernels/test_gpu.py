@@ -14,7 +14,7 @@ loss go through another libm: they agree to rounding.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from numba import cuda
 from numba.cuda.core import config as cuda_config
@@ -46,8 +46,11 @@ TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol
 
 
 def examples(n):
-    """At most ``n`` hypothesis examples under the simulator; the profile's number on a GPU."""
-    return settings(max_examples=n) if SIMULATED else (lambda f: f)
+    """At most ``n`` hypothesis examples under the simulator, and no shrinking of a failing one
+    (each costs seconds there); the profile's settings on a GPU."""
+    if not SIMULATED:
+        return lambda f: f
+    return settings(max_examples=n, phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 
 def dev(a):
@@ -57,6 +60,14 @@ def dev(a):
 
 def host(a):
     return backend.to_numpy(a)
+
+
+def assert_same_bits(got, ref):
+    """``got`` (on the device) is ``ref`` bit for bit: same dtype, shape and bits (-0.0 is not 0.0)."""
+    got, ref = np.ascontiguousarray(host(got)), np.ascontiguousarray(ref)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    bits = np.dtype(f"u{ref.dtype.itemsize}")
+    np.testing.assert_array_equal(got.view(bits), ref.view(bits))
 
 
 def _rand(rng, shape, dtype):
@@ -100,8 +111,8 @@ def test_im2col_matches_reference(dtype, g, N, seed):
     out = dev(np.full((g.K, N, g.Ho * g.Wo), np.nan, dtype))  # every entry must be written
     got = cuda_gpu.im2col(dev(x), g, out=out)
     assert got is out and got.dtype == dtype
-    np.testing.assert_array_equal(host(got), numpy_ref.im2col(x, g))
-    np.testing.assert_array_equal(host(cuda_gpu.im2col(dev(x), g)), numpy_ref.im2col(x, g))
+    assert_same_bits(got, numpy_ref.im2col(x, g))
+    assert_same_bits(cuda_gpu.im2col(dev(x), g), numpy_ref.im2col(x, g))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -113,7 +124,7 @@ def test_col2im_matches_reference(dtype, g, N, seed):
     out = dev(np.full((N, g.C, g.H, g.W), np.nan, dtype))  # every element must be written
     got = cuda_gpu.col2im(dev(cols), g, out=out)
     assert got is out and got.dtype == dtype
-    np.testing.assert_array_equal(host(got), numpy_ref.col2im(cols, g))
+    assert_same_bits(got, numpy_ref.col2im(cols, g))
 
 
 @examples(6)
@@ -131,34 +142,34 @@ def test_conv_kernels_take_non_contiguous_inputs():
     g = ConvGeom(2, 5, 4, 3, 2, 2, 1, 1, 1, 0, 1)
     rng = np.random.default_rng(5)
     x = _rand(rng, (2, 4, 5, 2 * g.W), np.float32)[:, 1::2, :, ::2]  # every other channel and column
-    np.testing.assert_array_equal(host(cuda_gpu.im2col(dev(x), g)), numpy_ref.im2col(x, g))
+    assert_same_bits(cuda_gpu.im2col(dev(x), g), numpy_ref.im2col(x, g))
     cols = _rand(rng, (2, g.K, g.Ho * g.Wo), np.float32).transpose(1, 0, 2)
-    np.testing.assert_array_equal(host(cuda_gpu.col2im(dev(cols), g)), numpy_ref.col2im(cols, g))
+    assert_same_bits(cuda_gpu.col2im(dev(cols), g), numpy_ref.col2im(cols, g))
 
 
 # -- elementwise ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@examples(6)
-@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4),
-       slope=st.sampled_from([0.0, 0.2, -0.5, 1.5]), seed=st.integers(0, 2**16))
-def test_leaky_relu_matches_reference(dtype, shape, slope, seed):
+@pytest.mark.parametrize("slope", [0.2, -0.5, 0.0])
+@examples(5)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_leaky_relu_matches_reference(dtype, slope, shape, seed):
     rng = np.random.default_rng(seed)
     x = _rand(rng, shape, dtype)
-    x.flat[0] = 0  # the kink: both paths take the slope branch
+    x.flat[0] = 0  # the kink: both take the slope branch (0 * -0.5 is -0.0, so the bits tell)
     dy = _rand(rng, shape, dtype)
-    np.testing.assert_array_equal(host(cuda_gpu.leaky_relu(dev(x), slope)), numpy_ref.leaky_relu(x, slope))
-    np.testing.assert_array_equal(host(cuda_gpu.leaky_relu_grad(dev(dy), dev(x), slope)),
-                                  numpy_ref.leaky_relu_grad(dy, x, slope))
+    assert_same_bits(cuda_gpu.leaky_relu(dev(x), slope), numpy_ref.leaky_relu(x, slope))
+    assert_same_bits(cuda_gpu.leaky_relu_grad(dev(dy), dev(x), slope),
+                     numpy_ref.leaky_relu_grad(dy, x, slope))
 
 
 def test_leaky_relu_takes_non_contiguous_inputs():
     rng = np.random.default_rng(2)
     x = _rand(rng, (6, 5), np.float32).T
     dy = _rand(rng, (5, 12), np.float32)[:, ::2]
-    np.testing.assert_array_equal(host(cuda_gpu.leaky_relu(dev(x), 0.2)), numpy_ref.leaky_relu(x, 0.2))
-    np.testing.assert_array_equal(host(cuda_gpu.leaky_relu_grad(dev(dy), dev(x), 0.2)),
-                                  numpy_ref.leaky_relu_grad(dy, x, 0.2))
+    assert_same_bits(cuda_gpu.leaky_relu(dev(x), 0.2), numpy_ref.leaky_relu(x, 0.2))
+    assert_same_bits(cuda_gpu.leaky_relu_grad(dev(dy), dev(x), 0.2),
+                     numpy_ref.leaky_relu_grad(dy, x, 0.2))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -170,18 +181,18 @@ def test_dropout_matches_reference(dtype, shape, p, seed):
     x = _rand(np.random.default_rng(seed % 2**32), shape, dtype)
     (y0, k0), (y1, k1) = numpy_ref.dropout(x, p, seed), cuda_gpu.dropout(dev(x), p, seed)
     assert k1.dtype == np.bool_ and k1.shape == x.shape
-    np.testing.assert_array_equal(host(k1), k0)
-    np.testing.assert_array_equal(host(y1), y0)
+    assert_same_bits(k1, k0)
+    assert_same_bits(y1, y0)
     dy = _rand(np.random.default_rng(1), shape, dtype)
-    np.testing.assert_array_equal(host(cuda_gpu.dropout_grad(dev(dy), dev(k0), p)),
-                                  numpy_ref.dropout_grad(dy, k0, p))
+    assert_same_bits(cuda_gpu.dropout_grad(dev(dy), dev(k0), p),
+                     numpy_ref.dropout_grad(dy, k0, p))
 
 
 def test_dropout_takes_non_contiguous_inputs():
     x = _rand(np.random.default_rng(4), (8, 6), np.float32).T
     (y0, k0), (y1, k1) = numpy_ref.dropout(x, 0.5, 99), cuda_gpu.dropout(dev(x), 0.5, 99)
-    np.testing.assert_array_equal(host(k1), k0)
-    np.testing.assert_array_equal(host(y1), y0)
+    assert_same_bits(k1, k0)
+    assert_same_bits(y1, y0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -203,7 +214,7 @@ def test_keyed_integers_match_reference(shape, k, high):
     out = dev(np.full(shape, -1, np.int64))
     got = cuda_gpu.keyed_integers(out, k, high)
     assert got is out
-    np.testing.assert_array_equal(host(got), numpy_ref.keyed_integers(np.empty(shape, np.int64), k, high))
+    assert_same_bits(got, numpy_ref.keyed_integers(np.empty(shape, np.int64), k, high))
 
 
 # -- the optimizer and the weight average ----------------------------------------------
@@ -234,7 +245,7 @@ def test_ema_update_matches_reference(avg_dtype, size, seed):
     ref, got = avg.copy(), dev(avg.copy())
     numpy_ref.ema_update(ref, theta, 1e-3)
     cuda_gpu.ema_update(got, dev(theta), 1e-3)
-    np.testing.assert_array_equal(host(got), ref)
+    assert_same_bits(got, ref)
 
 
 # -- reductions ---------------------------------------------------------------------------
@@ -258,8 +269,8 @@ def test_batchnorm_kernels_match_reference(dtype, training, hw, N, C, seed):
     inv_std = (1 / np.sqrt(var + 1e-5)).astype(dtype)
     y0, xh0 = numpy_ref.batchnorm_apply(x, mu, inv_std, gamma, beta)
     y1, xh1 = cuda_gpu.batchnorm_apply(*map(dev, (x, mu, inv_std, gamma, beta)))
-    np.testing.assert_array_equal(host(xh1), xh0)
-    np.testing.assert_array_equal(host(y1), y0)
+    assert_same_bits(xh1, xh0)
+    assert_same_bits(y1, y0)
     dy = _rand(rng, shape, dtype)
     ref = numpy_ref.batchnorm_grad(dy, xh0, gamma, inv_std, training)
     got = cuda_gpu.batchnorm_grad(*map(dev, (dy, xh0, gamma, inv_std)), training)
@@ -268,7 +279,7 @@ def test_batchnorm_kernels_match_reference(dtype, training, hw, N, C, seed):
         np.testing.assert_allclose(host(b), a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10,
                                    err_msg=name)
     if not training:  # dy * (gamma * inv_std), one product rounded once, as the reference's
-        np.testing.assert_array_equal(host(got[0]), ref[0])
+        assert_same_bits(got[0], ref[0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
