@@ -245,13 +245,19 @@ def _dropout(x, seed, threshold, scale, y, keep):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         k = (_hash(seed, i) >> _U40) >= threshold  # u = top 24 bits / 2^24; keep if u >= p
         keep[i] = k
-        y[i] = x[i] * scale if k else 0
+        if k:  # statements, not `a if k else 0`, which would unify float32 with an int as float64
+            y[i] = x[i] * scale
+        else:
+            y[i] = 0
 
 
 @cuda.jit
 def _dropout_grad(dy, keep, scale, dx):
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
-        dx[i] = dy[i] * scale if keep[i] else 0
+        if keep[i]:
+            dx[i] = dy[i] * scale
+        else:
+            dx[i] = 0
 
 
 def dropout(x, p, seed):
