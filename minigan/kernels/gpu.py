@@ -30,7 +30,11 @@ All launches use TPB threads a block and grid-stride loops, with grid sizes
 computed on the host from shapes alone; nothing is read back to the host
 (the BCE total stays a 0-d float64 array on the device).  Scalars that enter
 float32 arithmetic are passed as ``x.dtype.type(...)`` so the arithmetic stays
-in the array's precision, as NumPy's does.
+in the array's precision, as NumPy's does.  NVVM fuses ``a*b + c`` into one FMA
+(one rounding); where the reference rounds the product first and the twin must
+match it bit for bit (BatchNorm's affine, the weight average), the product goes
+through ``mul.rn``, which is never fused.  Adam, the loss and the reductions
+agree to rounding, FMAs and all.
 
 Not here: ``batched_matmul`` (its reference, ``xp.matmul``, is cuBLAS on CuPy)
 and the spectral engine's layouts (that engine runs on the CPU only).
