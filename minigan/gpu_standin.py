@@ -337,6 +337,10 @@ def install():
         raise RuntimeError("numba.cuda was imported before the GPU stand-in asked for its simulator; "
                            "set NUMBA_ENABLE_CUDASIM=1 first")
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+    # The simulator runs a block's threads as Python threads and its manager polls them
+    # until all reach a barrier: with the interpreter's default 5 ms between thread
+    # switches, every __syncthreads costs milliseconds (BatchNorm's kernels 5x slower).
+    sys.setswitchinterval(min(sys.getswitchinterval(), 2e-5))
     if _device is None:
         _device = backend.Device("gpu", xp, "cuda", array_type=StandinArray)
         StandinArray.minigan_device = _device

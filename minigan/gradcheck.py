@@ -142,7 +142,13 @@ def _numeric_vs_analytic(loss, u, grad, eps, max_elements, directions, rng):
     return mode, rel_err, abs_err, index, direction, float(ana[worst]), float(num[worst])
 
 
-def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=400, directions=12, seed=0,
+# Tensors of up to MAX_ELEMENTS entries are checked entry by entry, larger ones along
+# DIRECTIONS random unit vectors (the defaults of the two checks below).
+MAX_ELEMENTS = 400
+DIRECTIONS = 12
+
+
+def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=None, directions=None, seed=0,
                 check_input=True, label=None) -> GradReport:
     """Check ``backward`` of ``layer`` (any Layer, Sequential included) at input ``x``.
 
@@ -150,6 +156,8 @@ def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=400, directions=12,
     Randomness inside the layer (dropout masks) is replayed identically for
     every evaluation.  Returns a :class:`GradReport`; call ``.assert_ok()``.
     """
+    max_elements = MAX_ELEMENTS if max_elements is None else max_elements
+    directions = DIRECTIONS if directions is None else directions
     layer = copy.deepcopy(layer).astype(np.float64)
     xp = backend.get_xp(x)
     x = xp.array(x, dtype=np.float64)
@@ -186,9 +194,11 @@ def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=400, directions=12,
     return report
 
 
-def check_loss(loss_fn, x, *args, eps=1e-6, max_elements=400, directions=12, seed=0,
+def check_loss(loss_fn, x, *args, eps=1e-6, max_elements=None, directions=None, seed=0,
                label=None) -> GradReport:
     """Check a loss ``loss_fn(x, *args) -> (value, grad)`` in float64 at ``x``."""
+    max_elements = MAX_ELEMENTS if max_elements is None else max_elements
+    directions = DIRECTIONS if directions is None else directions
     xp = backend.get_xp(x)
     x = xp.array(x, dtype=np.float64)
     _, grad = loss_fn(x, *args)

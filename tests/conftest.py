@@ -5,8 +5,14 @@ examples so CI is repeatable; ``HYPOTHESIS_PROFILE=dev`` draws more, at
 random, for local runs.
 """
 import os
+import shutil
 
-import minigan
+# Without a GPU the GPU kernel table runs under numba-cuda's simulator; numba reads
+# this when it is first imported, so it is set before anything imports numba.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+import minigan  # noqa: E402
 
 minigan.tune_cpu()  # the settings every minigan command makes (and without which the CPU kernels warn)
 
@@ -54,6 +60,44 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("device", [_case(d) for d in DEVICES], indirect=True, scope="session")
     elif "engine" in names:
         metafunc.parametrize("engine", ENGINES, indirect=True, scope="session")
+
+
+# Under numba-cuda's simulator every GPU kernel runs as Python, a thousand times slower than
+# NumPy: the GPU cases there draw fewer hypothesis examples and check gradients along a few
+# random directions (every entry of tensors up to 8), the same checks on a smaller budget.
+SIMULATED_GPU_EXAMPLES = 3
+
+
+def _simulated_gpu():
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and backend.cupy_module() is None
+
+
+def pytest_collection_modifyitems(config, items):
+    import types
+
+    if not _simulated_gpu():
+        return
+    for item in items:
+        fn = getattr(item, "obj", None)
+        if item.get_closest_marker("gpu") is None or not hasattr(fn, "hypothesis"):
+            continue
+        # a copy of the test function, so that its CPU cases keep their own settings
+        copy = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        copy.__dict__.update(fn.__dict__)
+        copy.__wrapped__ = fn
+        base = fn._hypothesis_internal_use_settings
+        copy._hypothesis_internal_use_settings = settings(
+            base, max_examples=min(base.max_examples, SIMULATED_GPU_EXAMPLES))
+        item.obj = copy
+
+
+@pytest.fixture(autouse=True)
+def _gradcheck_budget(request, monkeypatch):
+    if _simulated_gpu() and request.node.get_closest_marker("gpu") is not None:
+        from minigan import gradcheck
+
+        monkeypatch.setattr(gradcheck, "MAX_ELEMENTS", 8)
+        monkeypatch.setattr(gradcheck, "DIRECTIONS", 3)
 
 
 @pytest.fixture(scope="session")
