@@ -58,9 +58,10 @@ _cuda_config.CUDA_ARRAY_INTERFACE_SYNC = 0
 TPB = 256  # threads a block; the reductions' trees in shared memory are this wide
 MAX_BLOCKS = 1024  # a grid-stride grid's cap: enough blocks to fill a large GPU
 if _cuda_config.ENABLE_CUDASIM:
-    # The simulator runs every thread of a block as a Python thread: small blocks and
-    # few of them (the grid-stride loops cover any size) keep a launch at milliseconds.
-    TPB, MAX_BLOCKS = 4, 2
+    # The simulator runs every thread of a block as a Python thread, and a barrier costs
+    # thread switches: one thread a block and two blocks (the grid-stride loops cover any
+    # size) keep a launch at milliseconds.  The kernel tests run wider blocks as well.
+    TPB, MAX_BLOCKS = 1, 2
 
 if _cuda_config.ENABLE_CUDASIM:
     # numba-cuda's simulator runs kernels as Python, on NumPy scalars: a product is

@@ -322,7 +322,18 @@ def _reductions(x, dy, z):
     return [host(a).copy() for a in out]
 
 
-def test_reductions_agree_with_reference_over_several_strides_and_blocks():
+@pytest.fixture(params=[None, 4, 8], ids=["table", "tpb4", "tpb8"])
+def block_width(request, monkeypatch):
+    """The table's block width, and under the simulator (where the table runs one thread a
+    block, for speed) wider blocks too, so that the shared-memory trees and their barriers run."""
+    if request.param is not None:
+        if not cuda_config.ENABLE_CUDASIM:
+            pytest.skip("a compiled kernel's block width is fixed when it is compiled")
+        monkeypatch.setattr(cuda_gpu, "TPB", request.param)
+    return cuda_gpu.TPB
+
+
+def test_reductions_agree_with_reference_over_several_strides_and_blocks(block_width):
     rng = np.random.default_rng(11)
     x, dy = _rand(rng, (3, 2, 11, 10), np.float32), _rand(rng, (3, 2, 11, 10), np.float32)  # m = 330 > TPB
     z = _rand(rng, 3 * cuda_gpu.TPB + 5, np.float32) * 5  # four blocks of partial sums
@@ -339,7 +350,7 @@ def test_reductions_agree_with_reference_over_several_strides_and_blocks():
     np.testing.assert_allclose(grad, g0, **TOL[np.float32])
 
 
-def test_reductions_give_identical_results_twice():
+def test_reductions_give_identical_results_twice(block_width):
     """No atomics and a fixed order: the same inputs give the same bits, call after call."""
     rng = np.random.default_rng(12)
     x, dy = _rand(rng, (3, 2, 11, 10), np.float64), _rand(rng, (3, 2, 11, 10), np.float64)
