@@ -53,13 +53,6 @@ RUN_FILES = (CONFIG, CHECKPOINT, LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG, "s
              "losses.png", "gradient_flow.png")
 
 
-def remove_logs(out: str):
-    """Delete the logs of an earlier run in ``out``, so that a new run starts new ones."""
-    for name in (LOG, GRADIENTS_LOG, EVAL_LOG):
-        if os.path.exists(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-
-
 def run_files(out: str) -> list:
     """The files of a run that the folder ``out`` holds (names relative to it; empty when
     ``out`` holds no run or does not exist)."""
