@@ -339,3 +339,29 @@ def test_a_conditional_sample_without_a_digit_takes_n(tmp_path, capsys):
         code, _, err = run(["sample", "--checkpoint", ck, "--out", tmp_path / "t.npz", *extra], capsys)
         assert code != 0
         one_line(err, said)
+
+
+def test_divergence_is_one_line_that_names_the_step_and_keeps_no_bad_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["train", *ARGS, "--lr", "1e14", "--out", out], capsys)
+    assert code == 2
+    one_line(err, "at epoch 1, step 2 (step 2 of the run)", "no checkpoint was written yet", "--lr")
+    assert not (out / CHECKPOINT).exists()
+    code, _, err = run(["sample", "--checkpoint", out, "--out", tmp_path / "x.png"], capsys)
+    assert code != 0
+    one_line(err, "is a folder without a checkpoint.npz")
+
+
+@pytest.mark.parametrize("change", [{"epoch": "one"}, {"step_in_epoch": 99}, {"window": {"count": 1}},
+                                    {"config": {"beta1": "high"}}, {"runaway": [1]}])
+def test_resuming_from_a_checkpoint_whose_meta_is_malformed_is_one_line(tmp_path, capsys, change):
+    out = tmp_path / "run"
+    assert run(["train", *ARGS, "--epochs", "1", "--out", out], capsys)[0] == 0
+    arrays = dict(np.load(out / CHECKPOINT))
+    m = json.loads(str(arrays["meta"]))
+    m["config"].update(change.get("config", {}))
+    m.update({k: v for k, v in change.items() if k != "config"})
+    np.savez(out / CHECKPOINT, **{**arrays, "meta": np.array(json.dumps(m))})
+    code, _, err = run(["train", "--resume", "--out", out, "--epochs", "2", "--quiet"], capsys)
+    assert code != 0
+    one_line(err, "corrupt")

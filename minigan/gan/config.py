@@ -246,7 +246,11 @@ def run_config(given: dict, resume: bool = False, overwrite: bool = False) -> Tr
         if key in given and key in saved and given[key] != saved[key]:
             raise ConfigError(f"the checkpoint in {out} was trained with {key}={saved[key]!r}, "
                               f"not {given[key]!r}")
-    cfg = TrainConfig.from_dict({**saved, **given}).validate()
+    try:
+        cfg = TrainConfig.from_dict({**saved, **given}).validate()
+    except TypeError as e:  # a value of the wrong type, which no option gives
+        raise ConfigError(f"the checkpoint in {out} is corrupt: its config holds a value of the wrong "
+                          f"type ({e})") from None
     done = meta.get("epoch")
     if isinstance(done, int) and done >= cfg.epochs:
         what = (f"--epochs {cfg.epochs}: the run in {out} has already done {done} epoch(s)"

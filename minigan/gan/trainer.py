@@ -492,9 +492,18 @@ class Trainer:
                 f"{path}: the checkpoint was trained on {meta.get('n_data')} images in batches giving "
                 f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
                 f"and {self.steps_per_epoch} steps")
-        self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self.window.load(meta.get("window"))
-        self.runaway.load(meta.get("runaway"))
+        epoch, step = meta.get("epoch"), meta.get("step_in_epoch")
+        if not (isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
+                and 0 <= step < self.steps_per_epoch):
+            raise io.CheckpointError(f"{path}: the checkpoint is corrupt: its position (epoch {epoch!r}, "
+                                     f"step {step!r}) is not one of this run's")
+        try:
+            self.window.load(meta.get("window"))
+            self.runaway.load(meta.get("runaway"))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise io.CheckpointError(f"{path}: the checkpoint is corrupt: its log window or run-away "
+                                     f"record is malformed ({type(e).__name__}: {e})") from None
+        self.epoch, self.step_in_epoch = epoch, step
         self.checkpoint_step = self.global_step
         self.run_log.truncate(self.global_step)
         io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
