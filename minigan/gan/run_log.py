@@ -123,6 +123,21 @@ class RunLog:
                 with io.atomic_write(p, "w") as f:  # a kill here leaves the old log, rows and all
                     csv.writer(f).writerows(keep)
 
+    def sync(self):
+        """Flush the logs to the disk (fsync): called before each checkpoint, so that the rows
+        it covers are on the disk when it is, even if the machine loses power."""
+        for name in (LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG):
+            p = self.path(name)
+            if os.path.exists(p):
+                try:
+                    fd = os.open(p, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError as e:
+                    raise io.named_os_error(e, p) from e
+
     def append(self, name, header, rows):
         """Append ``rows`` to the CSV ``name``, writing ``header`` first when it is new."""
         p = self.path(name)

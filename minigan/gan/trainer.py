@@ -462,6 +462,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
             models_["G_ema"] = self.ema.avg
+        self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
         io.save_checkpoint(self.path(CHECKPOINT), models=models_,
                            optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
         self.checkpoint_step = self.global_step

@@ -305,3 +305,21 @@ def test_a_stop_asked_for_mid_step_ends_the_step_saves_and_resumes_exactly(tmp_p
     for k, v in weights(ref).items():
         assert np.array_equal(weights(resumed)[k], v), k
     assert log_rows(tmp_path / "stop" / "log.csv") == log_rows(tmp_path / "ref" / "log.csv")
+
+
+def test_the_logs_reach_the_disk_before_the_checkpoint_that_covers_them(tmp_path, monkeypatch):
+    """fsync order: a power cut cannot keep a checkpoint and lose the rows before it."""
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd to name the files synced")
+    monkeypatch.setattr(os, "fsync", fsync)
+    trainer(tmp_path, "sync", n=96, epochs=1).fit(**QUIET)  # checkpoints at steps 3 and 6
+    checkpoints = [i for i, name in enumerate(synced) if name.startswith(f".{CHECKPOINT}.")]
+    assert len(checkpoints) == 2
+    for before, i in zip([-1] + checkpoints, checkpoints):
+        assert {"log.csv", "gradients.csv"} <= set(synced[before + 1:i]), synced
