@@ -5,21 +5,55 @@ differences; ``minigan gradcheck FILE.py:NAME --shape N,C,H,W`` checks a
 layer of one's own (exit 0 when its gradients agree, 1 when one does not).
 ``minigan summary --model dcgan|mlp [--conditional]`` prints each network's
 layers with their output shapes, parameters and multiply-adds.
+
+Every bad option and every OS error (no space, no permission, a file where a folder
+should be) is one line on stderr that names the option or the path, with exit status
+1 or 2; Ctrl-C exits with 130, and ``minigan train`` first saves its run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
+import signal
 import sys
+
+MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB of float32
+MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported in one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, low, high=None, bound=None):
+    """An argparse type: ``kind`` (int or float), finite, ``low < v`` (``low <= v`` when
+    given as ``(low, True)``) and at most ``high``; ``bound`` words the range."""
+    low, inclusive = low if isinstance(low, tuple) else (low, False)
+    what = "an integer" if kind is int else "a number"
+    bound = bound or ((f">= {low}" if inclusive else f"> {low}")
+                      + (f" and <= {high:,}" if high is not None else ""))
+
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
+        if not math.isfinite(v) or v < low or (v == low and not inclusive) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {s}")
+        return v
+    return parse
 
 
 def _positive(kind):
-    def parse(s):
-        v = kind(s)
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {s}")
-        return v
-    return parse
+    return _number(kind, 0)
+
+
+SEED = _number(int, (0, True), 2**63 - 1, bound=">= 0 (and below 2**63)")
 
 
 def _add_train(sub):
@@ -35,7 +69,7 @@ def _add_train(sub):
     p.add_argument("--pack", type=_positive(int), default=None,
                    help="PacGAN packing: the discriminator judges this many samples at once "
                         "(2-D mixtures; default 1, a plain GAN)")
-    p.add_argument("--eval-every", type=int, default=None,
+    p.add_argument("--eval-every", type=_number(int, (0, True)), default=None,
                    help="score the generator every N epochs into eval.csv (MNIST: Fréchet distance, "
                         "Inception Score, ...; default 0 = never on MNIST, 1 on the mixtures)")
     p.add_argument("--model", choices=["dcgan", "mlp", "mlp2d"], default=None,
@@ -69,20 +103,25 @@ def _add_train(sub):
                    help="where to compute (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU)")
     p.add_argument("--width", type=_positive(float), default=None,
                    help="scale the networks' hidden sizes and channel counts (default 1: the seed networks)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--out", default=None, help="output directory (default runs/<model>)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--seed", type=SEED, default=None, help="random seed (default 0)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default runs/<model>, or runs/<model>-2, -3, ... when that "
+                        "holds a run); a folder that holds a run needs --resume or --overwrite")
+    p.add_argument("--limit", type=_number(int, (0, True)), default=None,
+                   help="train on the first N images only")
     p.add_argument("--checkpoint-every", type=_positive(int), default=None,
                    help="steps between mid-epoch checkpoints (default 200)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out (its checkpoint, logs and pictures) with a new one")
     p.add_argument("--mnist-dir", default=None, help="a directory holding the four MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _train(args):
-    from .gan.config import CHECKPOINT, ConfigError, run_config  # noqa: PLC0415
-    from .gan.run_log import remove_logs  # noqa: PLC0415
-    from .gan.trainer import Trainer  # noqa: PLC0415
+    from .gan.config import ConfigError, default_out, run_config  # noqa: PLC0415
+    from .gan.run_log import CHECKPOINT, clear_run  # noqa: PLC0415
+    from .gan.trainer import Trainer, TrainingInterrupted  # noqa: PLC0415
 
     if args.mnist_dir:
         os.environ["MINIGAN_MNIST_DIR"] = args.mnist_dir
@@ -95,29 +134,73 @@ def _train(args):
         "eval_every": args.eval_every, "conditional": args.conditional, "width": args.width,
     }.items() if v is not None}
     try:
-        cfg = run_config(given, resume=args.resume)
+        cfg = run_config(given, resume=args.resume, overwrite=args.overwrite)
     except ConfigError as e:
         raise SystemExit(f"minigan train: {e}") from None
     out, ck = cfg.out, os.path.join(cfg.out, CHECKPOINT)
-    if not args.resume:
-        remove_logs(out)  # a new run starts new logs
+    # the data is loaded and checked against the batch before anything in the folder changes
     trainer = Trainer(cfg, progress=not args.quiet)
     if args.resume:
         trainer.restore(ck)
-        print(f"resuming {cfg.model} from epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
+        print(f"resuming {cfg.model} in {out} from epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
               f"of {trainer.steps_per_epoch}")
-    elif cfg.is_mixture:
-        print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss) on {len(trainer.data)} "
-              f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
-              f"on the {cfg.device}")
     else:
-        kind = "conditional " if cfg.conditional else ""
-        print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
-              f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}")
-    trainer.fit()
+        if args.overwrite and clear_run(out):
+            print(f"--overwrite: removed the earlier run in {out}")
+        default = default_out(cfg.dataset, cfg.model, cfg.conditional, cfg.pack)
+        if "out" not in given and out != default:
+            print(f"{default} holds an earlier run; this one goes to {out} "
+                  f"(--out {default} --overwrite would replace that one)")
+        if cfg.is_mixture:
+            print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss) on {len(trainer.data)} "
+                  f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
+                  f"on the {cfg.device}, into {out}")
+        else:
+            kind = "conditional " if cfg.conditional else ""
+            print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
+                  f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}, into {out}")
+    resume = f"minigan train --resume --out {out}"
+    try:
+        with _stop_on_ctrl_c(trainer):
+            trainer.fit()
+    except TrainingInterrupted as e:
+        where = (f"saved the run at step {e.step} in {e.checkpoint}" if e.saved else
+                 f"the last good checkpoint is {e.checkpoint} (step {e.step})" if e.step is not None else
+                 "no checkpoint was written yet")
+        print(f"minigan train: stopped by Ctrl-C; {where}. "
+              + (f"Continue with: {resume}" if e.step is not None else ""), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        kept = (f"the last checkpoint, {ck} (step {trainer.checkpoint_step}), is intact. Continue with: {resume}"
+                if trainer.checkpoint_step is not None else "no checkpoint was written yet")
+        print(f"minigan train: stopped by Ctrl-C at once; {kept}", file=sys.stderr)
+        return 130
     print(f"done. Pictures: {os.path.join(out, 'samples')}/ (a grid per epoch), "
           f"{os.path.join(out, 'losses.png')}, {os.path.join(out, 'gradient_flow.png')}; "
           f"log: {os.path.join(out, 'log.csv')}; checkpoint: {ck}")
+
+
+@contextlib.contextmanager
+def _stop_on_ctrl_c(trainer):
+    """While training: the first Ctrl-C (SIGINT) asks the trainer to stop between two steps
+    and save (:meth:`minigan.gan.trainer.Trainer.request_stop`); a second one stops at once,
+    abandoning the step under way (the last checkpoint stays as it was)."""
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.request_stop()
+        print("\nminigan train: stopping after this step to save the run (Ctrl-C again: stop at once)",
+              file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: Ctrl-C keeps its usual meaning
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _add_sample(sub):
@@ -129,43 +212,99 @@ def _add_sample(sub):
                                    "conditional checkpoint: --digit D gives N images of digit D; "
                                    "without --digit, a grid with one row per digit (10 rows of "
                                    "--per-row images).")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
-    p.add_argument("--n", type=_positive(int), default=64, help="how many samples (default 64)")
-    p.add_argument("--out", default="samples.png", help="output .png or .npz (default samples.png)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint.npz written by minigan train, or the run folder holding it")
+    p.add_argument("--n", type=_number(int, 0, MAX_SAMPLES), default=None,
+                   help=f"how many samples (default 64; at most {MAX_PICTURE:,} in a picture, "
+                        f"{MAX_SAMPLES:,} in an .npz); from a conditional checkpoint without --digit, "
+                        f"a multiple of 10 (N/10 per digit row)")
+    p.add_argument("--out", default="samples.png",
+                   help="output picture (.png, .jpg) or array (.npz) (default samples.png)")
+    p.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--digit", type=int, default=None,
                    help="the digit 0-9 to draw (conditional checkpoints only)")
-    p.add_argument("--per-row", type=_positive(int), default=8,
-                   help="conditional checkpoint without --digit: images per digit row (default 8)")
+    p.add_argument("--per-row", type=_number(int, 0, MAX_PICTURE // 10), default=None,
+                   help="conditional checkpoint without --digit: images per digit row (default 8, "
+                        "or --n / 10)")
     p.add_argument("--live", action="store_true",
                    help="from a run trained with --g-ema: draw from the live generator, not the "
                         "weight average")
 
 
+def _checkpoint_file(path, command):
+    """The checkpoint ``--checkpoint`` names: the file, or ``checkpoint.npz`` in a run folder."""
+    from .gan.run_log import CHECKPOINT  # noqa: PLC0415
+
+    if os.path.isdir(path):
+        inside = os.path.join(path, CHECKPOINT)
+        if not os.path.isfile(inside):
+            raise SystemExit(f"minigan {command}: --checkpoint {path} is a folder without a {CHECKPOINT}")
+        return inside
+    if not os.path.exists(path):
+        raise SystemExit(f"minigan {command}: no checkpoint at {path}")
+    return path
+
+
+def _output_file(path, option, command):
+    """Refuse, naming ``option``, an output ``path`` that is a folder or cannot be written."""
+    from .gan.config import ConfigError, check_writable  # noqa: PLC0415
+
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise SystemExit(f"minigan {command}: {option} {path} is a folder; give a file name")
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        raise SystemExit(f"minigan {command}: {option} {path}: cannot write it")
+    try:
+        check_writable(os.path.dirname(path) or ".", f"{option} {path}")
+    except ConfigError as e:
+        raise SystemExit(f"minigan {command}: {e}") from None
+
+
 def _sample(args):
-    from .gan.sampler import sample, sample_rows, write_samples  # noqa: PLC0415
+    from .gan.sampler import OUTPUT_KINDS, sample, sample_rows, write_samples  # noqa: PLC0415
     from .io import read_checkpoint_meta  # noqa: PLC0415
 
-    if not os.path.exists(args.checkpoint):
-        raise SystemExit(f"minigan sample: no checkpoint at {args.checkpoint}")
-    meta = read_checkpoint_meta(args.checkpoint)
-    if args.digit is not None and not meta.get("conditional", False):
-        raise SystemExit(f"minigan sample: --digit needs a conditional checkpoint (minigan train "
-                         f"--conditional); {args.checkpoint} holds an unconditional "
-                         f"{meta.get('model')!r} generator")
+    def refuse(msg):
+        raise SystemExit(f"minigan sample: {msg}")
+
+    _output_file(args.out, "--out", "sample")
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in OUTPUT_KINDS:
+        refuse(f"--out {args.out}: write a picture (.png, .jpg, .jpeg) or an array (.npz), "
+               f"not {ext or 'a name without an extension'!r}")
+    ck = _checkpoint_file(args.checkpoint, "sample")
+    meta = read_checkpoint_meta(ck)
+    conditional = bool(meta.get("conditional", False))
+    if args.digit is not None and not conditional:
+        refuse(f"--digit needs a conditional checkpoint (minigan train --conditional); {ck} holds an "
+               f"unconditional {meta.get('model')!r} generator")
     if args.digit is not None and not 0 <= args.digit <= 9:
-        raise SystemExit(f"minigan sample: --digit must be one of 0-9, got {args.digit}")
-    if meta.get("conditional", False) and args.digit is None:
-        images = sample_rows(args.checkpoint, args.per_row, args.seed, args.device, not args.live)
-        write_samples(images, args.out, row_labels=list(range(10)), nrow=args.per_row)
-        print(f"wrote {len(images)} samples, one row of {args.per_row} per digit, to {args.out}")
+        refuse(f"--digit must be one of 0-9, got {args.digit}")
+    rows = conditional and args.digit is None
+    if args.per_row is not None and not rows:
+        refuse("--per-row is for a conditional checkpoint without --digit (one row per digit)")
+    if rows:
+        if args.n is not None and args.n % 10:
+            refuse(f"--n {args.n}: a conditional checkpoint without --digit draws one row per digit, "
+                   f"so --n must be a multiple of 10 (or give --per-row, or --digit)")
+        if args.n is not None and args.per_row is not None and args.n != 10 * args.per_row:
+            refuse(f"--n {args.n} and --per-row {args.per_row} disagree: 10 rows of {args.per_row} "
+                   f"are {10 * args.per_row} images")
+        per_row = args.per_row or (args.n // 10 if args.n is not None else 8)
+        n = 10 * per_row
+    else:
+        n = 64 if args.n is None else args.n
+    if ext != ".npz" and n > MAX_PICTURE:
+        refuse(f"--n {n}: at most {MAX_PICTURE:,} images fit in one picture; write an .npz for more")
+    if rows:
+        images = sample_rows(ck, per_row, args.seed, args.device, not args.live)
+        write_samples(images, args.out, row_labels=list(range(10)), nrow=per_row)
+        print(f"wrote {len(images)} samples, one row of {per_row} per digit, to {args.out}")
         return
-    images = sample(args.checkpoint, args.n, args.seed, args.device, digit=args.digit,
-                    averaged=not args.live)
+    images = sample(ck, n, args.seed, args.device, digit=args.digit, averaged=not args.live)
     write_samples(images, args.out, dataset=meta.get("dataset"))
     what = f"samples of digit {args.digit}" if args.digit is not None else "samples"
-    print(f"wrote {args.n} {what} to {args.out}")
+    print(f"wrote {n} {what} to {args.out}")
 
 
 def _add_eval(sub):
@@ -181,10 +320,12 @@ def _add_eval(sub):
                                    "accuracy: the "
                                    "fraction of samples the classifier assigns to the digit asked for, "
                                    "per digit and overall (N/10 per digit).")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint.npz written by minigan train")
-    p.add_argument("--n", type=_positive(int), default=None,
-                   help="samples to score (default 10000 on MNIST, 2500 on a mixture)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint.npz written by minigan train, or the run folder holding it")
+    p.add_argument("--n", type=_number(int, 0, MAX_SAMPLES), default=None,
+                   help=f"samples to score (default 10000 on MNIST, 2500 on a mixture; at most "
+                        f"{MAX_SAMPLES:,})")
+    p.add_argument("--seed", type=SEED, default=None,
                    help="noise seed (default: the run's own seed, which the trainer scores with)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--csv", default=None, help="CSV to append to (default: eval.csv beside the checkpoint)")
@@ -199,18 +340,20 @@ def _eval(args):
     from .gan.scoring import score_checkpoint  # noqa: PLC0415
     from .metrics import append_scores, format_scores, reference_for  # noqa: PLC0415
 
-    if not os.path.exists(args.checkpoint):
-        raise SystemExit(f"minigan eval: no checkpoint at {args.checkpoint}")
-    scores = score_checkpoint(args.checkpoint, args.n, args.seed, args.device, averaged=not args.live)
+    ck = _checkpoint_file(args.checkpoint, "eval")
+    path = None
+    if not args.no_csv:  # checked before the minutes of scoring
+        path = args.csv or os.path.join(os.path.dirname(os.path.abspath(ck)), "eval.csv")
+        _output_file(path, "--csv" if args.csv else "the scores' CSV", "eval")
+    scores = score_checkpoint(ck, args.n, args.seed, args.device, averaged=not args.live)
     refs = None if args.no_reference else reference_for(scores["dataset"])
     where = (("conditional " if "conditional" in scores else "") + f"{scores['model']}"
              + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else ""))
     which = {"averaged": ", weight-averaged generator", "live": ""}.get(scores.get("generator"), "")
-    print(f"{args.checkpoint}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
+    print(f"{ck}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
           f"step {scores.get('step')}{which}, noise seed {scores['seed']}")
     print(format_scores(scores, refs))
-    if not args.no_csv:
-        path = args.csv or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "eval.csv")
+    if path is not None:
         append_scores(path, scores)
         print(f"appended to {path}")
 
@@ -298,7 +441,7 @@ def _summary(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="minigan", description="A from-scratch GAN engine.",
         epilog="Every command first applies minigan.tune_cpu(): OpenBLAS's idle threads spin ~0.4 ms "
                "instead of 0.1 s, Numba's OpenMP workers sleep when idle, freed memory stays in the "
@@ -326,9 +469,25 @@ def main(argv=None):
         handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck,
                    "summary": _summary}[args.command]
         return handler(args) or 0
-    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (CheckpointError, ValueError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # no space, no permission, a read-only disk, a file for a folder, ...
+        print(f"minigan {args.command}: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"minigan {args.command}: out of memory", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"minigan {args.command}: stopped by Ctrl-C", file=sys.stderr)
+        return 130
+
+
+def _os_error(e: OSError) -> str:
+    """One line: the path and what went wrong (``PATH: No space left on device``)."""
+    why = e.strerror or str(e)
+    paths = [p for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {why}" if paths else why
 
 
 if __name__ == "__main__":

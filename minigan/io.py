@@ -10,11 +10,17 @@ Layout of the archive (every entry a plain NumPy array, so it loads with
     model.<M>.<key>         arrays        model M's state_dict (``param.*`` and ``buffer.*``)
     optim.<O>.<key>         arrays        optimizer O's state_dict (``t``, ``lr``, ``m.*``, ``v.*``)
 
-Writes are atomic: the archive goes to a hidden temporary file in the same
-directory, is flushed and fsynced, then renamed over the final name, so a
-crash at any moment leaves either the old checkpoint or the new one, never a
-torn file.  CuPy's own generator is not saved: minigan draws its random
-numbers from the NumPy generator in :mod:`minigan.backend`.
+Writes are atomic (:func:`atomic_write`): the archive goes to a hidden temporary
+file in the same directory, is flushed and fsynced, then renamed over the final
+name, so a crash at any moment leaves either the old checkpoint or the new one,
+never a torn file.  An OS error while writing (no space, no permission, a
+read-only disk) is raised naming the checkpoint's path, and leaves the old
+checkpoint as it was.  CuPy's own generator is not saved: minigan draws its
+random numbers from the NumPy generator in :mod:`minigan.backend`.
+
+A checkpoint holds finite numbers only: :func:`load_checkpoint` refuses one whose
+weights, buffers or optimizer state hold a NaN or an infinity (the trainer never
+writes one; :func:`non_finite` names the first such tensor of a state dict).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import json
 import os
 import tempfile
 import zipfile
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -31,7 +38,7 @@ FORMAT_VERSION = 1
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError",
            "save_checkpoint", "load_checkpoint", "read_checkpoint_meta", "checkpoint_model_names",
-           "remove_leftovers"]
+           "remove_leftovers", "atomic_write", "named_os_error", "non_finite"]
 
 # Optimizer hyperparameters that are not in Optimizer.state_dict but change its steps.
 _OPTIM_HPARAMS = ("betas", "eps", "momentum")
@@ -67,6 +74,55 @@ def _check_name(kind, name):
         raise ValueError(f"{kind} name {name!r}: use a non-empty string without dots")
 
 
+def named_os_error(e: OSError, path) -> OSError:
+    """``e`` as an OSError of the same kind that names ``path`` (a write that fails for lack of
+    space names no file, and a temporary file's name means nothing to the user)."""
+    return OSError(e.errno, e.strerror or str(e), os.fspath(path))
+
+
+@contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Write the file ``path`` whole or not at all: ``with atomic_write(p) as f: f.write(...)``.
+
+    The block writes to a hidden temporary file in the same folder
+    (``.NAME.<random>.tmp``, never taken for the file itself), which is flushed, fsynced
+    and renamed over ``path`` when the block ends.  If the block raises (or the process
+    dies) ``path`` keeps its old contents; the temporary file is removed (a killed
+    process leaves it for :func:`remove_leftovers`).  An ``OSError`` is re-raised naming
+    ``path`` (:func:`named_os_error`).  Missing parent folders are made.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        # mkstemp's file is private (0600); the file keeps its mode, a new one gets the
+        # usual mode of a new file (0666 less the umask)
+        os.fchmod(fd, os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o666 & ~_umask())
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise named_os_error(e, path) from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    _fsync_dir(directory)
+
+
+def _umask() -> int:
+    mask = os.umask(0o22)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
                     meta: dict | None = None, rng: bool = True) -> str:
     """Write ``models``, ``optimizers``, ``meta`` and the RNG state to ``path`` atomically.
@@ -100,29 +156,16 @@ def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
         arrays["rng"] = _text(backend.rng_state())
 
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     # Hidden and ending in ".tmp", so a leftover can never be taken for a checkpoint.
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
     return path
 
 
 def remove_leftovers(path) -> list:
-    """Delete the temporary files that writes of checkpoint ``path`` left behind when
-    their process was killed mid-write; returns the paths removed.
+    """Delete the temporary files that writes of ``path`` (:func:`atomic_write`, a
+    checkpoint or any other file) left behind when their process was killed mid-write;
+    returns the paths removed.
 
     Call it only when no other process is writing that checkpoint (on resume:
     the run that wrote it is over).
@@ -161,6 +204,8 @@ def _read(path, names=None) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is a folder, not a checkpoint file")
     # Open the file here rather than in np.load, which leaks its handle on a bad archive.
     with open(path, "rb") as f:
         head = f.read(4)
@@ -201,17 +246,25 @@ def _read_archive(path, f, names):
 
 
 def _json(arrays, key, path):
+    """The JSON entry ``key``, which must be an object (a dict)."""
     if key not in arrays:
         raise CheckpointError(f"checkpoint {path!r} is corrupt: it has no {key!r} entry")
     try:
-        return json.loads(str(arrays[key]))
+        value = json.loads(str(arrays[key]))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint {path!r} is corrupt: {key!r} is not valid JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: {key!r} is JSON but not an object "
+                              f"(a {type(value).__name__})")
+    return value
 
 
 def read_checkpoint_meta(path) -> dict:
     """The ``meta`` dict stored in a checkpoint, without reading any weights."""
-    return _json(_read(path, ["meta"]), "meta", path)
+    meta = _json(_read(path, ["meta"]), "meta", path)
+    if not isinstance(meta.get("config", {}), dict):
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: its meta 'config' is not an object")
+    return meta
 
 
 def checkpoint_model_names(path) -> list:
@@ -220,6 +273,31 @@ def checkpoint_model_names(path) -> list:
     if not (isinstance(header, dict) and isinstance(header.get("models"), list)):
         raise CheckpointError(f"checkpoint {path!r} is corrupt: malformed header {header!r:.200}")
     return list(header["models"])
+
+
+def non_finite(state: dict):
+    """The first key of ``state`` (name -> array) whose array holds a NaN or an infinity
+    (floating-point arrays only), or None."""
+    for k, a in state.items():
+        a = np.asarray(a)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            return k
+    return None
+
+
+def _check_finite(path, prefix, state):
+    bad = non_finite(state)
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path!r} holds non-finite values (NaN or inf) in "
+                              f"'{prefix}{bad}'; it cannot be used")
+
+
+def _check_rng(path, state):
+    try:
+        np.random.default_rng().bit_generator.state = state  # a throwaway generator
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path!r} is corrupt: its 'rng' entry is not a "
+                              f"generator state ({e})") from e
 
 
 def _section(arrays, prefix):
@@ -275,8 +353,9 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
     :mod:`minigan.backend` is set to the saved state (when one was saved).
 
     Raises ``FileNotFoundError`` for a missing file, :class:`CheckpointError`
-    for a corrupt one, :class:`CheckpointMismatchError` when names or shapes
-    do not fit.
+    for a corrupt one or one whose tensors for ``models`` and ``optimizers``
+    hold a NaN or an infinity, :class:`CheckpointMismatchError` when names or
+    shapes do not fit.
     """
     models, optimizers = models or {}, optimizers or {}
     arrays = _read(path)
@@ -285,7 +364,7 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
             and isinstance(header.get("optimizers"), dict)):
         raise CheckpointError(f"checkpoint {path!r} is corrupt: malformed header {header!r:.200}")
     meta = _json(arrays, "meta", path)
-    held = meta.get("model") if isinstance(meta, dict) else None
+    held = meta.get("model")
     if expect_model is not None and held is not None and held != expect_model:
         raise CheckpointMismatchError(f"{path!r}: checkpoint holds model {held!r} but "
                                       f"{expect_model!r} was asked for")
@@ -296,6 +375,7 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
             raise CheckpointMismatchError(f"{path!r} has no model {name!r} (it holds {header['models']})")
         model_states[name] = _section(arrays, f"model.{name}.")
         _check_model(path, name, model, model_states[name], held)
+        _check_finite(path, f"model.{name}.", model_states[name])
     optim_states = {}
     for name, opt in optimizers.items():
         if name not in header["optimizers"]:
@@ -303,8 +383,10 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
                                           f"(it holds {sorted(header['optimizers'])})")
         optim_states[name] = _section(arrays, f"optim.{name}.")
         _check_optim(path, name, opt, header["optimizers"][name], optim_states[name])
+        _check_finite(path, f"optim.{name}.", optim_states[name])
     if restore_rng and "rng" in arrays:
         rng_state = _json(arrays, "rng", path)
+        _check_rng(path, rng_state)
 
     for name, model in models.items():
         model.load_state_dict(model_states[name])

@@ -23,6 +23,8 @@ hinge       mean relu(1 - d_real)                -mean d_fake   (Lim & Ye 2017)
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import backend
 from .backend import get_xp
 from .kernels import reference
@@ -32,9 +34,22 @@ def _n(x):
     return max(int(x.size), 1)
 
 
-def _target(xp, x, target):
-    if isinstance(target, (int, float)):
+def _target(xp, x, target, probability=False):
+    """``target`` as a scalar of ``x``'s dtype or an array shaped like ``x`` on its device.
+
+    ``probability``: the target of a cross-entropy must lie in [0, 1].  Numbers and host
+    arrays are checked; an array already on a GPU is not (reading it would be a
+    synchronisation)."""
+    if isinstance(target, (int, float, np.number)):
+        if probability and not 0.0 <= float(target) <= 1.0:
+            raise ValueError(f"a cross-entropy target must lie in [0, 1], got {target}")
         return x.dtype.type(target)
+    if probability and isinstance(target, (np.ndarray, list, tuple)):
+        host = np.asarray(target, dtype=np.float64)
+        if not ((host >= 0) & (host <= 1)).all():
+            bad = host[~((host >= 0) & (host <= 1))]
+            raise ValueError(f"a cross-entropy target must lie in [0, 1]; {bad.size} do not "
+                             f"(the first: {bad.flat[0]})")
     t = xp.asarray(target, dtype=x.dtype)
     if t.shape != x.shape:
         t = t.reshape(x.shape)
@@ -61,7 +76,7 @@ def bce_with_logits(z, target):
     L = mean( max(z, 0) - z*t + log(1 + exp(-|z|)) ),   dL/dz = (sigmoid(z) - t) / n
     """
     dev = backend.device_of(z)
-    total, grad = dev.kernel(bce_with_logits_sum)(z, _target(dev.xp, z, target))
+    total, grad = dev.kernel(bce_with_logits_sum)(z, _target(dev.xp, z, target, probability=True))
     grad /= z.dtype.type(_n(z))
     return total / _n(z), grad
 
@@ -73,7 +88,7 @@ def bce(p, target, eps: float = 1e-7):
     Prefer :func:`bce_with_logits`: a sigmoid followed by this loses precision.
     """
     xp = get_xp(p)
-    t = _target(xp, p, target)
+    t = _target(xp, p, target, probability=True)
     pc = xp.clip(p, eps, 1 - eps)
     value = -(t * xp.log(pc) + (1 - t) * xp.log1p(-pc)).mean()
     return value, (pc - t) / (pc * (1 - pc)) / p.dtype.type(_n(p))
@@ -91,6 +106,8 @@ def hinge(z, sign):
 
     dL/dz = -sign * [1 - sign*z > 0] / n
     """
+    if sign not in (1, -1):
+        raise ValueError(f"hinge: sign must be +1 (real) or -1 (fake), got {sign!r}")
     xp = get_xp(z)
     margin = 1 - sign * z
     active = margin > 0

@@ -100,19 +100,27 @@ class Optimizer:
         for k, v in state.items():
             if k in ("t", "lr"):
                 continue
-            slot, name = k.split(".", 1)
+            slot, _, name = k.partition(".")
             if name not in where:
-                raise KeyError(f"optimizer state names parameter {name!r}, which the model lacks")
+                raise KeyError(f"optimizer state {k!r} names parameter {name!r}, which the model lacks")
             i, s = where[name]
+            v = np.asarray(backend.to_numpy(v))
             if tuple(v.shape) != s[4]:
                 raise ValueError(f"optimizer state {k!r} has shape {tuple(v.shape)}, parameter has {s[4]}")
-            plan.append((slot, i, s, v))
-        self.t = int(state["t"])
-        self.lr = float(state["lr"])
+            if v.dtype.kind not in "biuf":
+                raise TypeError(f"optimizer state {k!r}: expected numbers, got dtype {v.dtype}")
+            plan.append((slot, i, s, v.astype(groups[i].dtype, copy=False)))
+        for k in ("t", "lr"):
+            if k not in state:
+                raise KeyError(f"optimizer state has no {k!r}")
+        t, lr = int(state["t"]), float(state["lr"])
+        if t < 0 or not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"optimizer state: t={t} and lr={lr} must be >= 0 and a finite number >= 0")
+        # everything is checked: from here on nothing fails half-way
+        self.t, self.lr = t, lr
         self.state = {}
         for slot, i, s, v in plan:
-            groups[i].view(self._slot(slot)[i], s)[...] = s[1].device.asarray(
-                backend.to_numpy(v), dtype=groups[i].dtype)
+            groups[i].view(self._slot(slot)[i], s)[...] = s[1].device.asarray(v)
         return self
 
 

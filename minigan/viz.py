@@ -1,8 +1,11 @@
 """Pictures of a run: sample grids, loss curves, gradient flow, 2-D point clouds.
 
 Every function draws on its own :class:`matplotlib.figure.Figure` with the
-Agg canvas and writes a PNG, so nothing here touches pyplot's global state or
-the backend a user has chosen, and it works on machines without a display.
+Agg canvas and writes a PNG (or a JPEG, for a path ending in ``.jpg`` or
+``.jpeg``), so nothing here touches pyplot's global state or the backend a user
+has chosen, and it works on machines without a display.  A picture is written
+whole or not at all (:func:`minigan.io.atomic_write`): a run killed while
+drawing leaves the previous picture, never a torn one.
 """
 from __future__ import annotations
 
@@ -13,9 +16,14 @@ import os
 import numpy as np
 
 from . import backend
+from .io import atomic_write
 
 __all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms",
-           "plot_gradient_flow", "plot_points"]
+           "plot_gradient_flow", "plot_points", "IMAGE_FORMATS", "image_format"]
+
+# The picture formats, by the extension of the path written: matplotlib writes JPEG
+# through Pillow, which it depends on.
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def _figure(width, height):
@@ -27,10 +35,21 @@ def _figure(width, height):
     return fig
 
 
+def image_format(path) -> str:
+    """The format a picture at ``path`` is written in, by its extension (:data:`IMAGE_FORMATS`);
+    a ValueError for any other."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"{os.fspath(path)}: pictures are written as .png or .jpg (.jpeg), "
+                         f"not {ext or 'a name without an extension'!r}")
+    return IMAGE_FORMATS[ext]
+
+
 def _save(fig, path):
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png")
+    fmt = image_format(path)
+    with atomic_write(path) as f:
+        fig.savefig(f, format=fmt)
     return path
 
 

@@ -216,3 +216,74 @@ def test_remove_leftovers_deletes_only_this_checkpoints_temporaries(tmp_path):
         f.write_bytes(b"torn")
     assert remove_leftovers(path) == [str(mine)]
     assert sorted(os.listdir(tmp_path)) == [".d.npz.abc123.tmp", "c.npz"]
+
+
+def test_meta_and_header_must_be_json_objects(tmp_path):
+    path = save_checkpoint(tmp_path / "c.npz", models={"G": small_model()}, meta={"step": 1})
+    arrays = dict(np.load(path))
+    for key, value in [("meta", [1, 2]), ("meta", "text"), ("header", 3), ("rng", [0])]:
+        bad = tmp_path / f"bad_{key}.npz"
+        np.savez(bad, **{**arrays, key: np.array(json.dumps(value))})
+        with pytest.raises(CheckpointError, match=f"'{key}' is JSON but not an object"):
+            load_checkpoint(bad, models={"G": small_model()})
+    with pytest.raises(CheckpointError, match="'meta' is JSON but not an object"):
+        read_checkpoint_meta(tmp_path / "bad_meta.npz")
+    np.savez(tmp_path / "cfg.npz", **{**arrays, "meta": np.array(json.dumps({"config": [1]}))})
+    with pytest.raises(CheckpointError, match="'config' is not an object"):
+        read_checkpoint_meta(tmp_path / "cfg.npz")
+    np.savez(tmp_path / "rng.npz", **{**arrays, "rng": np.array(json.dumps({"state": 1}))})
+    with pytest.raises(CheckpointError, match="'rng' entry is not a generator state"):
+        load_checkpoint(tmp_path / "rng.npz")
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("where", ["model.G.param.1.beta", "model.G.buffer.1.running_var", "optim.G.v.0.W"])
+def test_a_checkpoint_with_non_finite_numbers_is_refused_and_loads_nothing(tmp_path, where):
+    model = small_model()
+    opt = optim.Adam(model)
+    train_steps(model, opt, 0, 2)
+    path = save_checkpoint(tmp_path / "c.npz", models={"G": model}, optimizers={"G": opt})
+    arrays = dict(np.load(path))
+    arrays[where] = arrays[where].copy()
+    arrays[where].flat[0] = np.inf if "optim" in where else np.nan
+    np.savez(path, **arrays)
+    fresh = small_model()
+    fresh_opt = optim.Adam(fresh)
+    before = snapshot(fresh, fresh_opt)
+    with pytest.raises(CheckpointError, match=f"non-finite values .*'{where}'"):
+        load_checkpoint(path, models={"G": fresh}, optimizers={"G": fresh_opt})
+    after = snapshot(fresh, fresh_opt)
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+
+def test_atomic_write_names_the_path_and_keeps_the_old_file(tmp_path):
+    import errno
+
+    from minigan.io import atomic_write
+
+    path = tmp_path / "picture.png"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o644)
+    with pytest.raises(OSError) as info:
+        with atomic_write(path) as f:
+            f.write(b"new, half")
+            raise OSError(errno.ENOSPC, "No space left on device")  # a write names no file
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["picture.png"]
+    with atomic_write(path) as f:
+        f.write(b"new")
+    assert path.read_bytes() == b"new" and os.stat(path).st_mode & 0o777 == 0o644  # its mode kept
+    with atomic_write(tmp_path / "fresh.png") as f:
+        f.write(b"x")
+    assert os.stat(tmp_path / "fresh.png").st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

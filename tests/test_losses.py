@@ -91,3 +91,17 @@ def test_gan_losses_on_every_device(device, name):
         assert backend.device_of(v) is dev and getattr(v, "ndim", 0) == 0
         assert float(v) == pytest.approx(float(v_cpu), rel=1e-6)
         np.testing.assert_allclose(backend.to_numpy(g), g_cpu, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("target", [2, -0.5, float("nan"), np.array([[0.0], [2.0]]), [[1.0], [-1.0]]])
+def test_a_cross_entropy_target_outside_0_1_is_refused(target):
+    z = np.zeros((2, 1))
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\]"):
+        losses.bce_with_logits(z, target)
+    with pytest.raises(ValueError, match=r"target must lie in \[0, 1\]"):
+        losses.bce(z + 0.5, target)
+
+
+def test_hinge_refuses_a_sign_other_than_plus_or_minus_one():
+    with pytest.raises(ValueError, match="sign"):
+        losses.hinge(np.zeros((2, 1)), 0)

@@ -148,3 +148,42 @@ def test_the_state_follows_a_cast_or_a_move_after_the_optimizer_was_made(device)
     opt.step()  # the step updates the model's new arrays
     for n, layer, k in model.named_parameters():
         assert not np.array_equal(backend.to_numpy(layer.params[k]), kept[n]), n
+
+
+@pytest.mark.parametrize("kw,match", [(dict(lr=float("nan")), "lr"), (dict(lr=float("inf")), "lr"),
+                                      (dict(lr=-1e-3), "lr"), (dict(eps=0.0), "eps"), (dict(eps=-1e-8), "eps"),
+                                      (dict(eps=float("nan")), "eps"), (dict(eps=float("inf")), "eps"),
+                                      (dict(betas=(0.5, float("nan"))), "betas")])
+def test_adam_refuses_bad_hyperparameters(kw, match):
+    with pytest.raises(ValueError, match=match):
+        optim.Adam(_model(), **kw)
+
+
+@pytest.mark.parametrize("make", [optim.Adam, optim.SGD], ids=["adam", "sgd"])
+def test_an_optimizer_over_a_model_without_parameters_is_refused(make):
+    with pytest.raises(ValueError, match="no parameters"):
+        make(nn.Sequential(nn.LeakyReLU(), nn.Flatten()), lr=0.1)
+
+
+@pytest.mark.parametrize("bad", ["shape", "name", "dtype", "t"])
+def test_load_state_dict_checks_everything_before_it_changes_anything(bad):
+    model = _model()
+    opt = optim.Adam(model, 0.01)
+    _set_grads(model, np.random.default_rng(5))
+    opt.step()
+    before = {k: v.copy() for k, v in opt.state_dict().items()}
+    state = {k: v * 2 for k, v in opt.state_dict().items()}
+    last = list(state)[-1]  # the entries before it would be written first
+    if bad == "shape":
+        state[last] = np.zeros(state[last].shape + (2,))
+    elif bad == "name":
+        state["m.9.W"] = np.zeros(3)
+    elif bad == "dtype":
+        state[last] = np.full(state[last].shape, "x")
+    else:
+        del state["t"]
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        opt.load_state_dict(state)
+    after = opt.state_dict()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)

@@ -7,18 +7,24 @@ builds the config of a run from the options a user gave (the ``minigan train``
 options): a new run gets those defaults and a default output folder, a resumed run
 gets the config saved in its checkpoint with the given options on top, and refuses
 options that would change what the checkpoint's weights and position mean.
+
+It also decides the run folder, reading the disk but writing nothing: a new run never
+lands on an earlier one (the default folder ``runs/dcgan`` gives way to ``runs/dcgan-2``,
+``runs/dcgan-3``, ...; an explicit folder that holds a run is refused unless
+``overwrite``), and a folder that cannot be written is refused before the run starts.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
 from .. import backend, losses
 from ..io import read_checkpoint_meta
 from . import models
+from .run_log import CHECKPOINT, run_files
 
-CHECKPOINT = "checkpoint.npz"  # in the run folder; a resumed run reads its config from it
 DATASETS = ("mnist", "ring", "grid")
 # Defaults that differ on the 2-D mixtures: PacGAN's batch of 100; Adam at 2e-4 (PacGAN: 1e-4)
 # falling linearly over 15 epochs, which fits a 5-seed sweep into a CPU budget (docs/metrics.md).
@@ -106,12 +112,15 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every", "checkpoint_every", "n_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr}")
         if self.lr_decay not in ("none", "linear"):
             raise ValueError(f"lr-decay must be 'none' or 'linear', got {self.lr_decay!r}")
-        if self.lr_d < 0:
-            raise ValueError(f"lr-d must be positive (or 0 for the same as lr), got {self.lr_d}")
+        if not (math.isfinite(self.lr_d) and self.lr_d >= 0):
+            raise ValueError(f"lr-d must be a positive finite number (or 0 for the same as lr), "
+                             f"got {self.lr_d}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if self.limit < 0:
@@ -147,36 +156,87 @@ def default_out(dataset: str = "mnist", model: str | None = None, conditional: b
     return os.path.join("runs", f"{dataset}-pack{pack}")
 
 
-def run_config(given: dict, resume: bool = False) -> TrainConfig:
+def free_out(out: str) -> str:
+    """``out`` if it holds no run, else the first of ``out-2``, ``out-3``, ... that holds none
+    (and is not a file)."""
+    candidate, k = out, 1
+    while run_files(candidate) or (os.path.lexists(candidate) and not os.path.isdir(candidate)):
+        k += 1
+        candidate = f"{out}-{k}"
+    return candidate
+
+
+def check_writable(folder: str, label: str | None = None):
+    """Raise :class:`ConfigError` (its message starting with ``label``, default ``--out
+    FOLDER``) unless ``folder`` exists or can be made, and can be written: its nearest
+    existing ancestor must be a folder, writable and not on a read-only file system."""
+    label = label or f"--out {folder}"
+    here = os.path.abspath(folder)
+    while not os.path.lexists(here):
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise ConfigError(f"{label}: {here} is a file, not a folder")
+    if not os.access(here, os.W_OK | os.X_OK):
+        why = "a read-only file system" if _read_only(here) else "no permission"
+        raise ConfigError(f"{label}: cannot write in {here} ({why})")
+
+
+def _read_only(path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def run_config(given: dict, resume: bool = False, overwrite: bool = False) -> TrainConfig:
     """The config of a run from the options ``given`` (``TrainConfig`` field names; options
-    not given are absent).
+    not given are absent), checked by :meth:`TrainConfig.validate`.
 
     A new run: the defaults of :meth:`TrainConfig.for_dataset` under ``given``, in
-    ``given["out"]`` or :func:`default_out`.  ``resume``: the config saved in the run
-    folder's checkpoint with ``given`` on top; the dataset, when not given, is the
-    checkpoint's.  Raises :class:`ConfigError` for a negative ``eval_every``, a missing
-    checkpoint, or an option in :data:`KEPT_ON_RESUME` (or ``conditional``) that differs
-    from the checkpoint's.  The config is checked by :meth:`TrainConfig.validate` later,
-    when the trainer is built.
+    ``given["out"]`` or :func:`default_out`.  A folder that holds a run
+    (:func:`minigan.gan.run_log.run_files`) is taken only with ``overwrite``; otherwise
+    an explicit ``out`` is refused and the default one gives way to :func:`free_out`.
+    ``resume``: the config saved in the run folder's checkpoint with ``given`` on top;
+    the dataset, when not given, is the checkpoint's.
+
+    Raises ValueError for an option :meth:`TrainConfig.validate` refuses, and
+    :class:`ConfigError` for a folder that cannot be written, ``resume`` with ``overwrite``, a missing checkpoint, a
+    run that has already done the epochs asked for, or an option in
+    :data:`KEPT_ON_RESUME` (or ``conditional``) that differs from the checkpoint's.
+    Nothing is written.
     """
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: choose one")
     given = dict(given)
     dataset = given.pop("dataset", None)
     if given.get("eval_every") is not None and given["eval_every"] < 0:
         raise ConfigError(f"--eval-every must be >= 0, got {given['eval_every']}")
     if resume and dataset is None and given.get("out"):
         ck = os.path.join(given["out"], CHECKPOINT)
-        if os.path.exists(ck):
+        if os.path.isfile(ck):
             dataset = read_checkpoint_meta(ck).get("dataset")
     dataset = dataset or "mnist"
+    explicit = bool(given.get("out"))
     out = given.get("out") or default_out(dataset, given.get("model"), given.get("conditional"),
                                           given.get("pack", 1))
-    given["out"] = out
     if not resume:
-        return TrainConfig.for_dataset(dataset, **given)
+        if os.path.lexists(out) and not os.path.isdir(out) and explicit:
+            raise ConfigError(f"--out {out} is a file, not a folder")
+        held = run_files(out) if not overwrite else []
+        if held and explicit:
+            raise ConfigError(f"--out {out} holds a run ({', '.join(held[:3])}"
+                              f"{', ...' if len(held) > 3 else ''}): continue it with --resume, or "
+                              f"replace it with --overwrite")
+        out = out if explicit or overwrite else free_out(out)
+        check_writable(out)
+        given["out"] = out
+        return TrainConfig.for_dataset(dataset, **given).validate()
+    given["out"] = out
     ck = os.path.join(out, CHECKPOINT)
     if not os.path.exists(ck):
         raise ConfigError(f"--resume, but there is no checkpoint at {ck}")
-    saved = read_checkpoint_meta(ck).get("config", {})
+    meta = read_checkpoint_meta(ck)
+    saved = dict(meta.get("config", {}))
     saved.setdefault("dataset", "mnist")
     given["dataset"] = dataset
     if "conditional" in given and not saved.get("conditional", False):
@@ -186,4 +246,16 @@ def run_config(given: dict, resume: bool = False) -> TrainConfig:
         if key in given and key in saved and given[key] != saved[key]:
             raise ConfigError(f"the checkpoint in {out} was trained with {key}={saved[key]!r}, "
                               f"not {given[key]!r}")
-    return TrainConfig.from_dict({**saved, **given})
+    try:
+        cfg = TrainConfig.from_dict({**saved, **given}).validate()
+    except TypeError as e:  # a value of the wrong type, which no option gives
+        raise ConfigError(f"the checkpoint in {out} is corrupt: its config holds a value of the wrong "
+                          f"type ({e})") from None
+    done = meta.get("epoch")
+    if isinstance(done, int) and done >= cfg.epochs:
+        what = (f"--epochs {cfg.epochs}: the run in {out} has already done {done} epoch(s)"
+                if "epochs" in given else f"the run in {out} has finished its {done} epoch(s)")
+        raise ConfigError(f"{what}; to train it on, resume with --epochs N, N > {done}")
+    check_writable(out)
+    return cfg
+

@@ -9,9 +9,12 @@ Logs (CSV, appended as training goes, so every finished row survives a kill)::
     eval.csv         the scores (written by minigan.metrics.append_scores);
     eval_live.csv    with g_ema, the live generator's scores beside the average's
 
-A resumed run first drops the rows written after its checkpoint (they are redone).
+A resumed run first drops the rows written after its checkpoint (they are redone),
+and any row a kill cut short.  That rewrite is atomic, as is every picture: a kill
+at any moment leaves the old file or the new one.
 
-Pictures, redrawn after every epoch::
+Pictures, redrawn after every epoch (before the epoch's checkpoint, so a run killed
+in between redoes the epoch's end and draws them again)::
 
     samples/epoch_NNN.png   this epoch's sample grid (one row per digit when
                             conditional), or on a 2-D mixture a scatter plot over
@@ -19,15 +22,20 @@ Pictures, redrawn after every epoch::
     samples.png             the latest of those
     losses.png              log.csv's losses over the steps
     gradient_flow.png       gradients.csv's norms per layer
+
+:func:`run_files` lists what of a run a folder holds; a new run refuses such a folder
+unless told to replace it, and :func:`clear_run` removes them then (and nothing else).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import glob
+import io as text_io
 import json
 import os
 
-from .. import backend, viz
+from .. import backend, io, viz
 from . import models
 
 LOG = "log.csv"
@@ -37,14 +45,49 @@ EVAL_LIVE_LOG = "eval_live.csv"  # with g_ema: the live generator's scores, besi
 LOG_COLUMNS = ["epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
 GRADIENT_COLUMNS = ["step", "model", "param", "norm"]
 GRID_COLUMNS = 8  # samples per digit row in a conditional model's grid
-NEW_RUN_REMOVES = (LOG, GRADIENTS_LOG, EVAL_LOG)  # the logs a new run in an old folder starts afresh
+CHECKPOINT = "checkpoint.npz"  # in the run folder; a resumed run reads its config from it
+CONFIG = "config.json"
+SAMPLES = "samples"  # the folder of the epoch grids
+# What a run writes into its folder (beside the epoch grids in samples/)
+RUN_FILES = (CONFIG, CHECKPOINT, LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG, "samples.png",
+             "losses.png", "gradient_flow.png")
 
 
-def remove_logs(out: str):
-    """Delete the logs of an earlier run in ``out``, so that a new run starts new ones."""
-    for name in NEW_RUN_REMOVES:
-        if os.path.exists(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
+def run_files(out: str) -> list:
+    """The files of a run that the folder ``out`` holds (names relative to it; empty when
+    ``out`` holds no run or does not exist)."""
+    found = [name for name in RUN_FILES if os.path.lexists(os.path.join(out, name))]
+    grids = sorted(glob.glob(os.path.join(glob.escape(out), SAMPLES, "epoch_*.png")))
+    return found + [os.path.relpath(p, out) for p in grids]
+
+
+def clear_run(out: str) -> list:
+    """Remove the run in ``out`` (:func:`run_files`, and the temporary files of writes cut
+    short), leaving anything else there; returns what was removed."""
+    gone = run_files(out)
+    for name in gone:
+        os.remove(os.path.join(out, name))
+    remove_leftovers(out)
+    return gone
+
+
+def remove_leftovers(out: str):
+    """Delete the hidden temporary files that writes in ``out`` and ``out/samples`` left
+    when their process was killed (:func:`minigan.io.atomic_write`)."""
+    for name in RUN_FILES:
+        io.remove_leftovers(os.path.join(out, name))
+    for p in glob.glob(os.path.join(glob.escape(out), SAMPLES, ".epoch_*.png.*.tmp")):
+        os.remove(p)
+
+
+def _step_of(row, header):
+    """The ``step`` of a complete CSV row, or None for a row a kill cut short."""
+    if len(row) != len(header):
+        return None
+    try:
+        return int(row[header.index("step")])
+    except ValueError:
+        return None
 
 
 class RunLog:
@@ -58,36 +101,55 @@ class RunLog:
 
     def write_config(self):
         """Create the run folder and write the config into it (``config.json``)."""
-        os.makedirs(self.config.out, exist_ok=True)
-        with open(self.path("config.json"), "w") as f:
+        with io.atomic_write(self.path(CONFIG), "w") as f:
             json.dump(dataclasses.asdict(self.config), f, indent=2)
 
     # -- logs ------------------------------------------------------------------------
     def truncate(self, upto_step: int):
-        """Drop log rows written after the checkpoint we resume from (they will be redone)."""
+        """Drop log rows written after the checkpoint we resume from (they will be redone),
+        and rows a kill cut short; each log is rewritten atomically."""
+        remove_leftovers(self.config.out)
         for name in (LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG):
             p = self.path(name)
             if not os.path.exists(p):
                 continue
             with open(p, newline="") as f:
-                rows = list(csv.reader(f))
-            if not rows:
-                continue
-            header, body = rows[0], rows[1:]
-            i = header.index("step")
-            keep = [r for r in body if len(r) == len(header) and int(r[i]) <= upto_step]
-            with open(p, "w", newline="") as f:
-                csv.writer(f).writerows([header] + keep)
+                text = f.read()
+            rows = list(csv.reader(text_io.StringIO(text)))
+            header = rows[0] if rows else []
+            keep = [header] + [r for r in rows[1:] if _step_of(r, header) is not None
+                               and _step_of(r, header) <= upto_step] if "step" in header else []
+            if not text.endswith("\n") or len(keep) < len(rows):
+                with io.atomic_write(p, "w") as f:  # a kill here leaves the old log, rows and all
+                    csv.writer(f).writerows(keep)
+
+    def sync(self):
+        """Flush the logs to the disk (fsync): called before each checkpoint, so that the rows
+        it covers are on the disk when it is, even if the machine loses power."""
+        for name in (LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG):
+            p = self.path(name)
+            if os.path.exists(p):
+                try:
+                    fd = os.open(p, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError as e:
+                    raise io.named_os_error(e, p) from e
 
     def append(self, name, header, rows):
         """Append ``rows`` to the CSV ``name``, writing ``header`` first when it is new."""
         p = self.path(name)
-        new = not os.path.exists(p)
-        with open(p, "a", newline="") as f:
-            w = csv.writer(f)
-            if new:
-                w.writerow(header)
-            w.writerows(rows)
+        try:
+            new = not os.path.exists(p) or os.path.getsize(p) == 0
+            with open(p, "a", newline="") as f:
+                w = csv.writer(f)
+                if new:
+                    w.writerow(header)
+                w.writerows(rows)
+        except OSError as e:
+            raise io.named_os_error(e, p) from e
 
     def log_step(self, epoch: int, step: int, stats: dict, seconds: float, nets: dict):
         """A row of log.csv for epoch ``epoch`` (from 1) at global ``step``, and the gradient

@@ -18,6 +18,7 @@ from ..nn import is_conditional, set_labels
 from . import models
 
 NUM_CLASSES = models.NUM_CLASSES
+OUTPUT_KINDS = tuple(viz.IMAGE_FORMATS) + (".npz",)  # what write_samples writes, by extension
 
 
 def load_generator(checkpoint, device="cpu", averaged=True):
@@ -89,6 +90,8 @@ def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
             set_labels(G, dev.asarray(y[i:i + batch_size]))
         outs.append(backend.to_numpy(G.forward(dev.asarray(z[i:i + batch_size]))))
     out = np.concatenate(outs)
+    if not np.isfinite(out).all():
+        raise ValueError("the generator's output holds NaN or infinite values: its weights are unusable")
     if model == models.MIXTURE_MODEL:
         return out.reshape(n, 2).astype(np.float32)
     return ((out.reshape(n, 28, 28) + 1.0) / 2.0).clip(0.0, 1.0).astype(np.float32)
@@ -111,7 +114,10 @@ def sample(checkpoint, n=64, seed=0, device="cpu", digit=None, averaged=True):
     if digit is not None and not meta.get("conditional", False):
         raise ValueError(f"{checkpoint}: --digit needs a conditional model (minigan train --conditional); "
                          f"this checkpoint holds an unconditional {meta.get('model')!r} generator")
-    return generate(G, meta["model"], n, seed, device, labels=digit)
+    try:
+        return generate(G, meta["model"], n, seed, device, labels=digit)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint}: {e}") from None
 
 
 def sample_rows(checkpoint, per_row=8, seed=0, device="cpu", averaged=True):
@@ -120,23 +126,28 @@ def sample_rows(checkpoint, per_row=8, seed=0, device="cpu", averaged=True):
     if not meta.get("conditional", False):
         raise ValueError(f"{checkpoint}: not a conditional model")
     y = np.repeat(np.arange(NUM_CLASSES), per_row)
-    return generate(G, meta["model"], len(y), seed, device, labels=y)
+    try:
+        return generate(G, meta["model"], len(y), seed, device, labels=y)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint}: {e}") from None
 
 
 def write_samples(images, out, dataset=None, row_labels=None, nrow=None):
-    """A PNG grid, or with a ``.npz`` name the raw images under the key ``images``.
+    """A picture of the grid (PNG, or JPEG for ``.jpg``/``.jpeg``), or with a ``.npz`` name
+    the raw images under the key ``images``; any other extension is a ValueError.  The
+    file is written whole or not at all (:func:`minigan.io.atomic_write`).
 
     ``row_labels`` and ``nrow`` (images per row) go to :func:`minigan.viz.save_image_grid`.
     Points (N, 2) of a 2-D mixture model go to the key ``points`` of an ``.npz``, or
-    to a scatter plot over the modes of ``dataset`` ("ring" or "grid") for a PNG.
+    to a scatter plot over the modes of ``dataset`` ("ring" or "grid") for a picture.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    out = os.fspath(out)
+    if os.path.splitext(out)[1].lower() not in OUTPUT_KINDS:
+        raise ValueError(f"{out}: samples are written as {', '.join(OUTPUT_KINDS)}, by the extension")
     points = images.ndim == 2 and images.shape[1] == 2
-    if str(out).endswith(".npz"):
-        if points:
-            np.savez(out, points=images)
-        else:
-            np.savez(out, images=images)
+    if out.lower().endswith(".npz"):
+        with io.atomic_write(out) as f:
+            np.savez(f, **{"points" if points else "images": images})
     elif points:
         from ..data import MIXTURES  # noqa: PLC0415
 

@@ -36,12 +36,32 @@ order of each epoch's batches is drawn from ``(seed, epoch)``, noise and
 dropout masks from :func:`minigan.backend.global_rng`.  A checkpoint holds
 the weights, BatchNorm buffers, Adam moments and step counts, that RNG
 state and the position in the epoch, so a run killed at any moment and
-resumed ends with exactly the weights of a run that never stopped.
+resumed ends with exactly the weights of a run that never stopped.  An
+epoch's pictures are drawn before its checkpoint is written: a run killed in
+between resumes from the checkpoint before and draws them again, from the same
+weights, so every finished epoch has its pictures.
+
+Divergence stops training with :class:`TrainingDiverged`, which names the step and
+the last good checkpoint; a checkpoint is written only when it is good:
+
+* a loss that is NaN or infinite (recorded on the device at every step, read with
+  the log rows and checkpoints);
+* weights, BatchNorm buffers or Adam moments that are not finite (one reduction
+  per tensor, read with the log rows and before each checkpoint);
+* a loss that has run away while staying finite (:class:`RunAway`): at a log row
+  whose D or G loss exceeds ``RunAway.FACTOR`` (1000) times the median of its
+  magnitudes over the previous ``RunAway.HISTORY`` (20) log rows (at least
+  ``RunAway.FLOOR``, 1), for ``RunAway.PATIENCE`` (3) such rows in a row.  While
+  such a stretch lasts, and while the steps since the last row are above the
+  bound, no checkpoint is written, so the last one predates the run-away.
+
+:meth:`Trainer.request_stop` (the command line's Ctrl-C) stops the run between two
+steps, never between D's update and G's: it saves a checkpoint there and raises
+:class:`TrainingInterrupted`.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 import time
 
@@ -63,7 +83,19 @@ MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacG
 
 
 class TrainingDiverged(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
+    """A loss or a weight became NaN or infinite, or a loss ran away (:class:`RunAway`); the
+    last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """The run stopped between two steps as asked (:meth:`Trainer.request_stop`).
+
+    ``checkpoint`` is the path of the checkpoint to resume from, ``step`` its global step
+    (None when none was written), ``saved`` whether it was written at the stop."""
+
+    def __init__(self, checkpoint, step, saved):
+        super().__init__(checkpoint)
+        self.checkpoint, self.step, self.saved = checkpoint, step, saved
 
 
 def mnist_images(model: str, limit: int = 0, labels: bool = False):
@@ -156,6 +188,74 @@ class Window:
             self.sums = {k: self.xp.asarray(v, dtype=self.xp.float64) for k, v in state["sums"].items()}
 
 
+class RunAway:
+    """The rule that stops a run whose losses stay finite but explode, fed the log rows.
+
+    For each loss ``L`` (``d_loss``, ``g_loss``) and a log row's value ``x_r`` (its mean
+    over the steps since the previous row)::
+
+        ref_r = max(FLOOR, median of |x| over the last HISTORY rows within bounds)
+                (FLOOR while there are none)
+        row r is out  <=>  |x_r| > FACTOR * ref_r  for D's loss or G's
+
+    and the run has run away at the ``PATIENCE``-th row out in a row.  A value out of
+    bounds does not join the median, so a run that explodes from its first row is
+    measured against the floor, not against itself.  A GAN's losses stay within a few
+    units (BCE near log 4 and log 2; least squares and hinge below a few), so a
+    thousandfold jump over their recent median that lasts ``PATIENCE * log_every``
+    steps (150 by default) is an explosion, not noise, and a lone spike does not stop
+    the run.  The state (the recent values and the streak) goes into the checkpoint,
+    so a resumed run decides as an uninterrupted one would.
+    """
+
+    FACTOR = 1e3
+    FLOOR = 1.0
+    HISTORY = 20
+    PATIENCE = 3
+    LOSSES = ("d_loss", "g_loss")
+
+    def __init__(self):
+        self.history = {k: [] for k in self.LOSSES}
+        self.streak = 0  # rows out in a row, up to the last one
+        self.since = None  # the step of the first row of that streak
+
+    def bound(self, name: str) -> float:
+        """``FACTOR * ref`` for the loss ``name``, from the rows so far."""
+        h = self.history[name]
+        return self.FACTOR * max(self.FLOOR, float(np.median(h)) if h else 0.0)
+
+    def out(self, values: dict):
+        """The first loss of ``values`` (name -> float) above its bound, or None."""
+        return next((k for k in self.LOSSES if k in values and abs(values[k]) > self.bound(k)), None)
+
+    def add_row(self, values: dict, step: int):
+        """Take the log row ``values`` at global ``step``; returns a description of the
+        run-away when this row completes ``PATIENCE`` rows out in a row, else None."""
+        bad = self.out(values)
+        bounds = {k: self.bound(k) for k in self.LOSSES}
+        self.streak = self.streak + 1 if bad else 0
+        self.since = (self.since if self.streak > 1 else step) if bad else None
+        for k in self.LOSSES:
+            if k in values and abs(values[k]) <= bounds[k]:
+                self.history[k] = (self.history[k] + [abs(float(values[k]))])[-self.HISTORY:]
+        if bad and self.streak >= self.PATIENCE:
+            out = " and ".join(f"{k} {values[k]:.3g} (bound {bounds[k]:.3g})" for k in self.LOSSES
+                               if k in values and abs(values[k]) > bounds[k])
+            return (f"the losses ran away: {out} at step {step}, out of bounds in {self.streak} log rows "
+                    f"in a row since step {self.since} (bound: {self.FACTOR:g} x the median of the "
+                    f"loss's recent log rows, at least {self.FACTOR * self.FLOOR:g})")
+        return None
+
+    def state(self) -> dict:
+        return {"history": self.history, "streak": self.streak, "since": self.since}
+
+    def load(self, state):
+        self.__init__()
+        if state:
+            self.history = {k: [float(v) for v in state["history"].get(k, [])] for k in self.LOSSES}
+            self.streak, self.since = int(state["streak"]), state.get("since")
+
+
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
@@ -219,6 +319,9 @@ class Trainer:
         self.ema = GeneratorAverage(self.G, cfg.g_ema, self.noise_dim, cfg.seed) if cfg.g_ema else None
         self.health = Health(self.device)
         self.window = Window(self.xp)
+        self.runaway = RunAway()
+        self.checkpoint_step = None  # the global step of the last checkpoint written or restored
+        self.stop_requested = False
 
     def drawing_generator(self):
         """The generator that is scored and drawn: the weight average with ``g_ema``, else G."""
@@ -269,39 +372,101 @@ class Trainer:
             self.ema.update()
         return stats
 
+    def _where(self, step: int) -> str:
+        epoch, in_epoch = (step - 1) // self.steps_per_epoch + 1, (step - 1) % self.steps_per_epoch + 1
+        return f"epoch {epoch}, step {in_epoch} (step {step} of the run)"
+
+    def _stopped(self, what: str) -> TrainingDiverged:
+        if self.checkpoint_step is None:
+            kept = "no checkpoint was written yet"
+        else:
+            kept = f"the last good checkpoint is {self.path(CHECKPOINT)} (step {self.checkpoint_step})"
+        return TrainingDiverged(f"{what}; training stopped and {kept}. Try a smaller --lr or another --loss.")
+
     def _diverged(self, step: int, which: int, value: float):
         name = ("the discriminator loss", "the generator loss")[which]
-        epoch, in_epoch = (step - 1) // self.steps_per_epoch + 1, (step - 1) % self.steps_per_epoch + 1
-        ck = self.path(CHECKPOINT)
-        kept = f"the last good checkpoint is {ck}" if os.path.exists(ck) else "no checkpoint was written yet"
-        return TrainingDiverged(
-            f"{name} became {value} at epoch {epoch}, step {in_epoch} (step {step} of the run); "
-            f"training stopped and {kept}. Try a smaller --lr or another --loss.")
+        return self._stopped(f"{name} became {value} at {self._where(step)}")
+
+    def _state_flags(self) -> list:
+        """``(what, flag)`` pairs: a 0-d float64 device value, 1 when every number of ``what``
+        is finite (weights and buffers, Adam moments, the weight average), 0 otherwise."""
+        xp = self.xp
+        parts = [("the generator's weights", self.G), ("the discriminator's weights", self.D)]
+        if self.ema is not None:
+            parts.append(("the generator's weight average", self.ema.avg))
+        arrays = [(what, [g.params for g in m.flat().groups] + [lay.buffers[k] for _, lay, k in m.named_buffers()])
+                  for what, m in parts]
+        arrays += [(f"the {who} Adam moments", [a for bufs in opt.state.values() for a in bufs])
+                   for who, opt in (("generator's", self.opt_G), ("discriminator's", self.opt_D))]
+        flags = []
+        for what, arrs in arrays:
+            ok = xp.ones((), dtype=xp.float64)
+            for a in arrs:
+                ok = ok * xp.isfinite(a).all()
+            flags.append((what, ok))
+        return flags
+
+    def _read(self, names):
+        """One transfer: the window sums of ``names``, then the health flags and the state
+        flags; raises :class:`TrainingDiverged` for a non-finite loss or state.  Returns the
+        sums as floats."""
+        state = self._state_flags()
+        vals = backend.to_numpy(self.xp.stack([self.window.sums[k] for k in names] + self.health.flags()
+                                              + [flag for _, flag in state]))
+        self.health.check(vals[len(names):len(names) + 3], self._diverged)
+        for (what, _), ok in zip(state, vals[len(names) + 3:]):
+            if ok != 1:
+                raise self._stopped(f"{what} are not finite after {self._where(self.global_step)}")
+        return {k: float(v) for k, v in zip(names, vals)}
 
     def read_window(self):
         """The means of the step numbers since the last log row, as floats, read from the device
-        in one transfer with the health flags; raises :class:`TrainingDiverged` if a loss was
-        not finite."""
-        names = sorted(self.window.sums)
-        vals = backend.to_numpy(self.xp.stack([self.window.sums[k] for k in names] + self.health.flags()))
-        self.health.check(vals[len(names):], self._diverged)
-        return {k: float(v) / self.window.count for k, v in zip(names, vals)}
+        in one transfer with the health flags; raises :class:`TrainingDiverged` if a loss, a
+        weight or an Adam moment is not finite."""
+        sums = self._read(sorted(self.window.sums))
+        return {k: v / self.window.count for k, v in sums.items()}
+
+    def log_row(self, seconds: float):
+        """Read the window, write its row (and the gradient norms) and start a new window;
+        raises :class:`TrainingDiverged` when the losses are not finite or ran away
+        (:class:`RunAway`: the row that completes the run-away is written first)."""
+        stats = self.read_window()
+        self.window.clear()
+        self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D})
+        ran_away = self.runaway.add_row(stats, self.global_step)
+        if ran_away:
+            raise self._stopped(ran_away)
+        return stats
 
     # -- checkpoints ---------------------------------------------------------------
-    def save(self):
-        self.health.check(backend.to_numpy(self.xp.stack(self.health.flags())), self._diverged)
+    def save(self) -> bool:
+        """Write the checkpoint, if the run is sound; returns whether it was written.
+
+        Raises :class:`TrainingDiverged` when a loss, a weight, a buffer or an Adam moment
+        is not finite.  While the losses are running away (a :class:`RunAway` streak, or
+        the steps since the last row above its bound) nothing is written, so that the
+        checkpoint on disk stays the last good one."""
+        names = sorted(self.window.sums)
+        sums = self._read(names)  # one transfer: flags, and the window's losses so far
+        partial = {k: v / self.window.count for k, v in sums.items()} if self.window.count else {}
+        if self.runaway.streak or self.runaway.out(partial):
+            return False
         meta = {"model": self.config.model, "dataset": self.config.dataset, "pack": self.config.pack,
                 "conditional": bool(self.config.conditional),
                 "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
-                "n_data": len(self.data), "version": __version__, "window": self.window.state()}
+                "n_data": len(self.data), "version": __version__, "window": self.window.state(),
+                "runaway": self.runaway.state()}
         models_ = {"G": self.G, "D": self.D}
         if self.ema is not None:
             self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
             models_["G_ema"] = self.ema.avg
+        self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
         io.save_checkpoint(self.path(CHECKPOINT), models=models_,
                            optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
+        self.checkpoint_step = self.global_step
+        return True
 
     def restore(self, path=None):
         """Continue from a checkpoint written by :meth:`save` (weights, moments, RNG, position).
@@ -328,8 +493,19 @@ class Trainer:
                 f"{path}: the checkpoint was trained on {meta.get('n_data')} images in batches giving "
                 f"{meta.get('steps_per_epoch')} steps an epoch; this run has {len(self.data)} images "
                 f"and {self.steps_per_epoch} steps")
-        self.epoch, self.step_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
-        self.window.load(meta.get("window"))
+        epoch, step = meta.get("epoch"), meta.get("step_in_epoch")
+        if not (isinstance(epoch, int) and isinstance(step, int) and epoch >= 0
+                and 0 <= step < self.steps_per_epoch):
+            raise io.CheckpointError(f"{path}: the checkpoint is corrupt: its position (epoch {epoch!r}, "
+                                     f"step {step!r}) is not one of this run's")
+        try:
+            self.window.load(meta.get("window"))
+            self.runaway.load(meta.get("runaway"))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise io.CheckpointError(f"{path}: the checkpoint is corrupt: its log window or run-away "
+                                     f"record is malformed ({type(e).__name__}: {e})") from None
+        self.epoch, self.step_in_epoch = epoch, step
+        self.checkpoint_step = self.global_step
         self.run_log.truncate(self.global_step)
         io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
@@ -400,6 +576,15 @@ class Trainer:
         B = self.points_per_step
         return perm[: self.steps_per_epoch * B].reshape(self.steps_per_epoch, B)
 
+    def request_stop(self):
+        """Ask :meth:`fit` to stop before its next step: it saves a checkpoint there and raises
+        :class:`TrainingInterrupted` (safe to call from a signal handler: it only sets a flag)."""
+        self.stop_requested = True
+
+    def _stop(self):
+        saved = self.save()
+        raise TrainingInterrupted(self.path(CHECKPOINT), self.checkpoint_step, saved)
+
     def fit(self, log=print):
         cfg = self.config
         self.run_log.write_config()
@@ -412,29 +597,35 @@ class Trainer:
                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.progress,
                        dynamic_ncols=True, file=sys.stderr)
             t0 = time.perf_counter()
-            while self.step_in_epoch < self.steps_per_epoch:
-                stats = self.train_step(*self.step_inputs(order[self.step_in_epoch]))
-                self.step_in_epoch += 1
-                bar.update(1)
-                self.window.add(stats)  # on the device: no synchronisation in a step without a row
-                if self.step_in_epoch % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
-                    stats = self.read_window()
-                    self.window.clear()
-                    bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
-                                    refresh=False)
-                    self.run_log.log_step(self.epoch + 1, self.global_step, stats, time.perf_counter() - t0,
-                                          {"G": self.G, "D": self.D})
-                if self.step_in_epoch % cfg.checkpoint_every == 0 and self.step_in_epoch < self.steps_per_epoch:
-                    self.save()
-            bar.close()
+            try:
+                while self.step_in_epoch < self.steps_per_epoch:
+                    if self.stop_requested:  # between two steps: the state is whole
+                        self._stop()
+                    stats = self.train_step(*self.step_inputs(order[self.step_in_epoch]))
+                    self.step_in_epoch += 1
+                    bar.update(1)
+                    self.window.add(stats)  # on the device: no synchronisation in a step without a row
+                    if self.step_in_epoch % cfg.log_every == 0 or self.step_in_epoch == self.steps_per_epoch:
+                        stats = self.log_row(time.perf_counter() - t0)
+                        bar.set_postfix(d_loss=f"{stats['d_loss']:.3f}", g_loss=f"{stats['g_loss']:.3f}",
+                                        refresh=False)
+                    if (self.step_in_epoch % cfg.checkpoint_every == 0
+                            and self.step_in_epoch < self.steps_per_epoch):
+                        self.save()
+            finally:
+                bar.close()
             seconds = time.perf_counter() - t0
             self.epoch += 1
             self.step_in_epoch = 0
-            if self.wants_eval():  # before the checkpoint: a run killed in between redoes it
+            # The epoch's scores and pictures come before its checkpoint: a run killed in
+            # between resumes from the checkpoint before and redoes them from the same weights.
+            if self.wants_eval():
                 self.evaluate(log)
-            self.save()
             grid = self.pictures()
+            self.save()
             log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "
                 f"g_loss {stats['g_loss']:.3f}, D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}; "
                 f"samples in {grid}")
+            if self.stop_requested and self.epoch < cfg.epochs:
+                self._stop()
         return self

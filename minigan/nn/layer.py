@@ -191,8 +191,8 @@ class Layer:
     def load_state_dict(self, state: dict):
         """Copy arrays from :meth:`state_dict` output into this model, in place.
 
-        Every name and shape is checked before anything is written, so a bad
-        entry leaves the model as it was.
+        Every name, shape and value is checked (and converted to the model's dtype)
+        before anything is written, so a bad entry leaves the model as it was.
         """
         plan = []
         for kind, items in (("param.", self.named_parameters()), ("buffer.", self.named_buffers())):
@@ -205,14 +205,16 @@ class Layer:
                 if src.shape != store[key].shape:
                     raise ShapeError(f"{full}: checkpoint shape {src.shape} does not match {layer!r} "
                                      f"shape {store[key].shape}")
-                plan.append((store[key], src, layer))
+                if src.dtype.kind not in "biuf":
+                    raise TypeError(f"{full}: expected numbers, got an array of dtype {src.dtype}")
+                plan.append((store[key], src.astype(store[key].dtype, copy=False), layer))
         expected = {"param." + n for n, _, _ in self.named_parameters()}
         expected |= {"buffer." + n for n, _, _ in self.named_buffers()}
         extra = sorted(k for k in state if k.startswith(("param.", "buffer.")) and k not in expected)
         if extra:
             raise KeyError(f"state has entries this model lacks: {extra[:5]}")
         for dst, src, layer in plan:
-            dst[...] = layer.device.asarray(src, dtype=dst.dtype)
+            dst[...] = layer.device.asarray(src)
         return self
 
     def num_params(self) -> int:
@@ -259,13 +261,20 @@ class Layer:
             raise RuntimeError(f"{self!r}: backward() called before forward()")
         return self._cache
 
-    def _check_dy(self, dy, shape):
+    def _check_dy(self, dy, shape, dtype=None):
+        """``dy`` on this layer's device, of the output's ``shape`` and of the floating-point
+        ``dtype`` of the forward pass (default: the parameters'), so that a gradient never
+        comes back silently in another precision."""
         if not self.device.owns(dy):
             raise DeviceError(f"{self!r} lives on the {self.device.name} but dy is a "
                               f"{type(dy).__module__}.{type(dy).__name__}")
         if tuple(dy.shape) != tuple(shape):
             raise ShapeError(f"{self!r}: dy has shape {tuple(dy.shape)}, expected the output "
                              f"shape {tuple(shape)}")
+        want = dtype if dtype is not None else self.dtype
+        if dy.dtype.kind != "f" or (want is not None and dy.dtype != want):
+            raise TypeError(f"{self!r}: dy has dtype {dy.dtype}, expected "
+                            f"{want if want is not None else 'a floating-point dtype'} (the output's)")
 
     def __repr__(self):
         return f"{type(self).__name__}()"

@@ -65,3 +65,39 @@ def test_state_dict_checks_names_and_shapes():
         b.load_state_dict(a.state_dict())
     with pytest.raises(KeyError, match="lacks"):
         nn.Dense(3, 2).load_state_dict({**nn.Dense(3, 2).state_dict(), "param.9.W": np.zeros(1)})
+
+
+@pytest.mark.parametrize("layer", [nn.Conv2D(1, 2, 3), nn.Conv2DTranspose(1, 2, 3, 2, "same")])
+def test_a_conv_refuses_an_empty_batch_and_a_dy_of_another_dtype(layer):
+    with pytest.raises(nn.ShapeError, match=r"got \(0, 1, 5, 5\) \(a batch of at least one sample\)"):
+        layer.forward(f32(0, 1, 5, 5))
+    y = layer.forward(f32(2, 1, 5, 5))
+    for dtype in (np.float64, np.int64, np.float16):
+        with pytest.raises(TypeError, match=rf"dy has dtype {np.dtype(dtype).name}, expected float32"):
+            layer.backward(np.zeros(y.shape, dtype))
+    assert layer.backward(np.zeros(y.shape, np.float32)).dtype == np.float32
+
+
+def test_dense_refuses_a_dy_of_another_dtype():
+    d = nn.Dense(3, 2)
+    d.forward(f32(4, 3))
+    with pytest.raises(TypeError, match="dy has dtype float64, expected float32"):
+        d.backward(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("bad", ["shape", "dtype", "missing"])
+def test_load_state_dict_checks_every_entry_before_it_writes_one(bad):
+    model = nn.Sequential(nn.Dense(3, 4), nn.BatchNorm(4), nn.Dense(4, 2))
+    before = model.state_dict()
+    state = {k: v + 1 for k, v in before.items()}
+    last = "param.2.b"  # written last: every entry before it would be overwritten first
+    if bad == "shape":
+        state[last] = np.zeros(3, np.float32)
+    elif bad == "dtype":
+        state[last] = np.array(["a", "b"])
+    else:
+        del state[last]
+    with pytest.raises((nn.ShapeError, TypeError, KeyError)):
+        model.load_state_dict(state)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)

@@ -153,6 +153,8 @@ class _ConvBase(Layer):
         self._check_float(x)
         if x.ndim != 4 or x.shape[1] != self.in_ch:
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)")
+        if x.shape[0] == 0:  # the engines' column layouts have no shape for an empty batch
+            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)", "a batch of at least one sample")
 
     def _add_bias(self, y):
         if "b" in self.params:
