@@ -40,8 +40,8 @@ OTHER_CASES = {
     "BatchNorm (N, C)": (lambda: nn.BatchNorm(3), (5, 3)),
     "BatchNorm (N, C, H, W)": (lambda: nn.BatchNorm(2), (3, 2, 3, 2)),
     "BatchNorm eval": (lambda: nn.BatchNorm(3).eval(), (5, 3)),
-    "dense chain": (lambda: nn.Sequential(nn.LabelJoin(2), nn.Dense(5, 4, bias=False), nn.BatchNorm(4), nn.LeakyReLU(0.2),
-                                          nn.Dropout(0.3), nn.Dense(4, 2)), (6, 3)),
+    "dense chain": (lambda: nn.Sequential(nn.LabelJoin(2), nn.Dense(5, 4, bias=False), nn.BatchNorm(4),
+                                          nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Dense(4, 2)), (6, 3)),
 }
 # Layers that own no parameter of their own (containers hold those of their children)
 PARAMETER_FREE = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "LabelJoin",
