@@ -222,6 +222,10 @@ def standard_cases():
     def away(a, gap=0.05):  # keep values off the kinks of ReLU-like functions
         return a + np.sign(a) * gap
 
+    def on_engine(layer, engine):
+        layer.engine = engine
+        return layer
+
     c = []
     c.append(("Dense 7->5", "layer", nn.Dense(7, 5), r(4, 7), ()))
     c.append(("Conv2D 3->4 k3 s1 p1", "layer", nn.Conv2D(3, 4, 3, 1, 1), r(2, 3, 6, 5), ()))
@@ -233,6 +237,28 @@ def standard_cases():
               nn.Conv2DTranspose(3, 2, 5, 2, "same"), r(2, 3, 4, 3), ()))
     c.append(("Conv2DTranspose 2->2 k1 s2 same", "layer",
               nn.Conv2DTranspose(2, 2, 1, 2, "same"), r(2, 2, 3, 3), ()))
+    # no padding on the right and a kernel that is a multiple of the stride: the last
+    # window ends on the image's last column (8 wide) or one short of it (5 wide)
+    c.append(("Conv2D 3->4 k4 s2 p(1,0)", "layer", nn.Conv2D(3, 4, 4, 2, (1, 0)), r(2, 3, 7, 8), ()))
+    c.append(("Conv2D 2->3 k2 s2 valid", "layer", nn.Conv2D(2, 3, 2, 2, "valid"), r(2, 2, 6, 5), ()))
+    c.append(("Conv2DTranspose 3->2 k4 s2 p(1,0)", "layer",
+              nn.Conv2DTranspose(3, 2, 4, 2, (1, 0)), r(2, 3, 3, 4), ()))
+    c.append(("Conv2DTranspose 2->3 k2 s2 valid", "layer",
+              nn.Conv2DTranspose(2, 3, 2, 2, "valid"), r(2, 2, 3, 3), ()))
+    # the spectral engine: where it pays (16 channels a side, a batch of 8), and forced
+    # onto it for strided geometries too small to pay
+    c.append(("Conv2D 16->16 k5 s1 same (spectral)", "layer", nn.Conv2D(16, 16, 5, 1, "same"),
+              r(8, 16, 5, 5), ()))
+    c.append(("Conv2DTranspose 16->16 k4 s1 p2 (spectral)", "layer", nn.Conv2DTranspose(16, 16, 4, 1, 2),
+              r(8, 16, 6, 6), ()))
+    c.append(("Conv2D 3->4 k4 s2 p(1,0) on spectral", "layer",
+              on_engine(nn.Conv2D(3, 4, 4, 2, (1, 0)), "spectral"), r(2, 3, 7, 8), ()))
+    c.append(("Conv2D 2->3 k5 s2 same on spectral", "layer",
+              on_engine(nn.Conv2D(2, 3, 5, 2, "same"), "spectral"), r(2, 2, 9, 8), ()))
+    c.append(("Conv2DTranspose 3->2 k5 s2 same on spectral", "layer",
+              on_engine(nn.Conv2DTranspose(3, 2, 5, 2, "same"), "spectral"), r(2, 3, 4, 3), ()))
+    c.append(("Conv2DTranspose 3->2 k4 s2 p(1,0) on spectral", "layer",
+              on_engine(nn.Conv2DTranspose(3, 2, 4, 2, (1, 0)), "spectral"), r(2, 3, 3, 4), ()))
     c.append(("Dense -> BatchNorm (N, C)", "layer",
               nn.Sequential(nn.Dense(5, 4), nn.BatchNorm(4)), r(6, 5), ()))
     c.append(("Conv2D -> BatchNorm (N, C, H, W)", "layer",
@@ -267,7 +293,7 @@ def standard_cases():
 def run_standard(tol: float = 1e-6, out=print) -> bool:
     """Check every case of :func:`standard_cases`, print one table, return True if all pass."""
     ok = True
-    out(f"{'case':<38}{'tensor':<10}{'checked':>9}{'rel err':>11}  result")
+    out(f"{'case':<46}{'tensor':<10}{'checked':>9}{'rel err':>11}  result")
     for label, kind, obj, x, args in standard_cases():
         if kind == "layer":
             rep = check_layer(obj, x, label=label)
@@ -276,7 +302,7 @@ def run_standard(tol: float = 1e-6, out=print) -> bool:
         for i, e in enumerate(rep.entries):
             good = e.rel_err <= tol
             ok &= good
-            out(f"{label if i == 0 else '':<38}{e.name:<10}{e.mode:>9}{e.rel_err:>11.2e}  "
+            out(f"{label if i == 0 else '':<46}{e.name:<10}{e.mode:>9}{e.rel_err:>11.2e}  "
                 f"{'ok' if good else 'FAIL'}")
     out(f"\nall gradients agree with central differences to {tol:g}" if ok
         else f"\nsome gradients disagree (tolerance {tol:g})")

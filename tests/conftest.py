@@ -2,7 +2,9 @@
 
 ``HYPOTHESIS_PROFILE=ci`` (the default) draws a fixed, derandomised set of
 examples so CI is repeatable; ``HYPOTHESIS_PROFILE=dev`` draws more, at
-random, for local runs.
+random, for local runs; ``HYPOTHESIS_PROFILE=mutations`` draws ci's examples
+and stops at the first failure without shrinking it (tests/mutations.py only
+asks whether a test fails).
 """
 import os
 import shutil
@@ -18,7 +20,7 @@ minigan.tune_cpu()  # the settings every minigan command makes (and without whic
 
 import numpy as np  # noqa: E402
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from minigan import backend
 
@@ -26,6 +28,8 @@ settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=200, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("mutations", settings.get_profile("ci"),
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES = ["cpu", "gpu"]

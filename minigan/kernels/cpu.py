@@ -32,6 +32,7 @@ import types
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.caching import NullCache
 
 from .blas import batched_matmul
 
@@ -67,7 +68,8 @@ def _serial(kernel):
     thread count set to 1 around it: switching Numba's thread count costs
     ~10 us a launch, most of a small LeakyReLU (MLP step, 12 launches:
     1.57 -> ~1.45 ms).  The twin gets its own name, so its compiled code is
-    cached apart from the parallel one.
+    cached apart from the parallel one (``cache`` is no target option: Numba
+    keeps it on the dispatcher, as a cache object, so it is passed on here).
     """
     twin = _serial_twins.get(kernel)
     if twin is None:
@@ -75,8 +77,8 @@ def _serial(kernel):
         g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__,
                                f.__closure__)
         g.__qualname__ = f.__qualname__ + "_serial"
-        opts = {k: v for k, v in kernel.targetoptions.items() if k in ("cache", "nogil", "error_model")}
-        twin = _serial_twins[kernel] = njit(**opts)(g)
+        opts = {k: v for k, v in kernel.targetoptions.items() if k in ("nogil", "error_model")}
+        twin = _serial_twins[kernel] = njit(cache=not isinstance(kernel._cache, NullCache), **opts)(g)
     return twin
 
 

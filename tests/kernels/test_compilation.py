@@ -1,0 +1,65 @@
+"""How the CPU kernels are compiled: cached on disk, and checked with Numba's bounds checking.
+
+An out-of-bounds write in a Numba kernel does not fail a test: it corrupts memory,
+and the interpreter may crash later, or not at all.  With ``NUMBA_BOUNDSCHECK=1``
+every array access is checked and raises ``IndexError``.  Numba's on-disk cache
+does not record whether a kernel was compiled with bounds checks, so a
+bounds-checked run gets a cache folder of its own (``NUMBA_CACHE_DIR``): pytest's
+cache folder for this checkout (``.pytest_cache/d/numba-boundscheck``), or a
+temporary one with ``-p no:cacheprovider``.  The first run there compiles every
+kernel (some 15 s); later runs load them.
+
+Numba checks no bounds inside a parallel loop (``prange`` under ``parallel=True``),
+so the checks reach the serial twins (:func:`minigan.kernels.cpu._serial`), which
+run the same code and are what the kernel tests run at their sizes.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minigan.kernels import cpu
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BOUNDS_CHECKED = ["tests/kernels/test_cpu.py", "tests/nn/test_columns.py",
+                  "tests/kernels/test_compilation.py::test_an_out_of_bounds_write_raises"]
+
+
+def _env(cache_dir, **extra):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT), **extra)
+    env.setdefault("HYPOTHESIS_PROFILE", "ci")
+    return env
+
+
+def test_serial_twins_are_cached_on_disk(tmp_path):
+    """Small work runs a kernel's serial twin; it is compiled once per machine, as the
+    parallel kernel is, not once per process."""
+    code = "import numpy as np; from minigan.kernels import cpu; cpu.leaky_relu(np.ones(3, np.float32), 0.2)"
+    subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), check=True, timeout=300)
+    cached = [p.name for p in tmp_path.rglob("*.nbi")]
+    assert any("_leaky_relu_serial" in name for name in cached), cached
+
+
+if os.environ.get("NUMBA_BOUNDSCHECK") == "1":  # only there: unchecked, it would corrupt memory
+    def test_an_out_of_bounds_write_raises():
+        """Run by the test below, under bounds checking: a serial twin writing one element past
+        its output raises IndexError (were it loaded from an unchecked build, it would not)."""
+        x = np.ones(8, np.float32)
+        with pytest.raises(IndexError):
+            cpu._serial(cpu._leaky_relu)(x, np.float32(0.2), np.empty(7, np.float32))
+
+
+def test_kernel_tests_pass_with_bounds_checking(request, tmp_path):
+    """The kernel tests and the column tests again, in a process with every access checked
+    (and the check above that it is on: pytest fails on a test id it cannot find)."""
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("numba-boundscheck") if cache is not None else tmp_path
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-rs", "-p", "no:cacheprovider",
+                          *BOUNDS_CHECKED], cwd=ROOT, env=_env(folder, NUMBA_BOUNDSCHECK="1"),
+                         capture_output=True, text=True, timeout=900)
+    tail = res.stdout[-3000:] + res.stderr[-2000:]
+    assert res.returncode == 0, tail
+    assert " passed" in tail and "skipped" not in tail, tail

@@ -1,0 +1,351 @@
+"""Planted bugs: each applied alone to a scratch copy of the repository, where the tests
+named for it must fail.
+
+    python tests/mutations.py              # every mutation: some minutes
+    python tests/mutations.py -k col2im    # those whose name contains "col2im"
+    python tests/mutations.py --list       # names, files and tests, without running
+
+A mutation is a file, an exact piece of its text (found exactly once), the text
+that replaces it, and the tests that should catch it: a sign flipped in a
+gradient, ``=`` for ``+=``, an off-by-one in a kernel, a GAN loss wired to the
+wrong formula, an out-of-bounds write in a Numba kernel, ... on every layer and
+every conv engine.  The script copies the repository (its tracked and untracked,
+not ignored, files) into a temporary folder, runs every named test there once
+unchanged (they must pass), then for each mutation writes it, runs its tests
+with ``pytest -x -q``, and puts the file back.  It prints one row per mutation:
+
+* ``caught``: the tests failed (pytest exit status 1);
+* ``MISSED``: they passed;
+* ``ERROR``: pytest could not say (a test id that does not exist, a crash of
+  the interpreter, a time-out), or the text to replace is not found once.
+
+and exits 1 unless every mutation is caught.  It is not part of the test suite
+(pytest collects ``test_*.py`` only).  Hypothesis draws the ci profile's examples
+and does not shrink a failure (``HYPOTHESIS_PROFILE=mutations``).  Python writes
+no bytecode in the copy, and Numba compiles into a cache folder of the copy's
+own; a mutation of a file with Numba kernels gets a fresh cache folder, so no
+mutated kernel is ever loaded for another run (Numba's cache keys on the source
+file's modification time and size; the script gives each mutated file a new
+time and puts the original's back).  The bounds-checked kernel tests keep their
+own cache folder in the copy's ``.pytest_cache``.
+
+When you add a layer, an engine or a kernel, add its mutations here and watch
+them fail.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple
+
+
+def M(name, file, old, new, *tests):
+    return Mutation(name, file, old, new, tests)
+
+
+# test ids used by several mutations
+GRAD = "tests/nn/test_layers_grad.py"
+DENSE_GRAD = f"{GRAD}::test_dense"
+CONV_GRAD = f"{GRAD}::test_conv2d"
+CONVT_GRAD = f"{GRAD}::test_conv2d_transpose"
+ELEMENTWISE = f"{GRAD}::test_elementwise_and_shape_layers"
+BN_GRAD = f"{GRAD}::test_batchnorm_train_after_dense"
+ACCUMULATION = "tests/nn/test_accumulation.py"
+FROZEN = "tests/nn/test_frozen.py"
+COLUMNS = "tests/nn/test_columns.py"
+PATHS = "tests/nn/test_conv_engine_paths.py"
+GAN_LOSSES = "tests/test_gan_loss_names.py"
+GRADCHECK = "tests/test_gradcheck_standard.py"
+KERNELS = "tests/kernels/test_cpu.py"
+DROPOUT_KERNELS = (f"{KERNELS}::test_dropout_kernels", f"{KERNELS}::test_dropout_matches_reference")
+COL2IM_KERNEL = f"{KERNELS}::test_col2im_matches_reference"
+BOUNDS = "tests/kernels/test_compilation.py::test_kernel_tests_pass_with_bounds_checking"
+DEFINITION = "tests/nn/test_conv.py::test_conv2d_matches_its_definition"
+ADJOINT = "tests/nn/test_conv.py::test_adjoint_identity"
+
+LOSSES, DENSE, CONV = "minigan/losses.py", "minigan/nn/dense.py", "minigan/nn/conv/layers.py"
+REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col.py",
+                         "minigan/nn/conv/spectral.py")
+BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
+CPU, OPTIM, SEQ = "minigan/kernels/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
+
+CONV2D_W = '            self.grads["W"] += eng.weight_grad(cols, dY, g)'
+CONVT_W = '            self.grads["W"] += eng.weight_grad(cols, X, g)'
+SPECTRAL_TO_IMAGE = "        return plan.image_pixels(self._bmm(Gc, K), Gc.shape[1])"
+
+MUTATIONS = [
+    # -- GAN losses wired by name ----------------------------------------------------------
+    M("GANLoss bce: g is the saturating loss", LOSSES,
+      "            return generator_nonsaturating(out)",
+      "            return tuple(-a for a in bce_with_logits(out, 0.0))", GAN_LOSSES),
+    M("GANLoss bce: d_fake against target 1", LOSSES,
+      "            return bce_with_logits(out, 0.0)", "            return bce_with_logits(out, 1.0)", GAN_LOSSES),
+    M("GANLoss hinge: d_real takes the fake side", LOSSES,
+      "        return hinge(out, +1)", "        return hinge(out, -1)", GAN_LOSSES),
+    M("GANLoss lsgan: g against target 0", LOSSES,
+      "            return mse(out, 1.0)\n        return mean_negated(out)",
+      "            return mse(out, 0.0)\n        return mean_negated(out)", GAN_LOSSES),
+    M("GANLoss hinge: g is the critic's real loss", LOSSES,
+      "        return mean_negated(out)", "        return hinge(out, +1)", GAN_LOSSES),
+    # -- Dense -------------------------------------------------------------------------------
+    M("Dense: dx sign", DENSE,
+      '        return dy @ self.params["W"].T', '        return -(dy @ self.params["W"].T)', DENSE_GRAD),
+    M("Dense: W assigned, not added", DENSE,
+      'self.grads["W"] += x.T @ dy', 'self.grads["W"] = x.T @ dy', ACCUMULATION),
+    M("Dense: b assigned, not added", DENSE,
+      'self.grads["b"] += dy.sum(axis=0)', 'self.grads["b"][...] = dy.sum(axis=0)', ACCUMULATION),
+    M("Dense: frozen dx wrong", DENSE,
+      '        return dy @ self.params["W"].T',
+      '        return dy @ (self.params["W"] if self.trainable else self.grads["W"]).T', FROZEN),
+    # -- the conv layers, every engine ----------------------------------------------------------
+    M("Conv2D: dx sign", CONV,
+      "        return c.engine.to_image(c.weights, dY, c.g)",
+      "        return -c.engine.to_image(c.weights, dY, c.g)", CONV_GRAD),
+    M("Conv2DTranspose: dx sign", CONV,
+      "        return c.engine.to_output(c.weights, cols, c.g)",
+      "        return -c.engine.to_output(c.weights, cols, c.g)", CONVT_GRAD),
+    M("Conv2D: W assigned, not added", CONV, CONV2D_W, CONV2D_W.replace("+=", "="), ACCUMULATION),
+    M("Conv2DTranspose: W assigned, not added", CONV, CONVT_W, CONVT_W.replace("+=", "="), ACCUMULATION),
+    M("conv: b assigned, not added", CONV,
+      '            self.grads["b"] += self.device.kernel(channel_sums)(dy)',
+      '            self.grads["b"][...] = self.device.kernel(channel_sums)(dy)', ACCUMULATION),
+    M("Conv2D: W assigned on the spectral path only", CONV, CONV2D_W,
+      CONV2D_W.replace("+=", "= (0 if eng.name == 'spectral' else self.grads['W']) +"), ACCUMULATION),
+    M("Conv2DTranspose: W assigned on the spectral path only", CONV, CONVT_W,
+      CONVT_W.replace("+=", "= (0 if eng.name == 'spectral' else self.grads['W']) +"), ACCUMULATION),
+    M("Conv2D: frozen dx wrong", CONV,
+      "        return c.engine.to_image(c.weights, dY, c.g)",
+      "        return c.engine.to_image(c.weights, dY if self.trainable else dY[::-1], c.g)", FROZEN),
+    # reference engine
+    M("reference engine: dW sign", REF,
+      "        return (dY @ cols.T).reshape(-1, g.C, g.kh, g.kw)",
+      "        return (-dY @ cols.T).reshape(-1, g.C, g.kh, g.kw)", CONV_GRAD),
+    M("reference engine: adjoint sign", REF,
+      "        return col2im((Wm.T @ dY).reshape(g.K, -1, g.P), g)",
+      "        return col2im((-Wm.T @ dY).reshape(g.K, -1, g.P), g)", CONV_GRAD),
+    M("reference im2col: padding off by one", REF,
+      "    xpad = xp.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl, g.pr)))",
+      "    xpad = xp.pad(x, ((0, 0), (0, 0), (g.pt, g.pb), (g.pl + 1, g.pr)))", COLUMNS),
+    M("reference col2im: last tap column dropped", REF,
+      "        for j in range(g.kw):\n            xpad[_tap(g, i, j)] +=",
+      "        for j in range(g.kw - 1):\n            xpad[_tap(g, i, j)] +=", COLUMNS),
+    M("reference col2im: crop off by one", REF,
+      "    x = xpad[:, :, g.pt:g.pt + g.H, g.pl:g.pl + g.W]",
+      "    x = xpad[:, :, g.pt:g.pt + g.H, g.pl + 1:g.pl + g.W + 1]", COLUMNS),
+    # im2col engine
+    M("im2col engine: dW sign (one GEMM)", IM2COL,
+      "            dW = _batch_major(dY) @ cols.reshape(K, -1).T",
+      "            dW = -_batch_major(dY) @ cols.reshape(K, -1).T", CONV_GRAD),
+    M("im2col engine: adjoint sign (one GEMM)", IM2COL,
+      "            self.xp.matmul(WmT, _batch_major(dY), out=dcols.reshape(g.K, -1))",
+      "            self.xp.matmul(-WmT, _batch_major(dY), out=dcols.reshape(g.K, -1))", CONV_GRAD),
+    M("im2col engine: adjoint sign (per sample)", IM2COL,
+      "            self._bmm(WmT, dY, out=_per_sample(dcols))",
+      "            self._bmm(-WmT, dY, out=_per_sample(dcols))", PATHS),
+    M("im2col engine: forward sign (per sample)", IM2COL,
+      "            y = self._bmm(Wm, _per_sample(cols))", "            y = self._bmm(-Wm, _per_sample(cols))", PATHS),
+    M("im2col engine: dW keeps the last chunk only", IM2COL,
+      "                dW = part.sum(axis=0) if dW is None else dW + part.sum(axis=0)",
+      "                dW = part.sum(axis=0)", PATHS),
+    # spectral engine
+    M("spectral engine: adjoint sign", SPECTRAL, SPECTRAL_TO_IMAGE,
+      "        return plan.image_pixels(-self._bmm(Gc, K), Gc.shape[1])", CONV_GRAD),
+    M("spectral engine: adjoint sign [minigan gradcheck]", SPECTRAL, SPECTRAL_TO_IMAGE,
+      "        return plan.image_pixels(-self._bmm(Gc, K), Gc.shape[1])", GRADCHECK),
+    M("spectral engine: dW sign", SPECTRAL,
+      "        return plan.kernel_taps(self._bmm(Gc.transpose(0, 2, 1), X), (O, g.C, g.kh, g.kw))",
+      "        return plan.kernel_taps(-self._bmm(Gc.transpose(0, 2, 1), X), (O, g.C, g.kh, g.kw))",
+      CONV_GRAD, GRADCHECK),
+    M("spectral engine: self-conjugate frequencies counted twice", SPECTRAL,
+      "np.where(own[keep], 1.0, 2.0)", "np.where(own[keep], 2.0, 2.0)", DEFINITION),
+    M("spectral engine: kernel spectrum conjugated", SPECTRAL,
+      "kernel[i, k, ah * g.sw + aw] = _planes(_angles(freqs, [jh], [jw], P), 1)[:, 0]",
+      "kernel[i, k, ah * g.sw + aw] = _planes(_angles(freqs, [jh], [jw], P), -1)[:, 0]", DEFINITION),
+    # -- BatchNorm -----------------------------------------------------------------------------
+    M("BatchNorm: gamma assigned, not added", BN,
+      '            self.grads["gamma"] += dgamma', '            self.grads["gamma"] = dgamma', ACCUMULATION),
+    M("BatchNorm: beta assigned, not added", BN,
+      '            self.grads["beta"] += dbeta', '            self.grads["beta"] = dbeta', ACCUMULATION),
+    M("BatchNorm reference: dx sign", BN, "    dx = dy - dx\n", "    dx = dx - dy\n", BN_GRAD),
+    M("BatchNorm reference: mean term dropped", BN, "    dx += (dbeta / m).reshape(v)\n", "", BN_GRAD),
+    M("BatchNorm Numba: mean terms dropped", CPU,
+      "xr[i] = k[i] * (dr[i] - mb[i] - hr[i] * mg[i])", "xr[i] = k[i] * dr[i]", BN_GRAD,
+      f"{KERNELS}::test_batchnorm_kernels_match_reference"),
+    # -- activations, dropout, LabelJoin ----------------------------------------------------------
+    M("ReLU: dx sign", ACT, "        return dy * mask", "        return -dy * mask", ELEMENTWISE),
+    M("Tanh: dx sign", ACT, "        return dy * (1 - y * y)", "        return dy * (y * y - 1)", ELEMENTWISE),
+    M("Sigmoid: dx sign", ACT, "        return dy * y * (1 - y)", "        return dy * y * (y - 1)", ELEMENTWISE),
+    M("LeakyReLU reference: slope 0.2 in the gradient", ACT,
+      "where(x > 0, dy, dy * dy.dtype.type(slope))", "where(x > 0, dy, dy * dy.dtype.type(0.2))",
+      ELEMENTWISE),
+    M("LeakyReLU Numba: slope 0.2 in the gradient", CPU,
+      "dx[i] = d if x[i] > 0 else d * slope", "dx[i] = d if x[i] > 0 else d * 0.2", ELEMENTWISE,
+      f"{KERNELS}::test_leaky_relu_matches_reference"),
+    M("Dropout reference: gradient scale 1 - p", MISC,
+      "where(keep, dy * dy.dtype.type(1.0 / (1.0 - p)), dy.dtype.type(0))",
+      "where(keep, dy * dy.dtype.type(1.0 - p), dy.dtype.type(0))", ELEMENTWISE),
+    M("Dropout Numba: forward scale 1 - p", CPU,
+      "threshold, x.dtype.type(1.0 / (1.0 - p))", "threshold, x.dtype.type(1.0 - p)", *DROPOUT_KERNELS),
+    M("Dropout Numba: gradient unscaled", CPU,
+      "keep.reshape(-1), dy.dtype.type(1.0 / (1.0 - p))", "keep.reshape(-1), dy.dtype.type(1.0)",
+      *DROPOUT_KERNELS),
+    M("LabelJoin: dx off by one channel", "minigan/nn/conditioning.py",
+      "dy[:, : shape[1]]", "dy[:, 1: shape[1] + 1]", GRADCHECK),
+    M("Sequential: frozen layers skipped in backward", SEQ,
+      "        for layer in reversed(self.layers):\n            dy = layer.backward(dy)",
+      "        for layer in reversed(self.layers):\n"
+      "            if layer.trainable or not layer.params:\n                dy = layer.backward(dy)", FROZEN),
+    # -- optimizers ---------------------------------------------------------------------------------
+    M("Adam reference: no bias correction", OPTIM,
+      "    c1, c2 = 1 - b1 ** t, 1 - b2 ** t", "    c1, c2 = 1.0, 1.0",
+      "tests/test_optim.py::test_optimizers_on_every_device",
+      f"{KERNELS}::test_adam_update_matches_reference"),
+    M("Adam Numba: no bias correction", CPU,
+      "    c1, c2 = 1 - b1 ** t, 1 - b2 ** t", "    c1, c2 = 1.0, 1.0", "tests/test_optim.py::test_adam_step_by_step"),
+    # -- Numba kernels: off by one, out of bounds ------------------------------------------------
+    M("Numba im2col: last column inside the image dropped", CPU,
+      "hi = max(lo, min(Wo, (W - 1 + pl - j) // sw + 1))", "hi = max(lo, min(Wo, (W - 1 + pl - j) // sw))",
+      f"{KERNELS}::test_im2col_matches_reference", COLUMNS),
+    M("Numba col2im: a row's last gathered column dropped", CPU,
+      "for qq in range((pl - b + sw - 1) // sw if pl > b else 0, Wq):",
+      "for qq in range((pl - b + sw - 1) // sw if pl > b else 0, Wq - 1):", COL2IM_KERNEL, COLUMNS),
+    M("Numba col2im: zeros right of the windows start a stride late", CPU,
+      "for w in range(max(0, Wq * sw - pl), W):", "for w in range(max(0, Wq * sw - pl + sw), W):",
+      COL2IM_KERNEL, COLUMNS),
+    M("Numba merge_phases: off by one", CPU,
+      "for l in range(min(Wp, (W - b + sw - 1) // sw)):", "for l in range(min(Wp, (W - b + sw - 1) // sw) - 1):",
+      f"{KERNELS}::test_phase_split_and_merge_match_reference"),
+    M("Numba spectrum transpose: block end off by one", CPU,
+      "            c1 = min(C, c0 + _SPEC_BLOCK)", "            c1 = min(C, c0 + _SPEC_BLOCK - 1)",
+      f"{KERNELS}::test_spectrum_transposes_match_reference"),
+    M("Numba col2im: scratch one element short (out-of-bounds write)", CPU,
+      "        acc = np.empty(sh * sw * nj * S, cols.dtype)",
+      "        acc = np.empty(sh * sw * nj * S - 1, cols.dtype)",
+      BOUNDS),
+    M("Numba im2col: writes one past a column row (out-of-bounds write)", CPU,
+      "                    for ow in range(hi, Wo):", "                    for ow in range(hi, Wo + 1):", BOUNDS),
+]
+
+
+# -- running --------------------------------------------------------------------------------
+
+def _files():
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, check=True).stdout
+    return [f for f in out.decode().split("\0") if f and (ROOT / f).is_file()]
+
+
+def _copy_tree(dest: pathlib.Path):
+    for f in _files():
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, dest / f)
+
+
+def _pytest(tree, tests, cache, timeout):
+    """``(exit status, output)`` of ``pytest -x -q tests`` in ``tree``; a negative status is a signal."""
+    env = dict(os.environ, PYTHONPATH=str(tree), NUMBA_CACHE_DIR=str(cache), PYTHONDONTWRITEBYTECODE="1")
+    env["HYPOTHESIS_PROFILE"] = "mutations"  # ci's examples, no shrinking of a failure
+    env.pop("NUMBA_BOUNDSCHECK", None)
+    try:
+        res = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", *tests], cwd=tree, env=env,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return None, f"timed out after {timeout} s\n{(e.stdout or b'')[-2000:]!r}"
+    return res.returncode, res.stdout + res.stderr
+
+
+def _verdict(rc):
+    if rc == 1:
+        return "caught"
+    if rc == 0:
+        return "MISSED"
+    return "ERROR"
+
+
+def run(mutations, timeout, verbose, out=print):
+    results = []
+    with tempfile.TemporaryDirectory(prefix="minigan-mutations-") as tmp:
+        tmp = pathlib.Path(tmp)
+        tree, shared_cache = tmp / "tree", tmp / "numba-cache"
+        _copy_tree(tree)
+        tests = list(dict.fromkeys(t for m in mutations for t in m.tests))
+        out(f"scratch copy: {tree}\nthe named tests on the unchanged copy ({len(tests)} ids) ...")
+        t0 = time.time()
+        rc, log = _pytest(tree, tests, shared_cache, timeout * 4)
+        if rc != 0:
+            out(log[-4000:])
+            out(f"the tests do not pass on the unchanged copy (exit status {rc}): nothing to compare with")
+            return 2
+        out(f"they pass ({time.time() - t0:.0f} s)\n")
+        width = max(len(m.name) for m in mutations)
+        out(f"{'mutation':<{width}}  {'result':<7}{'time':>6}  tests")
+        for i, m in enumerate(mutations):
+            path = tree / m.file
+            text = path.read_text()
+            t0 = time.time()
+            if text.count(m.old) != 1:
+                verdict, rc, log = "ERROR", None, f"the text to replace occurs {text.count(m.old)} times in {m.file}"
+            else:
+                stat = path.stat()
+                path.write_text(text.replace(m.old, m.new))
+                now = max(time.time_ns(), stat.st_mtime_ns + 1_000_000_000)
+                os.utime(path, ns=(now, now))  # a time of its own: no cache takes it for the original
+                cache = tmp / f"numba-cache-{i}" if "njit" in text else shared_cache
+                try:
+                    rc, log = _pytest(tree, m.tests, cache, timeout)
+                finally:
+                    path.write_text(text)
+                    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+                    if cache is not shared_cache:
+                        shutil.rmtree(cache, ignore_errors=True)
+                verdict = _verdict(rc)
+                if verdict == "ERROR":
+                    log = f"pytest exit status {rc}\n{log}"
+            results.append((m, verdict))
+            out(f"{m.name:<{width}}  {verdict:<7}{time.time() - t0:>5.0f}s  {' '.join(m.tests)}")
+            if verdict != "caught" or verbose:
+                out("    " + "\n    ".join(log.strip().splitlines()[-12:]))
+    caught = sum(v == "caught" for _, v in results)
+    out(f"\n{caught} of {len(results)} mutations caught"
+        + ("" if caught == len(results) else
+           f"; not caught: {', '.join(m.name for m, v in results if v != 'caught')}"))
+    return 0 if caught == len(results) else 1
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-k", dest="pattern", default="", help="only the mutations whose name contains this")
+    p.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    p.add_argument("--timeout", type=int, default=900, help="seconds allowed for one mutation's tests")
+    p.add_argument("-v", "--verbose", action="store_true", help="show pytest's last lines for every mutation")
+    args = p.parse_args(argv)
+    chosen = [m for m in MUTATIONS if args.pattern.lower() in m.name.lower()]
+    if not chosen:
+        p.error(f"no mutation's name contains {args.pattern!r}")
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}\n    {m.file}\n    {' '.join(m.tests)}")
+        return 0
+    return run(chosen, args.timeout, args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
