@@ -108,7 +108,6 @@ def hinge(z, sign):
     """
     if sign not in (1, -1):
         raise ValueError(f"hinge: sign must be +1 (real) or -1 (fake), got {sign!r}")
-    xp = get_xp(z)
     margin = 1 - sign * z
     active = margin > 0
     return (margin * active).mean(), active * z.dtype.type(-sign / _n(z))

@@ -52,3 +52,37 @@ def fit_until_interrupted(trainer, steps, log=lambda s: None):
     trainer.train_step = dying_step
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(log=log)
+
+
+def conv_geometries(kernel=5, stride=4, pad=3, size=12, channels=6):
+    """A hypothesis strategy of conv geometries (asymmetric padding, a stride larger than the
+    kernel, 1x1 kernels, odd sizes), each bound the largest value drawn."""
+    from hypothesis import strategies as st  # noqa: PLC0415
+
+    from minigan.nn.conv import ConvGeom  # noqa: PLC0415
+
+    @st.composite
+    def draw_geometry(draw):
+        kh, kw = draw(st.integers(1, kernel)), draw(st.integers(1, kernel))
+        sh, sw = draw(st.integers(1, stride)), draw(st.integers(1, stride))
+        pt, pb, pl, pr = (draw(st.integers(0, pad)) for _ in range(4))
+        H = draw(st.integers(max(1, kh - pt - pb), size))
+        W = draw(st.integers(max(1, kw - pl - pr), size))
+        return ConvGeom(draw(st.integers(1, channels)), H, W, kh, kw, sh, sw, pt, pb, pl, pr)
+
+    return draw_geometry()
+
+
+def assert_every_twin_is_tested(table, prefix, test_file):
+    """Each twin of a kernel table replaces a marked reference, and ``test_file`` compares the
+    two (it names ``numpy_ref.NAME`` and ``PREFIX.NAME``)."""
+    import pathlib  # noqa: PLC0415
+
+    from minigan.kernels import REFERENCES  # noqa: PLC0415
+
+    source = pathlib.Path(test_file).read_text()
+    for name, twin in table.items():
+        assert name in REFERENCES, f"twin {name!r} has no reference"
+        assert twin.__name__ == name
+        assert f"numpy_ref.{name}" in source and f"{prefix}.{name}" in source, \
+            f"no test compares twin {name!r} with its reference"

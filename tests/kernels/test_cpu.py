@@ -11,11 +11,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from helpers import assert_every_twin_is_tested, conv_geometries
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
-from minigan import kernels, nn
+from minigan import nn
 from minigan.kernels import REFERENCES
 from minigan.kernels import cpu as numba_cpu
 from minigan.nn.conv import ConvGeom
@@ -26,27 +27,14 @@ numpy_ref = type("References", (), {name: staticmethod(fn) for name, fn in REFER
 
 def test_every_twin_has_a_reference_and_a_test_here():
     """Each kernel of the CPU table replaces a marked reference, and this file compares the two."""
-    import pathlib
-
-    source = pathlib.Path(__file__).read_text()
-    for name, twin in numba_cpu.TABLE.items():
-        assert name in REFERENCES, f"twin {name!r} has no reference"
-        assert twin.__name__ == name
-        assert f"numpy_ref.{name}" in source and f"numba_cpu.{name}" in source, \
-            f"no test compares twin {name!r} with its reference"
+    assert_every_twin_is_tested(numba_cpu.TABLE, "numba_cpu", __file__)
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
-@st.composite
-def geometries(draw):
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    pt, pb, pl, pr = (draw(st.integers(0, 3)) for _ in range(4))
-    H = draw(st.integers(max(1, kh - pt - pb), 12))
-    W = draw(st.integers(max(1, kw - pl - pr), 12))
-    return ConvGeom(draw(st.integers(1, 6)), H, W, kh, kw, sh, sw, pt, pb, pl, pr)
+def geometries():
+    return conv_geometries()
 
 
 def _rand(rng, shape, dtype):

@@ -14,6 +14,7 @@ loss go through another libm: they agree to rounding.
 """
 import numpy as np
 import pytest
+from helpers import assert_every_twin_is_tested, conv_geometries
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from numba import cuda
@@ -76,14 +77,7 @@ def _rand(rng, shape, dtype):
 
 def test_every_twin_has_a_reference_and_a_test_here():
     """Each kernel of the GPU table replaces a marked reference, and this file compares the two."""
-    import pathlib
-
-    source = pathlib.Path(__file__).read_text()
-    for name, twin in cuda_gpu.TABLE.items():
-        assert name in REFERENCES, f"twin {name!r} has no reference"
-        assert twin.__name__ == name
-        assert f"numpy_ref.{name}" in source and f"cuda_gpu.{name}" in source, \
-            f"no test compares twin {name!r} with its reference"
+    assert_every_twin_is_tested(cuda_gpu.TABLE, "cuda_gpu", __file__)
 
 
 def test_the_table_loads_by_name_without_stream_syncs():
@@ -93,14 +87,8 @@ def test_the_table_loads_by_name_without_stream_syncs():
 
 # -- the conv engine ------------------------------------------------------------
 
-@st.composite
-def geometries(draw):
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    pt, pb, pl, pr = (draw(st.integers(0, 2)) for _ in range(4))
-    H = draw(st.integers(max(1, kh - pt - pb), 6))
-    W = draw(st.integers(max(1, kw - pl - pr), 6))
-    return ConvGeom(draw(st.integers(1, 2)), H, W, kh, kw, sh, sw, pt, pb, pl, pr)
+def geometries():
+    return conv_geometries(kernel=4, stride=3, pad=2, size=6, channels=2)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -13,6 +13,7 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import conv_geometries
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -21,14 +22,8 @@ from minigan.nn.conv import ConvGeom
 from minigan.nn.conv import reference as ref
 
 
-@st.composite
-def small_geometries(draw):
-    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    pt, pb, pl, pr = (draw(st.integers(0, 2)) for _ in range(4))
-    H = draw(st.integers(max(1, kh - pt - pb), 7))
-    W = draw(st.integers(max(1, kw - pl - pr), 7))
-    return ConvGeom(draw(st.integers(1, 3)), H, W, kh, kw, sh, sw, pt, pb, pl, pr)
+def small_geometries():
+    return conv_geometries(kernel=4, stride=3, pad=2, size=7, channels=3)
 
 
 def _taps(g):
