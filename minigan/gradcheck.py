@@ -266,6 +266,14 @@ def standard_cases():
     bn_eval = nn.Sequential(nn.Dense(5, 4), nn.BatchNorm(4)).astype(np.float64)
     bn_eval.forward(r(8, 5))
     c.append(("BatchNorm eval", "layer", bn_eval.eval(), r(6, 5), ()))
+    # spectral normalisation with u held (eval mode), after a training-mode forward moved it
+    for label, layer, x in (("SpectralNorm(Dense) eval", nn.Dense(5, 4), r(3, 5)),
+                            ("SpectralNorm(Conv2D) eval", nn.Conv2D(2, 3, 3, 2, 1), r(2, 2, 5, 5)),
+                            ("SpectralNorm(Conv2DTranspose) eval",
+                             nn.Conv2DTranspose(3, 2, 3, 2, 1, output_padding=1), r(2, 3, 3, 3))):
+        sn = nn.SpectralNorm(layer).astype(np.float64)
+        sn.forward(x)
+        c.append((label, "layer", sn.eval(), x, ()))
     c.append(("ReLU", "layer", nn.ReLU(), away(r(4, 6)), ()))
     c.append(("LeakyReLU(0.2)", "layer", nn.LeakyReLU(0.2), away(r(4, 6)), ()))
     c.append(("Tanh", "layer", nn.Tanh(), r(4, 6), ()))

@@ -85,6 +85,9 @@ REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col
                          "minigan/nn/conv/spectral.py")
 BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
 CPU, OPTIM, SEQ = "minigan/kernels/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
+SN = "minigan/nn/spectralnorm.py"
+SN_TESTS = "tests/nn/test_spectralnorm.py"
+SN_GRAD = f"{SN_TESTS}::test_gradients_with_the_power_iteration_held"
 
 CONV2D_W = '            self.grads["W"] += eng.weight_grad(cols, dY, g)'
 CONVT_W = '            self.grads["W"] += eng.weight_grad(cols, X, g)'
@@ -114,6 +117,21 @@ MUTATIONS = [
     M("Dense: frozen dx wrong", DENSE,
       '        return dy @ self.params["W"].T',
       '        return dy @ (self.params["W"] if self.trainable else self.grads["W"]).T', FROZEN),
+    # -- SpectralNorm -----------------------------------------------------------------------------
+    M("SpectralNorm: <G, W_sn> taken as u^T G v", SN,
+      "        lam = (G * W_sn).sum()", "        lam = u @ self.matrix(G) @ v", SN_GRAD),
+    M("SpectralNorm: correction sign", SN, "        G -= lam * ", "        G += lam * ", SN_GRAD),
+    M("SpectralNorm: W assigned, not added", SN,
+      '        self.layer.grads["W"] += G', '        self.layer.grads["W"][...] = G', ACCUMULATION),
+    M("SpectralNorm: u updated in eval mode", SN,
+      "        sigma, u, v = self._estimate(update=self.training)",
+      "        sigma, u, v = self._estimate(update=True)", f"{SN_TESTS}::test_u_moves_in_training_mode_only"),
+    M("SpectralNorm: frozen pass runs the raw W", SN,
+      "            return self._swapped(W_sn, None, fn, dy)",
+      "            return fn(dy)", FROZEN),
+    M("SpectralNorm: the raw W not put back", SN,
+      '            params["W"], grads["W"] = W, dW', '            grads["W"] = dW',
+      f"{SN_TESTS}::test_optimizer_updates_the_raw_weight_in_its_flat_buffer"),
     # -- the conv layers, every engine ----------------------------------------------------------
     M("Conv2D: dx sign", CONV,
       "        return c.engine.to_image(c.weights, dY, c.g)",

@@ -8,7 +8,8 @@ from .dense import Dense
 from .layer import DeviceError, Layer, ShapeError
 from .misc import Dropout, Flatten, Reshape
 from .sequential import Sequential
+from .spectralnorm import SpectralNorm
 
 __all__ = ["Layer", "ShapeError", "DeviceError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
-           "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "LabelJoin",
-           "set_labels", "is_conditional", "init"]
+           "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "SpectralNorm",
+           "LabelJoin", "set_labels", "is_conditional", "init"]

@@ -2,7 +2,9 @@
 
 Nested :class:`Sequential` containers are flattened; each row is named by
 its dotted path in the model (``3`` or ``1.0``, prefixed with ``name.`` when a
-name is given, e.g. ``G.3``).  Any other layer is one row, children included.
+name is given, e.g. ``G.3``).  A layer that wraps another (``summary_one_row``,
+e.g. :class:`SpectralNorm`) is one row, its child's parameters and
+multiply-adds included.
 
 Multiply-adds are counted per sample in the GEMMs that do a layer's work
 (:meth:`Layer.multiply_adds`): ``in*out`` for Dense,
@@ -34,7 +36,7 @@ from .. import backend
 
 def _leaves(layer, path):
     """``(dotted path, layer)`` for every layer that holds no others, in forward order."""
-    children = list(layer.children())
+    children = [] if getattr(layer, "summary_one_row", False) else list(layer.children())
     if children:
         for i, child in enumerate(children):
             yield from _leaves(child, path + (str(i),))
@@ -167,7 +169,8 @@ def summary(model, input_shape, name: str | None = None, batch: int = 2) -> str:
     if frozen:
         lines.append(f"{_number(frozen)} frozen parameters (trainable = False), not in the total")
     if buffers:
-        lines.append(f"{_number(buffers)} values in buffers (running statistics), not trained")
+        kinds = ", ".join(sorted({k for m in model.modules() for k in m.buffers}))
+        lines.append(f"{_number(buffers)} values in buffers ({kinds}), not trained")
     return "\n".join(lines)
 
 

@@ -32,6 +32,10 @@ CONV_CASES = {
     "conv chain": (lambda: nn.Sequential(nn.Conv2D(2, 3, 3, 2, "same", bias=False), nn.BatchNorm(3), nn.LeakyReLU(0.2),
                                          nn.Conv2DTranspose(3, 2, 3, 2, 1, output_padding=1)),
                    (3, 2, 4, 4)),
+    # eval mode: u held, so every pass sees the same W / sigma
+    "SpectralNorm Conv2D": (lambda: nn.SpectralNorm(nn.Conv2D(2, 3, 3, 2, "same")).eval(), (2, 2, 5, 5)),
+    "SpectralNorm Conv2DTranspose": (lambda: nn.SpectralNorm(nn.Conv2DTranspose(3, 2, 4, 2, 1)).eval(),
+                                     (2, 3, 3, 3)),
 }
 # Everything else with parameters: run on every device.
 OTHER_CASES = {
@@ -42,7 +46,18 @@ OTHER_CASES = {
     "BatchNorm eval": (lambda: nn.BatchNorm(3).eval(), (5, 3)),
     "dense chain": (lambda: nn.Sequential(nn.LabelJoin(2), nn.Dense(5, 4, bias=False), nn.BatchNorm(4),
                                           nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Dense(4, 2)), (6, 3)),
+    "SpectralNorm Dense": (lambda: nn.SpectralNorm(nn.Dense(4, 3)).eval(), (3, 4)),
+    # training mode, u moving at every forward: a weight whose top singular value stands
+    # well apart and many iterations a step, so u sits at its fixed point
+    "SpectralNorm Dense train": (lambda: _separated(nn.SpectralNorm(nn.Dense(4, 3), n_power_iterations=60)),
+                                 (3, 4)),
 }
+
+
+def _separated(sn):
+    """``sn`` with a weight of singular values 2, 1, 1/2 (the power iteration gains 4x a step)."""
+    sn.layer.params["W"][...] = np.array([[2, 0, 0], [0, 1, 0], [0, 0, 0.5], [0, 0, 0]])
+    return sn
 # Layers that own no parameter of their own (containers hold those of their children)
 PARAMETER_FREE = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "LabelJoin",
                   "Pack", "Sequential"}
@@ -65,6 +80,9 @@ def test_every_layer_with_parameters_is_checked_here():
     covered = set()
     for make, _ in list(CONV_CASES.values()) + list(OTHER_CASES.values()):
         covered |= {type(m).__name__ for m in make().modules() if m.params}
+        # a wrapper holds its child's parameters: covered where it wraps a layer with some
+        covered |= {type(m).__name__ for m in make().modules() if m.children() and not isinstance(m, nn.Sequential)
+                    and m.num_params()}
     missing = sorted(c.__name__ for c in _layer_classes() if c.__name__ not in covered | PARAMETER_FREE)
     assert not missing, f"layers with no accumulation case in {__file__}: {missing}"
 

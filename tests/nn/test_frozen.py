@@ -20,13 +20,18 @@ CHAINS = {
                                    nn.Conv2DTranspose(3, 3, 3, 2, 1, output_padding=1, bias=False),
                                    nn.BatchNorm(3), nn.ReLU(), nn.Conv2D(3, 2, 2, 1, "valid"),
                                    nn.Flatten(), nn.Dense(2 * 5 * 3, 2)), (3, 2, 5, 4)),
+    # eval mode: u held, so the frozen and the live passes see the same W / sigma
+    "spectral": (lambda: nn.Sequential(nn.SpectralNorm(nn.Conv2D(2, 3, 3, 2, "same")), nn.LeakyReLU(0.2),
+                                       nn.SpectralNorm(nn.Conv2DTranspose(3, 2, 3, 1, 1, bias=False)),
+                                       nn.Flatten(), nn.SpectralNorm(nn.Dense(2 * 3 * 2, 2))).eval(),
+                 (3, 2, 5, 4)),
 }
 
 
 def _frozen_choices(make):
     """Which layers to freeze: each layer with parameters alone, then every layer."""
     chain = make()
-    with_params = [i for i, layer in enumerate(chain.layers) if layer.params]
+    with_params = [i for i, layer in enumerate(chain.layers) if layer.num_params()]
     return [(i,) for i in with_params] + [tuple(range(len(chain.layers)))]
 
 
@@ -86,6 +91,10 @@ def _check_frozen_dx(chain, device, engine):
                                            err_msg=f"{name}, layers {frozen} frozen")
 
 
+def test_frozen_layers_in_a_spectral_chain(device, engine):
+    _check_frozen_dx("spectral", device, engine)
+
+
 def test_backward_weights_past_frozen_layers_dense(device):
     _check_backward_weights("dense", device, None)
 
@@ -94,11 +103,15 @@ def test_backward_weights_past_frozen_layers_conv(device, engine):
     _check_backward_weights("conv", device, engine)
 
 
+def test_backward_weights_past_frozen_layers_spectral(device, engine):
+    _check_backward_weights("spectral", device, engine)
+
+
 def _check_backward_weights(chain, device, engine):
     """``backward_weights`` of a chain whose first layers are frozen (and one later): the
     trainable layers get the gradients ``backward`` gives them."""
     live, x, dy = _prepare(chain, device, engine)
-    with_params = [i for i, layer in enumerate(live.layers) if layer.params]
+    with_params = [i for i, layer in enumerate(live.layers) if layer.num_params()]
     for upto in range(len(with_params)):
         model = copy.deepcopy(live)
         frozen = with_params[:upto] + with_params[upto + 1:upto + 2]  # the first ones and one later

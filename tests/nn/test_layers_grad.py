@@ -146,7 +146,8 @@ def test_gradients_accumulate_until_zero_grad(device):
 
 @pytest.mark.parametrize("make", [lambda: nn.Dense(4, 3), lambda: nn.Conv2D(1, 2, 3, 1, 1),
                                   lambda: nn.Conv2DTranspose(1, 2, 3, 2, 1, 1),
-                                  lambda: nn.BatchNorm(1)])
+                                  lambda: nn.BatchNorm(1),
+                                  lambda: nn.SpectralNorm(nn.Conv2D(1, 2, 3, 1, 1)).eval()])
 def test_frozen_layer_returns_dx_and_skips_weight_grads(device, make):
     layer = make().astype(np.float64).to(device)
     shape = (3, 4) if isinstance(layer, nn.Dense) else (3, 1, 4, 4)
