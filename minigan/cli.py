@@ -176,6 +176,7 @@ def _train(args):
         print(f"minigan train: stopped by Ctrl-C at once; {kept}", file=sys.stderr)
         return 130
     print(f"done. Pictures: {os.path.join(out, 'samples')}/ (a grid per epoch), "
+          f"{os.path.join(out, 'samples.gif')} (the epochs animated), "
           f"{os.path.join(out, 'losses.png')}, {os.path.join(out, 'gradient_flow.png')}; "
           f"log: {os.path.join(out, 'log.csv')}; checkpoint: {ck}")
 
@@ -211,13 +212,15 @@ def _add_sample(sub):
                                    ".npz OUT the points (key 'points', float32, shape (N, 2)).  From a "
                                    "conditional checkpoint: --digit D gives N images of digit D; "
                                    "without --digit, a grid with one row per digit (10 rows of "
-                                   "--per-row images).")
+                                   "--per-row images).  With --interpolate: a latent interpolation, "
+                                   "--n rows of --steps images, each row walking from one noise "
+                                   "vector to another.")
     p.add_argument("--checkpoint", required=True,
                    help="a checkpoint.npz written by minigan train, or the run folder holding it")
     p.add_argument("--n", type=_number(int, 0, MAX_SAMPLES), default=None,
                    help=f"how many samples (default 64; at most {MAX_PICTURE:,} in a picture, "
                         f"{MAX_SAMPLES:,} in an .npz); from a conditional checkpoint without --digit, "
-                        f"a multiple of 10 (N/10 per digit row)")
+                        f"a multiple of 10 (N/10 per digit row); with --interpolate, the rows")
     p.add_argument("--out", default="samples.png",
                    help="output picture (.png, .jpg) or array (.npz) (default samples.png)")
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
@@ -230,6 +233,17 @@ def _add_sample(sub):
     p.add_argument("--live", action="store_true",
                    help="from a run trained with --g-ema: draw from the live generator, not the "
                         "weight average")
+    p.add_argument("--interpolate", nargs="?", const="slerp", choices=["slerp", "lerp"], default=None,
+                   help="a latent interpolation: --n rows (default 8; 10, one per digit, from a "
+                        "conditional checkpoint without --digit) of --steps images, row r going from "
+                        "noise vector 2r to 2r+1 of --seed (its ends are the samples 2r and 2r+1 "
+                        "that 'minigan sample --n 2N' draws with that seed, and --digit).  Spherical "
+                        "interpolation (slerp, "
+                        "along the arc between the two vectors, keeping the norm of Gaussian noise) "
+                        "by default; '--interpolate lerp' goes along the straight line.  A conditional "
+                        "checkpoint keeps one digit per row: --digit, or 0-9 in turn")
+    p.add_argument("--steps", type=_number(int, (2, True), MAX_PICTURE), default=None,
+                   help="with --interpolate: images per row, both ends included (default 10)")
 
 
 def _checkpoint_file(path, command):
@@ -280,6 +294,10 @@ def _sample(args):
                f"unconditional {meta.get('model')!r} generator")
     if args.digit is not None and not 0 <= args.digit <= 9:
         refuse(f"--digit must be one of 0-9, got {args.digit}")
+    if args.interpolate is not None:
+        return _interpolate(args, ck, meta, ext)
+    if args.steps is not None:
+        refuse("--steps is the length of an interpolation's rows: it needs --interpolate")
     rows = conditional and args.digit is None
     if args.per_row is not None and not rows:
         refuse("--per-row is for a conditional checkpoint without --digit (one row per digit)")
@@ -305,6 +323,36 @@ def _sample(args):
     write_samples(images, args.out, dataset=meta.get("dataset"))
     what = f"samples of digit {args.digit}" if args.digit is not None else "samples"
     print(f"wrote {n} {what} to {args.out}")
+
+
+def _interpolate(args, ck, meta, ext):
+    """``minigan sample --interpolate``: rows of images between pairs of noise vectors."""
+    from .gan.models import MIXTURE_MODEL  # noqa: PLC0415
+    from .gan.sampler import interpolation, write_samples  # noqa: PLC0415
+
+    def refuse(msg):
+        raise SystemExit(f"minigan sample: {msg}")
+
+    if meta.get("model") == MIXTURE_MODEL:
+        refuse(f"--interpolate draws images; {ck} holds a 2-D mixture generator ({MIXTURE_MODEL!r}), "
+               f"whose samples are points")
+    if args.per_row is not None:
+        refuse("--per-row is not for --interpolate: give the images per row with --steps")
+    conditional = bool(meta.get("conditional", False))
+    rows = args.n if args.n is not None else (10 if conditional and args.digit is None else 8)
+    steps = 10 if args.steps is None else args.steps
+    if ext != ".npz" and rows * steps > MAX_PICTURE:
+        refuse(f"--n {rows} rows of --steps {steps}: at most {MAX_PICTURE:,} images fit in one "
+               f"picture; write an .npz for more")
+    if rows * steps > MAX_SAMPLES:
+        refuse(f"--n {rows} rows of --steps {steps}: at most {MAX_SAMPLES:,} images")
+    images, digits = interpolation(ck, rows, steps, args.seed, args.device, digit=args.digit,
+                                   averaged=not args.live, method=args.interpolate)
+    write_samples(images, args.out, row_labels=digits, nrow=steps)
+    how = {"slerp": "spherical", "lerp": "linear"}[args.interpolate]
+    of = f" of digit {args.digit}" if args.digit is not None else " (digits 0-9 in turn)" if digits else ""
+    print(f"wrote {rows} rows{of} of {steps} images ({how} interpolation between noise vectors) "
+          f"to {args.out}")
 
 
 def _add_eval(sub):

@@ -1,4 +1,4 @@
-"""Pictures of a run: sample grids, loss curves, gradient flow, 2-D point clouds.
+"""Pictures of a run: sample grids, loss curves, gradient flow, 2-D point clouds, GIFs.
 
 Every function draws on its own :class:`matplotlib.figure.Figure` with the
 Agg canvas and writes a PNG (or a JPEG, for a path ending in ``.jpg`` or
@@ -18,8 +18,8 @@ import numpy as np
 from . import backend
 from .io import atomic_write
 
-__all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms",
-           "plot_gradient_flow", "plot_points", "IMAGE_FORMATS", "image_format"]
+__all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms", "parameter_labels",
+           "plot_gradient_flow", "plot_points", "save_gif", "IMAGE_FORMATS", "image_format"]
 
 # The picture formats, by the extension of the path written: matplotlib writes JPEG
 # through Pillow, which it depends on.
@@ -216,6 +216,31 @@ def gradient_norms(model) -> dict:
     return out
 
 
+# The short names of the layers that hold parameters, for :func:`parameter_labels`; any
+# other layer class is named by its class name in lower case.
+LAYER_NAMES = {"Dense": "dense", "Conv2D": "conv", "Conv2DTranspose": "deconv", "BatchNorm": "bn"}
+
+
+def parameter_labels(model) -> dict:
+    """Readable names for the parameters of ``model``: ``{"0.W": "dense1.W", "1.gamma":
+    "bn1.gamma", ...}``, keyed by the names of :func:`gradient_norms` (which are also the
+    checkpoint's keys, and stay as they are).
+
+    Each layer is named by its kind and its place among the layers of that kind,
+    counted from 1 in the order of the model (the first Conv2D is ``conv1``, the second
+    ``conv2``; Conv2DTranspose is ``deconv``, BatchNorm ``bn``; see :data:`LAYER_NAMES`).
+    """
+    counts, names, out = {}, {}, {}
+    for name, layer, key in model.named_parameters():
+        if id(layer) not in names:
+            kind = type(layer).__name__
+            short = LAYER_NAMES.get(kind, kind.lower())
+            counts[short] = counts.get(short, 0) + 1
+            names[id(layer)] = f"{short}{counts[short]}"
+        out[name] = f"{names[id(layer)]}.{key}"
+    return out
+
+
 def _history(history) -> tuple[dict, str]:
     """{model: {param: (xs, norms)}} and the x label, from either accepted layout."""
     if isinstance(history, dict):
@@ -236,15 +261,16 @@ def _history(history) -> tuple[dict, str]:
     return out, xkey or "record"
 
 
-def plot_gradient_flow(history, path, title: str | None = None) -> str:
-    """Per-parameter gradient norms over time, one panel per model, log y-axis, as a PNG.
+def _labels_of(labels, model) -> dict:
+    """The {param: readable name} map for ``model`` from ``labels`` (maps or models, by name)."""
+    given = (labels or {}).get(model)
+    if given is None:
+        return {}
+    return parameter_labels(given) if hasattr(given, "named_parameters") else dict(given)
 
-    ``history``: ``{model_name: {param_name: [norm per epoch]}}`` (as built
-    from :func:`gradient_norms`), or a list of rows ``{"model", "param",
-    "norm"}`` with an optional ``"step"`` or ``"epoch"``.  Lines are coloured
-    from the first layer (dark) to the last (light), so a gradient that
-    vanishes towards the input shows as dark lines sinking.  Returns the path.
-    """
+
+def gradient_flow_figure(history, title: str | None = None, labels=None):
+    """The figure of :func:`plot_gradient_flow` (a :class:`matplotlib.figure.Figure`)."""
     from matplotlib import colormaps
 
     series, xlabel = _history(history)
@@ -254,11 +280,13 @@ def plot_gradient_flow(history, path, title: str | None = None) -> str:
     axes = fig.subplots(1, len(series), squeeze=False)[0]
     cmap = colormaps["viridis"]
     for ax, (model, params) in zip(axes, series.items()):
+        names = _labels_of(labels, model)
         for i, (pname, (xs, ys)) in enumerate(params.items()):
             # A log axis cannot show zeros (a frozen layer); leave gaps instead.
             ys = np.where(ys > 0, ys, np.nan)
             ax.plot(xs, ys, color=cmap(i / max(len(params) - 1, 1) * 0.9), lw=1.3,
-                    marker="o" if len(xs) < 30 else None, ms=3, label=pname)
+                    marker="o" if len(xs) < 30 else None, ms=3,
+                    label=f"{model}.{names.get(pname, pname)}")
         ax.set_yscale("log")
         ax.set_title(f"{model}: gradient norms")
         ax.set_xlabel(xlabel)
@@ -269,7 +297,25 @@ def plot_gradient_flow(history, path, title: str | None = None) -> str:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def plot_gradient_flow(history, path, title: str | None = None, labels=None) -> str:
+    """Per-parameter gradient norms over time, one panel per model, log y-axis, as a PNG.
+
+    ``history``: ``{model_name: {param_name: [norm per epoch]}}`` (as built
+    from :func:`gradient_norms`), or a list of rows ``{"model", "param",
+    "norm"}`` with an optional ``"step"`` or ``"epoch"`` (the rows of a run's
+    gradients.csv).  Lines are coloured from the first layer (dark) to the last
+    (light), so a gradient that vanishes towards the input shows as dark lines
+    sinking.
+
+    The legend names each line ``model.param`` (``D.0.W``), or with ``labels``
+    (``{model_name: model}`` or ``{model_name: {param_name: label}}``, e.g. from
+    :func:`parameter_labels`) by its layer's readable name (``D.conv1.W``).  Returns
+    the path.
+    """
+    return _save(gradient_flow_figure(history, title, labels), path)
 
 
 # -- 2-D mixtures ---------------------------------------------------------------
@@ -316,3 +362,39 @@ def plot_points(points, modes, path, std: float | None = None, title: str | None
     ax.set_title(title or "generated points and true modes", fontsize=10, wrap=True)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# -- animations -----------------------------------------------------------------
+def save_gif(frames, path, duration: int = 400, last: int = 2000, background: str = "white") -> str:
+    """An animated GIF at ``path`` of the pictures ``frames`` (paths of PNGs or JPEGs), in
+    that order: each shown ``duration`` ms, the last held ``last`` ms, looping forever.
+
+    Frames of different sizes are placed at the top left of a canvas of the largest one
+    (filled with ``background``).  Written whole or not at all, as every picture here.
+    Returns the path.
+    """
+    from PIL import Image
+
+    path = os.fspath(path)
+    if not path.lower().endswith(".gif"):
+        raise ValueError(f"{path}: an animation is written as .gif")
+    if duration <= 0 or last <= 0:
+        raise ValueError(f"save_gif: durations must be positive, got {duration} and {last} ms")
+    images = []
+    for p in frames:
+        with Image.open(p) as im:
+            images.append(im.convert("RGB"))
+    if not images:
+        raise ValueError(f"save_gif: no frames for {path}")
+    size = (max(im.width for im in images), max(im.height for im in images))
+    for i, im in enumerate(images):
+        if im.size != size:
+            canvas = Image.new("RGB", size, background)
+            canvas.paste(im, (0, 0))
+            images[i] = canvas
+    times = [int(duration)] * (len(images) - 1) + [int(last)]
+    with atomic_write(path) as f:
+        # loop=0: forever.  An adaptive palette per frame: exact for the grayscale grids.
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=times,
+                       loop=0, disposal=1)
+    return path

@@ -1,4 +1,5 @@
-"""Plots: every function writes a valid PNG; image_grid tiles and scales exactly."""
+"""Plots: every function writes a valid PNG; image_grid tiles and scales exactly; GIFs;
+the gradient-flow legend's layer names."""
 import csv
 
 import matplotlib
@@ -8,6 +9,7 @@ import pytest
 
 from minigan import nn, viz
 from minigan.data import GRID, RING, sample_mixture
+from minigan.gan import models
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -112,6 +114,73 @@ def test_plot_gradient_flow(tmp_path):
     assert two.shape[1] > one.shape[1]  # one panel per model
     with pytest.raises(ValueError, match="empty"):
         viz.plot_gradient_flow({}, tmp_path / "x.png")
+
+
+def test_parameter_labels_name_layers_by_kind_and_place():
+    G, D = models.build("dcgan", width=0.125)
+    assert viz.parameter_labels(G) == {
+        "0.W": "dense1.W", "1.gamma": "bn1.gamma", "1.beta": "bn1.beta", "4.W": "deconv1.W",
+        "5.gamma": "bn2.gamma", "5.beta": "bn2.beta", "7.W": "deconv2.W", "8.gamma": "bn3.gamma",
+        "8.beta": "bn3.beta", "10.W": "deconv3.W"}
+    assert viz.parameter_labels(D) == {"0.W": "conv1.W", "0.b": "conv1.b", "3.W": "conv2.W",
+                                       "3.b": "conv2.b", "7.W": "dense1.W", "7.b": "dense1.b"}
+    # keyed as the gradient norms and the checkpoint are; a conditional model's LabelJoin
+    # holds no parameters and takes no number
+    cG, _ = models.build("mlp", conditional=True)
+    assert list(viz.parameter_labels(cG)) == list(viz.gradient_norms(cG))
+    assert list(viz.parameter_labels(cG).values()) == ["dense1.W", "dense1.b", "dense2.W", "dense2.b"]
+    assert [k for k in cG.state_dict() if k.startswith("param.")] == [
+        "param.1.W", "param.1.b", "param.3.W", "param.3.b"]  # the checkpoint's keys are untouched
+    nested = nn.Sequential(nn.Sequential(nn.Dense(2, 3), nn.ReLU()), nn.Dense(3, 1))
+    assert viz.parameter_labels(nested) == {"0.0.W": "dense1.W", "0.0.b": "dense1.b",
+                                            "1.W": "dense2.W", "1.b": "dense2.b"}
+
+
+def legend(fig):
+    return [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+
+
+def test_gradient_flow_legend_names_the_layers():
+    G, D = models.build("dcgan", width=0.125)
+    rows = [{"step": s, "model": m, "param": p, "norm": 0.5}
+            for s in (1, 2) for m, net in (("G", G), ("D", D)) for p in viz.gradient_norms(net)]
+    # a run's gradients.csv (and an old run folder's) holds the checkpoint's names ...
+    assert legend(viz.gradient_flow_figure(rows))[1][:3] == ["D.0.W", "D.0.b", "D.3.W"]
+    # ... which the legend shows by layer, given the models or the maps
+    for labels in ({"G": G, "D": D}, {"G": viz.parameter_labels(G), "D": viz.parameter_labels(D)}):
+        g, d = legend(viz.gradient_flow_figure(rows, labels=labels))
+        assert g[:4] == ["G.dense1.W", "G.bn1.gamma", "G.bn1.beta", "G.deconv1.W"]
+        assert d == ["D.conv1.W", "D.conv1.b", "D.conv2.W", "D.conv2.b", "D.dense1.W", "D.dense1.b"]
+    # a parameter the map lacks keeps its own name
+    assert legend(viz.gradient_flow_figure(rows, labels={"D": {"0.W": "first.W"}}))[1][:2] == [
+        "D.first.W", "D.0.b"]
+
+
+def test_save_gif_has_a_frame_per_picture_and_loops(tmp_path):
+    from PIL import Image, ImageSequence
+
+    frames = []
+    for i in range(3):
+        x = np.random.default_rng(i).uniform(-1, 1, (4, 28, 28))
+        frames.append(viz.save_image_grid(x, tmp_path / f"f{i}.png", title=f"epoch {i + 1}"))
+    small = viz.save_image_grid(np.zeros((1, 28, 28)), tmp_path / "small.png")
+    out = viz.save_gif(frames + [small], tmp_path / "a.gif", duration=300, last=1500)
+    with open(out, "rb") as f:
+        assert f.read(6) == b"GIF89a"
+    with Image.open(out) as gif:
+        assert gif.n_frames == 4 and gif.info["loop"] == 0
+        seq = [(f.info["duration"], np.asarray(f.convert("RGB"))) for f in ImageSequence.Iterator(gif)]
+    assert [d for d, _ in seq] == [300, 300, 300, 1500]
+    for (_, got), path in zip(seq, frames):  # the grayscale grids, exactly
+        np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("RGB")))
+    h, w = np.asarray(Image.open(small)).shape[:2]
+    assert seq[-1][1].shape[:2] == seq[0][1].shape[:2] and h < seq[0][1].shape[0]
+    np.testing.assert_array_equal(seq[-1][1][:h, :w], np.asarray(Image.open(small).convert("RGB")))
+    with pytest.raises(ValueError, match="no frames"):
+        viz.save_gif([], tmp_path / "b.gif")
+    with pytest.raises(ValueError, match=".gif"):
+        viz.save_gif(frames, tmp_path / "c.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gif", "f0.png", "f1.png", "f2.png", "small.png"]
 
 
 @pytest.mark.parametrize("mixture", [RING, GRID])

@@ -5,7 +5,9 @@ Logs (CSV, appended as training goes, so every finished row survives a kill)::
     log.csv          epoch, step, d_loss, g_loss, d_real, d_fake, seconds
                      (means over the steps since the previous row)
     gradients.csv    step, model (G or D), param, norm: the L2 norm of each
-                     parameter's gradient at the logged step
+                     parameter's gradient at the logged step; param is the parameter's
+                     name in the checkpoint (``0.W``), which gradient_flow.png's legend
+                     shows as its layer's readable name (``dense1.W``)
     eval.csv         the scores (written by minigan.metrics.append_scores);
     eval_live.csv    with g_ema, the live generator's scores beside the average's
 
@@ -20,8 +22,11 @@ in between redoes the epoch's end and draws them again)::
                             conditional), or on a 2-D mixture a scatter plot over
                             the true modes with the mode scores in its title
     samples.png             the latest of those
+    samples.gif             an animation of the epoch pictures in samples/, one frame per
+                            epoch (the last held longer), looping: built from the files
+                            there, so it stays whole across kills and resumes
     losses.png              log.csv's losses over the steps
-    gradient_flow.png       gradients.csv's norms per layer
+    gradient_flow.png       gradients.csv's norms per layer (legend: G.dense1.W, D.conv2.b, ...)
 
 :func:`run_files` lists what of a run a folder holds; a new run refuses such a folder
 unless told to replace it, and :func:`clear_run` removes them then (and nothing else).
@@ -49,8 +54,9 @@ CHECKPOINT = "checkpoint.npz"  # in the run folder; a resumed run reads its conf
 CONFIG = "config.json"
 SAMPLES = "samples"  # the folder of the epoch grids
 # What a run writes into its folder (beside the epoch grids in samples/)
+ANIMATION = "samples.gif"  # the epoch pictures, one frame each
 RUN_FILES = (CONFIG, CHECKPOINT, LOG, GRADIENTS_LOG, EVAL_LOG, EVAL_LIVE_LOG, "samples.png",
-             "losses.png", "gradient_flow.png")
+             ANIMATION, "losses.png", "gradient_flow.png")
 
 
 def run_files(out: str) -> list:
@@ -69,6 +75,17 @@ def clear_run(out: str) -> list:
         os.remove(os.path.join(out, name))
     remove_leftovers(out)
     return gone
+
+
+def epoch_pictures(out: str, upto: int | None = None) -> list:
+    """The epoch pictures ``samples/epoch_NNN.png`` in the run folder ``out``, in the order
+    of their epochs (up to epoch ``upto`` when given)."""
+    found = []
+    for p in glob.glob(os.path.join(glob.escape(out), SAMPLES, "epoch_*.png")):
+        number = os.path.basename(p)[len("epoch_"):-len(".png")]
+        if number.isdigit() and (upto is None or int(number) <= upto):
+            found.append((int(number), p))
+    return [p for _, p in sorted(found)]
 
 
 def remove_leftovers(out: str):
@@ -164,9 +181,11 @@ class RunLog:
         self.append(GRADIENTS_LOG, GRADIENT_COLUMNS, grads)
 
     # -- pictures --------------------------------------------------------------------
-    def pictures(self, epoch: int, samples):
+    def pictures(self, epoch: int, samples, labels=None):
         """Draw ``samples`` of epoch ``epoch`` (epochs completed): images (N, 1, 28, 28) or
-        (N, 784), or points (N, 2) on a 2-D mixture; then the loss curves and gradient flow.
+        (N, 784), or points (N, 2) on a 2-D mixture; the animation of the epoch pictures so
+        far; then the loss curves and gradient flow (its legend by the readable layer names
+        of ``labels``, ``{"G": G, "D": D}``: :func:`minigan.viz.plot_gradient_flow`).
         Returns the path of the epoch's picture."""
         cfg = self.config
         grid = self.path("samples", f"epoch_{epoch:03d}.png")
@@ -189,9 +208,12 @@ class RunLog:
                 kw = {"title": f"{cfg.model}, epoch {epoch}"}
             viz.save_image_grid(samples, grid, **kw)
             viz.save_image_grid(samples, self.path("samples.png"), **kw)
+        # the epochs drawn so far, by the files there (a resumed run's earlier ones included)
+        viz.save_gif(epoch_pictures(cfg.out, upto=epoch), self.path(ANIMATION))
         if os.path.exists(self.path(LOG)):
             viz.plot_losses(self.path(LOG), self.path("losses.png"), x="step")
         if os.path.exists(self.path(GRADIENTS_LOG)):
             with open(self.path(GRADIENTS_LOG), newline="") as f:
-                viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"))
+                viz.plot_gradient_flow(list(csv.DictReader(f)), self.path("gradient_flow.png"),
+                                       labels=labels)
         return grid

@@ -6,6 +6,8 @@ MNIST generators give images (N, 28, 28) in [0, 1]; a 2-D mixture generator
 A conditional generator (checkpoint meta ``conditional``) is asked for digits:
 ``generate(G, model, n, labels=...)`` / ``sample(checkpoint, n, digit=7)``; with no
 labels it draws the digits 0, 1, ..., 9, 0, 1, ... in turn (a balanced set).
+
+:func:`interpolation` walks the noise between pairs of samples, one row of images each.
 """
 from __future__ import annotations
 
@@ -77,12 +79,21 @@ def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
+    z = np.random.default_rng(seed).standard_normal((n, models.noise_dim(model))).astype(np.float32)
+    return generate_from_noise(G, model, z, batch_size=batch_size, labels=labels)
+
+
+def generate_from_noise(G, model, z, batch_size=1000, labels=None):
+    """:func:`generate` for the given noise ``z`` (n, noise_dim) instead of a seed."""
+    n = len(z)
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
     conditional = is_conditional(G)
     if labels is not None and not conditional:
         raise ValueError("this generator is not conditional: it takes no digit labels")
     y = class_labels(n, labels) if conditional else None
-    dev = G.device  # the generator's own device (``device`` names it for callers that built it)
-    z = np.random.default_rng(seed).standard_normal((n, models.noise_dim(model))).astype(np.float32)
+    dev = G.device  # the generator's own device
+    z = np.asarray(z, dtype=np.float32)
     G.eval()
     outs = []
     for i in range(0, n, batch_size):
@@ -130,6 +141,77 @@ def sample_rows(checkpoint, per_row=8, seed=0, device="cpu", averaged=True):
         return generate(G, meta["model"], len(y), seed, device, labels=y)
     except ValueError as e:
         raise ValueError(f"{checkpoint}: {e}") from None
+
+
+INTERPOLATIONS = ("slerp", "lerp")
+
+
+def interpolate_noise(z0, z1, steps, method="slerp"):
+    """``steps`` points from ``z0`` to ``z1`` (each (n, d)), ends included: (n, steps, d).
+
+    ``"slerp"`` (spherical, Shoemake's formula): z(t) = sin((1-t)w)/sin(w) z0 +
+    sin(tw)/sin(w) z1, w the angle between z0 and z1, for t = 0, 1/(steps-1), ..., 1.
+    It turns along the arc between the two, so the points keep about the norm of
+    Gaussian noise, where the generator was trained; a straight line cuts through the
+    middle, where the norm sinks (by a factor of 0.71 halfway between two independent
+    draws).  ``"lerp"``: the straight line (1-t) z0 + t z1.  The ends are ``z0`` and
+    ``z1`` exactly.
+    """
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {method!r}")
+    if int(steps) != steps or steps < 2:
+        raise ValueError(f"an interpolation needs at least 2 steps (its two ends), got {steps}")
+    a, b = np.asarray(z0, dtype=np.float64), np.asarray(z1, dtype=np.float64)
+    t = np.linspace(0.0, 1.0, int(steps))[None, :, None]
+    wa, wb = 1.0 - t, t
+    if method == "slerp":
+        cos = np.sum(a * b, axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                                 1e-300)
+        w = np.arccos(np.clip(cos, -1.0, 1.0))[:, None, None]
+        sin = np.sin(w)
+        curved = sin > 1e-6  # (anti)parallel pairs: the great circle is undefined, use the line
+        wa = np.where(curved, np.sin((1.0 - t) * w) / np.where(curved, sin, 1.0), wa)
+        wb = np.where(curved, np.sin(t * w) / np.where(curved, sin, 1.0), wb)
+    path = wa * a[:, None, :] + wb * b[:, None, :]
+    path[:, 0], path[:, -1] = a, b
+    return path
+
+
+def interpolation(checkpoint, rows=8, steps=10, seed=0, device="cpu", digit=None, averaged=True,
+                  method="slerp"):
+    """A latent interpolation from a generator checkpoint: (images, digits).
+
+    Row ``r`` walks from noise ``z[2r]`` to ``z[2r+1]`` in ``steps`` images (``method``:
+    ``"slerp"`` or ``"lerp"``, :func:`interpolate_noise`), ``z`` being the noise that
+    :func:`sample` draws for ``2 * rows`` samples with this ``seed``: each row's ends are
+    the samples 2r and 2r+1 of ``sample(checkpoint, 2 * rows, seed)`` (of the same digit).
+    ``images``: (rows * steps, 28, 28) float32 in [0, 1], row after row.  From a
+    conditional checkpoint each row keeps one digit, ``digit`` or else 0, 1, ..., 9 in
+    turn (``digits``, one per row; None for an unconditional checkpoint).
+    """
+    if int(rows) != rows or rows < 1:
+        raise ValueError(f"an interpolation needs at least 1 row, got {rows}")
+    if digit is not None:
+        digit = check_digit(digit)
+    G, meta = load_generator(checkpoint, device, averaged)
+    model, conditional = meta["model"], bool(meta.get("conditional", False))
+    if model == models.MIXTURE_MODEL:
+        raise ValueError(f"{checkpoint}: an interpolation draws images; this {model!r} generator "
+                         f"makes 2-D points")
+    if digit is not None and not conditional:
+        raise ValueError(f"{checkpoint}: --digit needs a conditional model (minigan train --conditional); "
+                         f"this checkpoint holds an unconditional {model!r} generator")
+    z = np.random.default_rng(seed).standard_normal((2 * rows, models.noise_dim(model)))
+    path = interpolate_noise(z[0::2], z[1::2], steps, method).astype(np.float32)
+    digits = None
+    if conditional:
+        digits = np.full(rows, digit) if digit is not None else np.arange(rows) % NUM_CLASSES
+    labels = None if digits is None else np.repeat(digits, steps)
+    try:
+        images = generate_from_noise(G, model, path.reshape(rows * steps, -1), labels=labels)
+    except ValueError as e:
+        raise ValueError(f"{checkpoint}: {e}") from None
+    return images, (None if digits is None else [int(d) for d in digits])
 
 
 def write_samples(images, out, dataset=None, row_labels=None, nrow=None):

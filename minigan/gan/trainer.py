@@ -527,7 +527,8 @@ class Trainer:
     def pictures(self):
         """Sample grid (or scatter plot of points) for this epoch, loss curves and gradient flow
         (:meth:`minigan.gan.run_log.RunLog.pictures`); returns the epoch's picture."""
-        return self.run_log.pictures(self.epoch, self.generate(self.fixed_noise, self.fixed_labels))
+        return self.run_log.pictures(self.epoch, self.generate(self.fixed_noise, self.fixed_labels),
+                                     labels={"G": self.G, "D": self.D})
 
     # -- scores ----------------------------------------------------------------------
     def wants_eval(self) -> bool:

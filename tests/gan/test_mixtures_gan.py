@@ -95,6 +95,10 @@ def test_small_ring_run_writes_scatter_plots_and_scores(tmp_path):
     assert t.steps_per_epoch == 400 // (20 * 2)
     for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.png", "losses.png", EVAL_LOG):
         assert (out / name).stat().st_size > 0, name
+    from PIL import Image
+
+    with Image.open(out / "samples.gif") as gif:  # the scatter plots, animated
+        assert gif.n_frames == 2
     rows = list(csv.DictReader(open(out / EVAL_LOG)))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(r["n"] == "2500" and 0 <= int(r["modes_covered"]) <= 8 for r in rows)

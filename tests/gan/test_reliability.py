@@ -176,13 +176,14 @@ def test_an_epochs_pictures_exist_once_its_checkpoint_does(tmp_path, monkeypatch
         cut.fit(**QUIET)
     monkeypatch.setattr(io, "save_checkpoint", real_save)
     out = tmp_path / "cut"
-    for name in ("samples/epoch_001.png", "samples.png", "losses.png", "gradient_flow.png"):
+    for name in ("samples/epoch_001.png", "samples.png", "samples.gif", "losses.png", "gradient_flow.png"):
         assert (out / name).exists(), name
     assert (out / "samples/epoch_001.png").read_bytes() == (tmp_path / "ref/samples/epoch_001.png").read_bytes()
     resumed = trainer(tmp_path, "cut", epochs=2)
     resumed.restore()
     resumed.fit(**QUIET)
-    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "losses.png", "gradient_flow.png"):
+    for name in ("samples/epoch_001.png", "samples/epoch_002.png", "samples.gif", "losses.png",
+                 "gradient_flow.png"):
         assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
@@ -270,8 +271,8 @@ def test_random_kills_and_resumes_lose_no_picture_and_change_no_weight(tmp_path)
     a, b = np.load(ref / "final.npz"), np.load(cut / "final.npz")
     for k in a.files:
         assert np.array_equal(a[k], b[k]), k
-    pictures = [f"samples/epoch_{e:03d}.png" for e in range(1, 5)] + ["samples.png", "losses.png",
-                                                                      "gradient_flow.png"]
+    pictures = [f"samples/epoch_{e:03d}.png" for e in range(1, 5)] + ["samples.png", "samples.gif",
+                                                                      "losses.png", "gradient_flow.png"]
     for name in pictures:
         assert (cut / name).read_bytes() == (ref / name).read_bytes(), name
     assert log_rows(cut / "log.csv") == log_rows(ref / "log.csv")

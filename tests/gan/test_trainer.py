@@ -51,6 +51,29 @@ def test_small_run_writes_pictures_logs_and_checkpoint(tmp_path):
     assert t.global_step == 12
 
 
+def test_the_animation_has_a_frame_per_epoch_and_follows_a_resume(tmp_path):
+    from PIL import Image, ImageSequence
+
+    data = synthetic("mlp", 48)
+    t = Trainer(cfg(tmp_path, "run", epochs=3), data=data, progress=False).fit(log=lambda s: None)
+    out = tmp_path / "run"
+    assert (out / "samples.gif").read_bytes()[:6] == b"GIF89a"
+    with Image.open(out / "samples.gif") as gif:
+        assert gif.n_frames == 3 and gif.info["loop"] == 0
+        frames = [(f.info["duration"], np.asarray(f.convert("RGB"))) for f in ImageSequence.Iterator(gif)]
+    assert frames[-1][0] > frames[0][0] == frames[1][0] > 0  # the last epoch is held longer
+    for e, (_, frame) in enumerate(frames, 1):  # each frame is that epoch's grid
+        np.testing.assert_array_equal(frame, np.asarray(Image.open(out / f"samples/epoch_{e:03d}.png")
+                                                        .convert("RGB")))
+    # more epochs on resume: the earlier epochs' grids stay in the animation
+    more = Trainer(cfg(tmp_path, "run", epochs=5), data=data, progress=False)
+    more.restore()
+    more.fit(log=lambda s: None)
+    with Image.open(out / "samples.gif") as gif:
+        assert gif.n_frames == 5
+    assert t.epoch == 3 and more.epoch == 5
+
+
 @pytest.mark.parametrize("model", ["mlp", "dcgan"])
 def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, model):
     data = synthetic(model, 48)
