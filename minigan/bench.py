@@ -27,8 +27,10 @@ NOISE_DIM = 100
 
 
 def image_shape(model: str):
-    """One real sample's shape: ``(1, 28, 28)`` for the DCGAN, ``(784,)`` for the MLP GAN."""
-    return (1, 28, 28) if model == "dcgan" else (784,)
+    """One real sample's shape: ``(1, 28, 28)`` for the conv nets, ``(784,)`` for the MLP GAN."""
+    from .gan.models import image_shape  # noqa: PLC0415
+
+    return image_shape(model)
 
 
 class StepSetup(NamedTuple):
@@ -169,7 +171,7 @@ def parser(prog="minigan bench"):
         description="Time the GAN train step and each layer's forward and backward on each device "
                     "(median ms, Markdown tables).  The CPU settings of minigan.tune_cpu are applied "
                     "first.  The comparison with PyTorch lives in the repository's benchmarks/.")
-    p.add_argument("--models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "dcgan"])
+    p.add_argument("--models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "conv", "dcgan"])
     p.add_argument("--batch", type=int, nargs="+", default=[64], help="batch sizes (default 64)")
     p.add_argument("--device", nargs="+", default=None, choices=["cpu", "gpu"],
                    help="devices (default: the CPU, and the GPU when CuPy sees one)")

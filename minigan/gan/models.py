@@ -13,7 +13,14 @@ function computed without overflow.
   LeakyReLU, Dropout 0.3, Conv2D 128 k5 s2, LeakyReLU, Dropout 0.3, Flatten,
   Dense 6272->1 (logit).  Initialised as in the DCGAN paper: N(0, 0.02).
 
-Images are (N, 1, 28, 28) in [-1, 1] for the DCGAN and (N, 784) for the MLP.
+* The lean conv pair (``"conv"``, the MNIST default; chosen for quality per minute on a
+  CPU, docs/metrics.md): G = Dense 100->7*7*128 (no bias), BatchNorm, LeakyReLU,
+  Reshape(128, 7, 7), Conv2DTranspose 64 k4 s2, BatchNorm, LeakyReLU,
+  Conv2DTranspose 1 k4 s2, Tanh (all "same", no bias); D = Conv2D 64 k4 s2,
+  LeakyReLU, Conv2D 128 k4 s2, LeakyReLU, Flatten, Dense 6272->1 (logit); slopes 0.2,
+  no dropout.  About a quarter of the DCGAN's multiply-adds.
+
+Images are (N, 1, 28, 28) in [-1, 1] for the conv nets and (N, 784) for the MLP.
 
 Conditional versions (``build(model, conditional=True)``, Mirza & Osindero 2014, as in
 the Keras conditional-GAN example on MNIST) put :class:`minigan.nn.LabelJoin` first in
@@ -70,12 +77,37 @@ def dcgan_discriminator(slope=0.3, dropout=0.3, init="dcgan", in_channels=1, wid
     return nn.init.apply(d, init)
 
 
+def conv_generator(noise_dim=NOISE_DIM, slope=0.2, init="dcgan", width=1.0):
+    """The lean convolutional generator: two stride-2 transposed convs from 7x7 to 28x28."""
+    a, b = (_channels(n, width) for n in (128, 64))
+    g = nn.Sequential(
+        nn.Dense(noise_dim, 7 * 7 * a, bias=False), nn.BatchNorm(7 * 7 * a), nn.LeakyReLU(slope),
+        nn.Reshape((a, 7, 7)),
+        nn.Conv2DTranspose(a, b, 4, 2, "same", bias=False), nn.BatchNorm(b), nn.LeakyReLU(slope),
+        nn.Conv2DTranspose(b, 1, 4, 2, "same", bias=False), nn.Tanh(),
+    )
+    return nn.init.apply(g, init)
+
+
+def conv_discriminator(slope=0.2, init="dcgan", in_channels=1, width=1.0):
+    """The lean convolutional discriminator: two stride-2 convs, no dropout."""
+    a, b = (_channels(n, width) for n in (64, 128))
+    d = nn.Sequential(
+        nn.Conv2D(in_channels, a, 4, 2, "same"), nn.LeakyReLU(slope),
+        nn.Conv2D(a, b, 4, 2, "same"), nn.LeakyReLU(slope),
+        nn.Flatten(), nn.Dense(7 * 7 * b, 1),
+    )
+    return nn.init.apply(d, init)
+
+
 BUILDERS = {
     "mlp": (mlp_generator, mlp_discriminator),
     "dcgan": (dcgan_generator, dcgan_discriminator),
+    "conv": (conv_generator, conv_discriminator),
 }
 
 
+MNIST_MODEL = "conv"  # the default on MNIST
 MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
 
 
@@ -105,6 +137,11 @@ def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1
     else:
         D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_channels=1 + NUM_CLASSES, width=width).layers)
     return G, D
+
+
+def image_shape(model: str) -> tuple:
+    """One MNIST image as ``model`` takes it: ``(784,)`` for the MLP, ``(1, 28, 28)`` for the conv nets."""
+    return (784,) if model == "mlp" else (1, 28, 28)
 
 
 def noise_dim(model: str) -> int:

@@ -121,7 +121,7 @@ def mixture_points(name: str, seed: int = 0, n: int = MIXTURE_POINTS) -> np.ndar
 
 def prepare_images(x_uint8, model: str) -> np.ndarray:
     x = (np.asarray(x_uint8, dtype=np.float32) / 127.5 - 1.0).astype(np.float32)
-    return x.reshape(len(x), 1, 28, 28) if model == "dcgan" else x.reshape(len(x), -1)
+    return x.reshape(len(x), *models.image_shape(model))
 
 
 class Health:

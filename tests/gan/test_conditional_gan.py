@@ -34,18 +34,30 @@ def quiet(s):
 
 
 # -- defaults ------------------------------------------------------------------------------
-def test_the_conditional_dcgan_trains_longer_by_default():
+def test_conditional_models_train_longer_by_default():
     def epochs(**given):
         return TrainConfig.for_dataset("mnist", **given).epochs
 
-    assert epochs() == epochs(model="dcgan") == 2
-    assert epochs(conditional=True) == epochs(model="dcgan", conditional=True) == 10
+    assert epochs() == epochs(model="conv") == 3 and epochs(model="dcgan") == 2
+    assert epochs(conditional=True) == 8 and epochs(model="dcgan", conditional=True) == 10
     assert epochs(model="mlp") == epochs(model="mlp", conditional=True) == 30
     assert epochs(conditional=True, epochs=3) == 3  # an explicit --epochs wins
 
 
+def test_each_model_has_its_own_recipe_and_the_seed_dcgan_keeps_the_tutorials():
+    def recipe(**given):
+        c = TrainConfig.for_dataset("mnist", **given).validate()
+        return c.model, c.lr, c.g_ema, c.loss, c.batch_size
+
+    assert recipe() == ("conv", 1.5e-3, 0.995, "bce", 64)
+    assert recipe(conditional=True) == ("conv", 4e-4, 0.999, "bce", 64)
+    assert recipe(model="dcgan") == recipe(model="dcgan", conditional=True) == ("dcgan", 2e-4, 0.0, "bce", 64)
+    assert recipe(model="mlp") == ("mlp", 2e-4, 0.999, "bce", 64)
+    assert recipe(lr=1e-3, g_ema=0.0) == ("conv", 1e-3, 0.0, "bce", 64)  # given options win
+
+
 # -- builders ------------------------------------------------------------------------------
-@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "dcgan"])
 def test_builders_join_the_label_to_both_networks(model):
     G, D = models.build(model, conditional=True)
     assert isinstance(G.layers[0], nn.LabelJoin) and isinstance(D.layers[0], nn.LabelJoin)
@@ -56,7 +68,7 @@ def test_builders_join_the_label_to_both_networks(model):
         assert D.layers[1].params["W"].shape == (794, 128)
         x = np.zeros((3, 784), np.float32)
     else:
-        assert D.layers[1].params["W"].shape == (64, 11, 5, 5)  # 1 image + 10 label planes
+        assert D.layers[1].params["W"].shape[:2] == (64, 11)  # 1 image + 10 label planes
         x = np.zeros((3, 1, 28, 28), np.float32)
     y = np.array([0, 4, 9])
     nn.set_labels(G, y), nn.set_labels(D, y)
@@ -116,7 +128,7 @@ def test_labels_reach_both_networks(tmp_path):
         t.train_step(t.xp.asarray(t.data[:16]), t.xp.asarray(np.zeros((16, 100), np.float32)))
 
 
-@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "dcgan"])
 def test_conditional_resume_matches_an_uninterrupted_run(tmp_path, model):
     data, y = synthetic(model, 48), labels_for(48)
     ref = Trainer(cfg(tmp_path, "ref", model=model), data=data, labels=y, progress=False).fit(log=quiet)

@@ -78,7 +78,7 @@ def cfg(tmp_path, name, **kw):
 def test_config_defaults_and_checks():
     c = TrainConfig.for_dataset("grid").validate()
     assert (c.model, c.batch_size, c.lr, c.pack, c.eval_every, c.lr_decay) == ("mlp2d", 100, 2e-4, 1, 1, "linear")
-    assert TrainConfig().validate().model == "dcgan"
+    assert TrainConfig().validate().model == "conv"
     for bad, match in [(dict(dataset="spiral"), "unknown dataset"),
                        (dict(dataset="ring", model="dcgan"), "does not fit"),
                        (dict(model="mlp2d"), "does not fit"),

@@ -13,6 +13,7 @@ from helpers import fit_until_interrupted
 
 from minigan import io
 from minigan.cli import main
+from minigan.gan.models import image_shape
 from minigan.gan.trainer import CHECKPOINT, Trainer, TrainConfig, TrainingDiverged
 
 
@@ -22,7 +23,7 @@ def synthetic(model, n, seed=0):
     yy, xx = np.mgrid[:28, :28]
     cy, cx = rng.uniform(8, 20, (2, n, 1, 1))
     img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 20.0) * 2 - 1
-    return img.reshape(n, 1, 28, 28).astype(np.float32) if model == "dcgan" else img.reshape(n, 784).astype(np.float32)
+    return img.reshape(n, *image_shape(model)).astype(np.float32)
 
 
 def weights(trainer):
@@ -74,7 +75,7 @@ def test_the_animation_has_a_frame_per_epoch_and_follows_a_resume(tmp_path):
     assert t.epoch == 3 and more.epoch == 5
 
 
-@pytest.mark.parametrize("model", ["mlp", "dcgan"])
+@pytest.mark.parametrize("model", ["mlp", "conv", "dcgan"])
 def test_resume_in_process_matches_an_uninterrupted_run(tmp_path, model):
     data = synthetic(model, 48)
     ref = Trainer(cfg(tmp_path, "ref", model=model), data=data, progress=False).fit(log=lambda s: None)

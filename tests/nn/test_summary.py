@@ -47,7 +47,7 @@ def test_mlp_counts():
     assert totals(D, (784,)) == (784 * 128 + 128 + 128 + 1, 784 * 128 + 128)
 
 
-@pytest.mark.parametrize("model,image", [("mlp", (784,)), ("dcgan", (1, 28, 28))])
+@pytest.mark.parametrize("model,image", [("mlp", (784,)), ("conv", (1, 28, 28)), ("dcgan", (1, 28, 28))])
 def test_conditional_models_trace_through_their_label_join(model, image):
     G, D = build(model, conditional=True)
     g, d = summary_rows(G, (100,), name="G"), summary_rows(D, image, name="D")
