@@ -15,7 +15,7 @@ two stride-2 convs, Dense 128, dropout 0.5, Dense 10), trained with Adam 1e-3 on
 cross-entropy with random shifts of up to 2 pixels, the same recipe as the shipped one.
 Prints mean ± std (over seeds, ddof=1) of both arms and writes them to ``--json``.
 
-    python examples/augment_with_cgan.py --checkpoint runs/cdcgan/checkpoint.npz
+    python examples/augment_with_cgan.py --checkpoint runs/cconv/checkpoint.npz
 
 Run ``minigan train --conditional`` first to get the checkpoint.  About 6 minutes on two
 CPU cores with the defaults.
@@ -59,7 +59,7 @@ def train_classifier(x, y, steps, seed, batch_size=64, lr=1e-3, shift=2):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="runs/cdcgan/checkpoint.npz", help="a conditional checkpoint")
+    p.add_argument("--checkpoint", default="runs/cconv/checkpoint.npz", help="a conditional checkpoint")
     p.add_argument("--per-digit", type=int, default=100, help="real labelled images per digit (default 100)")
     p.add_argument("--gen-per-digit", type=int, default=500,
                    help="generated images per digit added in arm (b) (default 500)")
