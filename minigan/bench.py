@@ -26,13 +26,6 @@ from . import backend
 NOISE_DIM = 100
 
 
-def image_shape(model: str):
-    """One real sample's shape: ``(1, 28, 28)`` for the conv nets, ``(784,)`` for the MLP GAN."""
-    from .gan.models import image_shape  # noqa: PLC0415
-
-    return image_shape(model)
-
-
 class StepSetup(NamedTuple):
     G: object
     D: object
@@ -45,6 +38,7 @@ class StepSetup(NamedTuple):
 def setup(model: str, batch: int, device="cpu", kernels: str | None = None, seed: int = 0) -> StepSetup:
     """The trainer's own step (:meth:`minigan.gan.Trainer.train_step`: BCE, Adam 1e-4,
     betas (0.5, 0.999)) on a fixed (noise, real batch) pair on ``device``."""
+    from .gan.models import image_shape  # noqa: PLC0415
     from .gan.trainer import Trainer, TrainConfig  # noqa: PLC0415
 
     dev = backend.device(device, kernels)

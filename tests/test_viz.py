@@ -195,3 +195,12 @@ def test_user_backend_untouched(tmp_path):
     before = matplotlib.get_backend()
     viz.save_image_grid(np.zeros((4, 28, 28)), tmp_path / "z.png")
     assert matplotlib.get_backend() == before
+
+
+def test_the_animation_is_redrawn_on_a_schedule_that_keeps_its_cost_linear():
+    from minigan.gan.run_log import animation_due
+
+    assert [e for e in range(1, 21) if animation_due(e, 20)] == [1, 2, 4, 8, 16, 20]
+    for last in (1, 3, 30, 400):
+        redraws = [e for e in range(1, last + 1) if animation_due(e, last)]
+        assert redraws[-1] == last and sum(redraws) < 3 * last  # frames encoded over the run
