@@ -53,10 +53,26 @@ BN_POINTS, BN_BATCH = 2_500, 500  # as minigan.gan.averaging
 
 
 # -- PyTorch ---------------------------------------------------------------------------
+def torch_discrete_code(torch, k, scale):
+    """minigan.nn.DiscreteCode as a PyTorch module: the first ``k`` noise coordinates become
+    ``scale`` times the one-hot code of their argmax."""
+
+    class DiscreteCode(torch.nn.Module):
+        def forward(self, z):
+            code = torch.nn.functional.one_hot(z[:, :k].argmax(1), k).to(z.dtype) * scale
+            return torch.cat([code, z[:, k:]], 1)
+
+    return DiscreteCode()
+
+
 def torch_conv_pair(torch):
-    """The lean conv pair (minigan.gan.models.conv_generator / conv_discriminator), DCGAN init."""
+    """The lean conv pair (minigan.gan.models.build("conv"): the discrete code, then
+    conv_generator; conv_discriminator), DCGAN init."""
+    from minigan.gan.models import CODES
+
     nn = torch.nn
     G = nn.Sequential(
+        torch_discrete_code(torch, *CODES["conv"]),
         nn.Linear(NOISE_DIM, 7 * 7 * 128, bias=False), nn.BatchNorm1d(7 * 7 * 128), nn.LeakyReLU(0.2),
         nn.Unflatten(1, (128, 7, 7)),
         nn.ConvTranspose2d(128, 64, 4, 2, padding=1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),

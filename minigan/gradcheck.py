@@ -287,6 +287,10 @@ def standard_cases():
     join_c = nn.Sequential(nn.LabelJoin(3), nn.Conv2D(5, 2, 3, 2, "same"))
     nn.set_labels(join_c, rng.integers(0, 3, 2))
     c.append(("LabelJoin(3) (N, C, H, W) -> Conv2D", "layer", join_c, r(2, 2, 5, 4), ()))
+    code_z = r(5, 7)
+    code_z[np.arange(5), rng.integers(0, 4, 5)] += 3.0  # a clear argmax: no code flips under the differences
+    c.append(("DiscreteCode(4) -> Dense", "layer", nn.Sequential(nn.DiscreteCode(4, 2.0), nn.Dense(7, 3)),
+              code_z, ()))
     c.append(("bce_with_logits", "loss", losses.bce_with_logits, r(6, 1) * 3, (rng.integers(0, 2, (6, 1)),)))
     c.append(("bce (probabilities)", "loss", losses.bce, rng.uniform(0.05, 0.95, (6, 1)), (0.3,)))
     c.append(("generator_nonsaturating", "loss", losses.generator_nonsaturating, r(6, 1), ()))

@@ -226,6 +226,10 @@ MUTATIONS = [
       *DROPOUT_KERNELS),
     M("LabelJoin: dx off by one channel", "minigan/nn/conditioning.py",
       "dy[:, : shape[1]]", "dy[:, 1: shape[1] + 1]", GRADCHECK),
+    M("DiscreteCode: the code passes its gradient", "minigan/nn/latent.py",
+      "        dz[:, : self.num_codes] = 0\n", "", GRADCHECK, "tests/nn/test_latent.py"),
+    M("DiscreteCode: code from the argmin", "minigan/nn/latent.py",
+      "k = xp.argmax(z[:, :K], axis=1)", "k = xp.argmin(z[:, :K], axis=1)", "tests/nn/test_latent.py"),
     M("Sequential: frozen layers skipped in backward", SEQ,
       "        for layer in reversed(self.layers):\n            dy = layer.backward(dy)",
       "        for layer in reversed(self.layers):\n"

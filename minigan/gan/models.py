@@ -14,7 +14,9 @@ function computed without overflow.
   Dense 6272->1 (logit).  Initialised as in the DCGAN paper: N(0, 0.02).
 
 * The lean conv pair (``"conv"``, the MNIST default; chosen for quality per minute on a
-  CPU, docs/metrics.md): G = Dense 100->7*7*128 (no bias), BatchNorm, LeakyReLU,
+  CPU, docs/metrics.md): G = DiscreteCode(20, 4) (:class:`minigan.nn.DiscreteCode`: the
+  first 20 noise coordinates become a one-hot code of their argmax, times 4; conditional
+  G leaves it out), Dense 100->7*7*128 (no bias), BatchNorm, LeakyReLU,
   Reshape(128, 7, 7), Conv2DTranspose 64 k4 s2, BatchNorm, LeakyReLU,
   Conv2DTranspose 1 k4 s2, Tanh (all "same", no bias); D = Conv2D 64 k4 s2,
   LeakyReLU, Conv2D 128 k4 s2, LeakyReLU, Flatten, Dense 6272->1 (logit); slopes 0.2,
@@ -108,6 +110,10 @@ BUILDERS = {
 
 
 MNIST_MODEL = "conv"  # the default on MNIST
+# Unconditional models whose generator starts with a discrete code carved out of its
+# noise, (number of code values, scale of the one-hot): nn.DiscreteCode.  A conditional
+# generator gets its discreteness from the digit it is asked for instead.
+CODES = {"conv": (20, 4.0)}
 MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
 
 
@@ -130,7 +136,10 @@ def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1
     except KeyError:
         raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
     if not conditional:
-        return g(width=width), d(width=width)
+        G = g(width=width)
+        if model in CODES:
+            G = nn.Sequential(nn.DiscreteCode(*CODES[model]), *G.layers)
+        return G, d(width=width)
     G = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *g(noise_dim=NOISE_DIM + NUM_CLASSES, width=width).layers)
     if model == "mlp":
         D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_dim=784 + NUM_CLASSES, width=width).layers)

@@ -5,6 +5,7 @@ from .batchnorm import BatchNorm
 from .conditioning import LabelJoin, is_conditional, set_labels
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
+from .latent import DiscreteCode
 from .layer import DeviceError, Layer, ShapeError
 from .misc import Dropout, Flatten, Reshape
 from .sequential import Sequential
@@ -12,4 +13,4 @@ from .spectralnorm import SpectralNorm
 
 __all__ = ["Layer", "ShapeError", "DeviceError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
            "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "SpectralNorm",
-           "LabelJoin", "set_labels", "is_conditional", "init"]
+           "LabelJoin", "DiscreteCode", "set_labels", "is_conditional", "init"]
