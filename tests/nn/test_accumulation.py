@@ -59,8 +59,8 @@ def _separated(sn):
     sn.layer.params["W"][...] = np.array([[2, 0, 0], [0, 1, 0], [0, 0, 0.5], [0, 0, 0]])
     return sn
 # Layers that own no parameter of their own (containers hold those of their children)
-PARAMETER_FREE = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "LabelJoin", "DiscreteCode",
-                  "Pack", "Sequential"}
+PARAMETER_FREE = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "LabelJoin",
+                  "DiscreteCode", "Pack", "Sequential"}
 
 
 def _layer_classes():
