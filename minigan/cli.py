@@ -80,6 +80,11 @@ def _add_train(sub):
     p.add_argument("--conditional", action="store_true", default=None,
                    help="class-conditional GAN (MNIST): the digit label is joined to G's noise and to "
                         "D's input; the sample grid has one row per digit; default out runs/c<model>")
+    p.add_argument("--clusters", type=_number(int, (0, True)), default=None, metavar="K",
+                   help="self-conditioning (MNIST, unconditional): the images fall into K k-means "
+                        "clusters, G draws a cluster with its share of the data and D judges each image "
+                        "against its cluster; no labels are used (default 50 for the conv pair, 0 = off "
+                        "otherwise)")
     p.add_argument("--epochs", type=_positive(int), default=None,
                    help="epochs (default 3 for the conv pair, 8 when conditional; 2 for the DCGAN, 10 "
                         "when conditional; 30 for the MLP; 15 on the 2-D mixtures)")
@@ -136,6 +141,7 @@ def _train(args):
         "checkpoint_every": args.checkpoint_every, "pack": args.pack, "lr_d": args.lr_d,
         "lr_decay": args.lr_decay, "d_bias_init": args.d_bias_init, "g_ema": args.g_ema,
         "eval_every": args.eval_every, "conditional": args.conditional, "width": args.width,
+        "clusters": args.clusters,
     }.items() if v is not None}
     try:
         cfg = run_config(given, resume=args.resume, overwrite=args.overwrite)
@@ -161,7 +167,8 @@ def _train(args):
                   f"on the {cfg.device}, into {out}")
         else:
             kind = "conditional " if cfg.conditional else ""
-            print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss) on {len(trainer.data)} images for "
+            selfc = f", self-conditioned on {cfg.clusters} clusters of the images" if cfg.clusters else ""
+            print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss{selfc}) on {len(trainer.data)} images for "
                   f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}, into {out}")
     resume = f"minigan train --resume --out {out}"
     try:
@@ -478,13 +485,24 @@ def _add_summary(sub):
     p.add_argument("--model", choices=["conv", "dcgan", "mlp"], default="dcgan", help="network (default dcgan)")
     p.add_argument("--conditional", action="store_true",
                    help="the class-conditional networks (a LabelJoin first in G and D)")
+    p.add_argument("--clusters", type=_number(int, (0, True)), default=None, metavar="K",
+                   help="the self-conditioned networks on K clusters (default: as minigan train "
+                        "builds the model, 50 for the unconditional conv pair)")
 
 
 @_quiet_on_closed_pipe
 def _summary(args):
     from .gan.models import build, image_shape, noise_dim  # noqa: PLC0415
 
-    G, D = build(args.model, conditional=args.conditional)
+    from .gan.config import MODEL_DEFAULTS  # noqa: PLC0415
+
+    clusters = args.clusters
+    if clusters is None:
+        clusters = 0 if args.conditional else MODEL_DEFAULTS.get(args.model, {}).get("clusters", 0)
+    try:
+        G, D = build(args.model, conditional=args.conditional, clusters=clusters)
+    except ValueError as e:
+        raise SystemExit(f"minigan summary: {e}") from None
     image = image_shape(args.model)
     # a conditional model takes the same noise and images: its LabelJoin adds the labels
     print(G.summary((noise_dim(args.model),), name="G"))

@@ -37,7 +37,9 @@ MIXTURE_DEFAULTS = {"batch_size": 100, "lr": 2e-4, "lr_decay": "linear", "beta1"
 # The MLP GAN (2 s an epoch): 30 epochs, about a minute; its weight average draws all 10
 # digits for every seed, where the live G missed one or two in two seeds of three.  The
 # seed DCGAN keeps the TensorFlow tutorial's recipe (2 epochs, 2e-4, no average).
-MODEL_DEFAULTS = {"conv": {"epochs": 3, "lr": 1.5e-3, "g_ema": 0.995},
+# The conv pair is self-conditioned on 50 clusters of the images (no labels; models.build,
+# docs/metrics.md "Self-conditioning"): its samples read as digits far more often.
+MODEL_DEFAULTS = {"conv": {"epochs": 3, "lr": 1.5e-3, "g_ema": 0.995, "clusters": 50},
                   "mlp": {"epochs": 30, "g_ema": 0.999}}
 # A conditional GAN must also draw the digit it is asked for, which takes longer than
 # drawing some digit.  The conditional conv pair at 4e-4 with a weight average over about
@@ -45,11 +47,11 @@ MODEL_DEFAULTS = {"conv": {"epochs": 3, "lr": 1.5e-3, "g_ema": 0.995},
 # 87% after 2 epochs, 92% after 3, 96% after 4 (docs/conditional.md); its default is 8.
 # The conditional DCGAN (52% after 2 epochs, 95.9% after 10) keeps 10; the conditional
 # MLP the MLP's 30.
-CONDITIONAL_DEFAULTS = {"conv": {"epochs": 8, "lr": 4e-4, "g_ema": 0.999},
+CONDITIONAL_DEFAULTS = {"conv": {"epochs": 8, "lr": 4e-4, "g_ema": 0.999, "clusters": 0},
                         "dcgan": {"epochs": 10}}
 # What a resumed run may not change: the data, the networks and the batches that the
 # checkpoint's weights and its position in the epoch belong to.
-KEPT_ON_RESUME = ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack", "width")
+KEPT_ON_RESUME = ("dataset", "model", "loss", "batch_size", "limit", "seed", "pack", "width", "clusters")
 
 
 class ConfigError(ValueError):
@@ -87,6 +89,9 @@ class TrainConfig:
     # scales the networks' hidden sizes and channel counts (1: the seed networks; the GPU
     # tests train tiny ones under a simulator)
     width: float = 1.0
+    # self-conditioning (MNIST, unconditional): the training images fall into this many
+    # k-means clusters, whose numbers G's code and D's last layer take as labels (0: none)
+    clusters: int = 0
 
     @property
     def is_mixture(self) -> bool:
@@ -104,6 +109,11 @@ class TrainConfig:
                              f"mixtures use {models.MIXTURE_MODEL!r}, MNIST uses 'conv', 'dcgan' or 'mlp'")
         if self.conditional and self.is_mixture:
             raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
+        if not (isinstance(self.clusters, int) and (self.clusters == 0 or self.clusters >= 2)):
+            raise ValueError(f"clusters must be 0 (none) or at least 2, got {self.clusters!r}")
+        if self.clusters and (self.conditional or self.is_mixture):
+            raise ValueError("--clusters (self-conditioning) is for the unconditional MNIST models: "
+                             "drop it with --conditional or on a 2-D mixture")
         if self.pack < 1:
             raise ValueError(f"pack must be at least 1, got {self.pack}")
         if self.d_bias_init not in ("zeros", "data"):

@@ -24,6 +24,14 @@ function computed without overflow.
 
 Images are (N, 1, 28, 28) in [-1, 1] for the conv nets and (N, 784) for the MLP.
 
+Self-conditioned versions (``build(model, clusters=K)``, Liu et al. 2020, "Diverse image
+generation via self-conditioned GANs"; the MNIST default with K = 50): no labels are
+used; the trainer clusters the training images (:func:`minigan.data.kmeans`) and each
+image's cluster plays the part of a label.  G starts with ``DiscreteCode(K, 4, probs)``,
+which draws cluster k with the share of the data in it, and D's last Dense becomes
+``LabelProjection(F, K)``, told the cluster of each real image and the code of each
+fake.  So D judges every image against the real images of its own cluster.
+
 Conditional versions (``build(model, conditional=True)``, Mirza & Osindero 2014, as in
 the Keras conditional-GAN example on MNIST) put :class:`minigan.nn.LabelJoin` first in
 both networks: G sees ``[z, onehot(y)]`` (N, 100 + 10) in its first Dense; the MLP D
@@ -117,24 +125,43 @@ CODES = {"conv": (20, 4.0)}
 MODELS = sorted(BUILDERS) + [MIXTURE_MODEL]  # every model name a checkpoint may hold
 
 
-def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1.0):
-    """``(generator, discriminator)`` for ``"mlp"``, ``"dcgan"`` or ``"mlp2d"`` (the 2-D mixtures).
+CODE_SCALE = 4.0  # of a self-conditioned generator's one-hot cluster code, as of CODES
+
+
+def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1.0, clusters: int = 0):
+    """``(generator, discriminator)`` for ``"conv"``, ``"mlp"``, ``"dcgan"`` or ``"mlp2d"``
+    (the 2-D mixtures).
 
     ``pack`` is PacGAN's packing degree of the discriminator; only ``"mlp2d"`` takes one.
     ``conditional``: class-conditional G and D (MNIST models only), each starting with
     ``nn.LabelJoin(10)``; set their labels with ``nn.set_labels`` before each forward.
-    ``width`` scales the hidden sizes and channel counts (1: the networks above).
+    ``clusters``: K > 1 makes the self-conditioned pair (above): G's code draws the
+    clusters with equal shares until ``G.layers[0].set_probs`` says otherwise, and D's
+    labels are cluster numbers.  ``width`` scales the hidden sizes and channel counts
+    (1: the networks above).
     """
+    if clusters:
+        if model == MIXTURE_MODEL or conditional:
+            raise ValueError("clusters (a self-conditioned GAN) are implemented for the unconditional "
+                             "MNIST models ('conv', 'dcgan', 'mlp') only")
+        if clusters < 2:
+            raise ValueError(f"clusters must be 0 (none) or at least 2, got {clusters}")
+        if pack != 1:
+            raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
+        g, d = _builders(model)
+        G, D = g(width=width), d(width=width)
+        G = nn.Sequential(nn.DiscreteCode(clusters, CODE_SCALE, probs=[1 / clusters] * clusters), *G.layers)
+        dense = D.layers[-1]
+        head = nn.LabelProjection(dense.in_features, clusters)
+        head.params["W"][...], head.params["b"][...] = dense.params["W"], dense.params["b"]
+        return G, nn.Sequential(*D.layers[:-1], head)
     if model == MIXTURE_MODEL:
         if conditional:
             raise ValueError("conditional models are implemented for MNIST ('mlp', 'dcgan') only")
         return build_mixture(pack, width)
     if pack != 1:
         raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
-    try:
-        g, d = BUILDERS[model]
-    except KeyError:
-        raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
+    g, d = _builders(model)
     if not conditional:
         G = g(width=width)
         if model in CODES:
@@ -146,6 +173,13 @@ def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1
     else:
         D = nn.Sequential(nn.LabelJoin(NUM_CLASSES), *d(in_channels=1 + NUM_CLASSES, width=width).layers)
     return G, D
+
+
+def _builders(model):
+    try:
+        return BUILDERS[model]
+    except KeyError:
+        raise ValueError(f"unknown model {model!r}; choose from {MODELS}") from None
 
 
 def image_shape(model: str) -> tuple:

@@ -35,8 +35,9 @@ def load_generator(checkpoint, device="cpu", averaged=True):
     if name not in models.MODELS:
         raise io.CheckpointError(f"{checkpoint}: holds no generator minigan knows (model {name!r})")
     # the generator does not depend on the discriminator's packing
+    config = meta.get("config") or {}
     G, _ = models.build(name, conditional=bool(meta.get("conditional", False)),
-                        width=float((meta.get("config") or {}).get("width", 1.0)))
+                        width=float(config.get("width", 1.0)), clusters=int(config.get("clusters", 0)))
     key = "G_ema" if averaged and "G_ema" in io.checkpoint_model_names(checkpoint) else "G"
     io.load_checkpoint(checkpoint, models={key: G}, restore_rng=False, expect_model=name)
     meta["generator"] = "averaged" if key == "G_ema" else "live"

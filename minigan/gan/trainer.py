@@ -17,6 +17,13 @@ noise, so exact resume still holds); D sees each image with its label, the joint
 real+fake batch with the two label vectors concatenated.  The sample grid has one
 row per digit (10 x 8).
 
+Self-conditioned GAN (``clusters = K``, the conv pair's default; Liu et al. 2020):
+before training, the images fall into K k-means clusters (:mod:`minigan.data.clusters`,
+seeded from ``seed``, so a resumed run finds the same ones), and each image's cluster
+is its label for D's :class:`minigan.nn.LabelProjection`.  G's first layer, a
+:class:`minigan.nn.DiscreteCode`, draws each cluster with its share of the images; the
+code it draws from a fake's noise is that fake's label.  No class labels are used.
+
 Weight averaging (``g_ema = d > 0``; :mod:`minigan.gan.averaging`): after every G step
 ``avg = d * avg + (1 - d) * theta`` over G's parameters.  The average, with BatchNorm
 statistics estimated for its own weights, is what is scored, drawn each epoch and stored
@@ -68,6 +75,7 @@ import time
 import numpy as np
 
 from .. import backend, io, losses, optim, randomness
+from ..data.clusters import kmeans
 from .._version import __version__
 from ..nn import set_labels
 from . import models
@@ -80,6 +88,7 @@ from .step import gan_step, joins_batches
 
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
 MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacGAN)
+KMEANS_STREAM = 0x6B6D65616E73  # the k-means seed is [seed, this]: no small number an epoch's order uses
 
 
 class TrainingDiverged(RuntimeError):
@@ -263,7 +272,7 @@ class Trainer:
         self.config = config.validate()
         cfg = self.config
         backend.manual_seed(cfg.seed)
-        self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional, cfg.width)
+        self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional, cfg.width, cfg.clusters)
         self.noise_dim = models.noise_dim(cfg.model)
         self.device = backend.device(cfg.device)
         self.xp = self.device.xp
@@ -292,6 +301,9 @@ class Trainer:
             self.data, self.labels = mnist_images(cfg.model, cfg.limit, labels=True)
         else:
             self.data = mnist_images(cfg.model, cfg.limit)
+        if cfg.clusters:
+            self.labels = self.cluster(self.data, cfg.clusters, cfg.seed)
+            self.G.layers[0].set_probs(np.bincount(self.labels, minlength=cfg.clusters) / len(self.labels))
         if cfg.d_bias_init == "data":  # D's first hyperplanes through the data's box (after the data)
             lo, hi = self.data.min(axis=0), self.data.max(axis=0)
             place_first_hyperplanes(self.D, np.tile(lo, cfg.pack), np.tile(hi, cfg.pack))
@@ -323,6 +335,14 @@ class Trainer:
         self.checkpoint_step = None  # the global step of the last checkpoint written or restored
         self.stop_requested = False
 
+    @staticmethod
+    def cluster(images, k: int, seed: int):
+        """The k-means cluster (N,) int64 of each of the training ``images``, from ``seed``."""
+        if len(images) < k:
+            raise ValueError(f"--clusters {k}: needs at least {k} training images, got {len(images)}; "
+                             f"ask for fewer (--clusters 0 turns self-conditioning off)")
+        return kmeans(images, k, np.random.default_rng([seed, KMEANS_STREAM]))[1]
+
     def drawing_generator(self):
         """The generator that is scored and drawn: the weight average with ``g_ema``, else G."""
         return self.ema.model() if self.ema is not None else self.G
@@ -344,6 +364,8 @@ class Trainer:
         real = self.data_on_device[idx]
         z = randomness.normal(self.device, (B, self.noise_dim),
                               randomness.key(cfg.seed, randomness.NOISE, self.global_step), np.float32)
+        if cfg.clusters:  # the fake's label is the cluster its code draws
+            return real, z, self.labels_on_device[idx], self.G.layers[0].codes(z)
         if not cfg.conditional:
             return real, z, None, None
         y_fake = randomness.integers(self.device, (B,),
@@ -360,9 +382,10 @@ class Trainer:
         finite is recorded on the device (:class:`Health`) and stops the run where the
         numbers are next read: at the next log row or checkpoint.
         """
-        if self.config.conditional:
+        if self.config.conditional or self.config.clusters:
             if y_real is None or y_fake is None:
-                raise ValueError("a conditional model's train_step needs y_real and y_fake")
+                raise ValueError("a conditional or self-conditioned model's train_step needs y_real and "
+                                 "y_fake")
         else:
             y_real = y_fake = None
         stats = gan_step(self.G, self.D, self.opt_G, self.opt_D, self.loss, real, z, y_real, y_fake,

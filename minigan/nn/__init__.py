@@ -2,7 +2,7 @@
 from . import init
 from .activations import LeakyReLU, ReLU, Sigmoid, Tanh
 from .batchnorm import BatchNorm
-from .conditioning import LabelJoin, is_conditional, set_labels
+from .conditioning import LabelJoin, LabelProjection, is_conditional, set_labels, takes_labels
 from .conv import Conv2D, Conv2DTranspose
 from .dense import Dense
 from .latent import DiscreteCode
@@ -13,4 +13,5 @@ from .spectralnorm import SpectralNorm
 
 __all__ = ["Layer", "ShapeError", "DeviceError", "Dense", "Conv2D", "Conv2DTranspose", "BatchNorm", "ReLU",
            "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Flatten", "Reshape", "Sequential", "SpectralNorm",
-           "LabelJoin", "DiscreteCode", "set_labels", "is_conditional", "init"]
+           "LabelJoin", "LabelProjection", "DiscreteCode", "set_labels", "is_conditional", "takes_labels",
+           "init"]

@@ -1,4 +1,5 @@
-"""Joining class labels to a layer's input, for conditional GANs (Mirza & Osindero 2014).
+"""Labels in a network: joined to a layer's input (conditional GANs, Mirza & Osindero 2014),
+or projected onto a discriminator's features (Miyato & Koyama 2018).
 
 ``LabelJoin(K)`` appends the one-hot code of each sample's label to its input:
 
@@ -10,14 +11,18 @@
 Labels are data, not something learned, so the backward pass just drops the
 gradient of the label part: ``dL/dx = dy[:, :F]`` (or ``dy[:, :C]``).
 
+:class:`LabelProjection` is a discriminator's last layer told each sample's label
+(see its docstring).
+
 The labels for the next forward are set on the layer (``layer.labels = y``,
-integers in [0, K)), or for every LabelJoin in a model at once with
-:func:`set_labels`.
+integers in [0, K)), or for every layer of a model that takes labels at once
+with :func:`set_labels`.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import init as _init
 from .layer import Layer
 
 
@@ -25,17 +30,14 @@ class LabelJoin(Layer):
     def __init__(self, num_classes: int = 10):
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"LabelJoin: num_classes must be at least 2, got {num_classes}")
+            raise ValueError(f"{type(self).__name__}: num_classes must be at least 2, got {num_classes}")
         self.num_classes = int(num_classes)
         self.labels = None
 
-    def forward(self, x):
-        self._check_float(x)
-        if x.ndim not in (2, 4):
-            raise self._bad_input(x, "(N, F) or (N, C, H, W)")
+    def _labels_for(self, x):
+        """The labels set for the batch ``x``, as an int array (N,) on this layer's device."""
         if self.labels is None:
             raise RuntimeError(f"{self!r}: set the labels (set_labels(model, y)) before forward()")
-        xp = self.xp
         y = self.device.asarray(self.labels).reshape(-1)
         if y.shape[0] != x.shape[0]:
             raise ValueError(f"{self!r}: {y.shape[0]} labels for a batch of {x.shape[0]}")
@@ -44,10 +46,18 @@ class LabelJoin(Layer):
         host = self.labels
         if isinstance(host, np.ndarray) and host.size and (host.min() < 0 or host.max() >= self.num_classes):
             raise ValueError(f"{self!r}: labels must lie in [0, {self.num_classes})")
+        return y.astype(self.xp.int64)
+
+    def forward(self, x):
+        self._check_float(x)
+        if x.ndim not in (2, 4):
+            raise self._bad_input(x, "(N, F) or (N, C, H, W)")
+        xp = self.xp
+        y = self._labels_for(x)
         N, K = x.shape[0], self.num_classes
         out = xp.zeros((N, x.shape[1] + K) + x.shape[2:], dtype=x.dtype)
         out[:, : x.shape[1]] = x
-        out[xp.arange(N), x.shape[1] + y.astype(xp.int64)] = 1  # a whole plane for images
+        out[xp.arange(N), x.shape[1] + y] = 1  # a whole plane for images
         self._cache = x.shape
         return out
 
@@ -60,13 +70,89 @@ class LabelJoin(Layer):
         return f"LabelJoin({self.num_classes})"
 
 
+class LabelProjection(LabelJoin):
+    """A discriminator's output told each sample's label: the projection discriminator's head.
+
+    For features ``x`` (N, F) and labels ``y`` (N,) in [0, K)::
+
+        out[n] = x[n] . w + b + x[n] . E[y[n]]            (N, 1)
+
+    ``w`` (F, 1) and ``b`` (1,) are a plain ``Dense(F, 1)``; each class k adds the inner
+    product with its own embedding row ``E[k]`` (K, F), so D judges an image as real *for
+    its label* (Miyato & Koyama, "cGANs with projection discriminator", ICLR 2018).  It
+    costs one more multiply-add per feature, where joining K label planes to the input
+    makes the first conv K + 1 times as wide.  ``E`` starts at zero: at the start the
+    head is the unconditional ``Dense(F, 1)``.
+
+    Backward, for dy = dL/dout (N, 1)::
+
+        dL/dx    = dy w^T + dy * E[y]                    (N, F)
+        dL/dw    = x^T dy          dL/db = sum_n dy
+        dL/dE[k] = sum_{n : y[n] = k} dy[n] x[n]   = onehot(y)^T (dy * x)     (K, F)
+    """
+
+    def __init__(self, in_features: int, num_classes: int, init="glorot"):
+        super().__init__(num_classes)
+        if in_features < 1:
+            raise ValueError(f"LabelProjection({in_features}, {num_classes}): sizes must be positive")
+        self.in_features = int(in_features)
+        self._add_param("W", _init.get(init)((in_features, 1), in_features, 1))
+        self._add_param("b", _init.zeros((1,)))
+        self._add_param("E", _init.zeros((num_classes, in_features)))
+
+    def fans(self):
+        return self.in_features, 1
+
+    def multiply_adds(self, in_shape) -> int:
+        """``2 F`` per sample: ``x . w`` and ``x . E[y]``."""
+        return 2 * self.in_features
+
+    def forward(self, x):
+        self._check_float(x)
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise self._bad_input(x, f"(N, {self.in_features})")
+        y = self._labels_for(x)
+        e = self.params["E"][y]  # (N, F)
+        out = x @ self.params["W"] + self.params["b"]
+        out += (x * e).sum(axis=1, keepdims=True)
+        self._cache = (x, y, e)
+        return out
+
+    def backward(self, dy):
+        self.backward_weights(dy)
+        x, _, e = self._cache
+        return dy @ self.params["W"].T + dy * e
+
+    def backward_weights(self, dy):
+        x, y, _ = self._need_cache()
+        self._check_dy(dy, (x.shape[0], 1))
+        if self.trainable:
+            xp = self.xp
+            self.grads["W"] += x.T @ dy
+            self.grads["b"] += dy.sum(axis=0)
+            # one small GEMM rather than a scatter-add: the same on NumPy and CuPy
+            onehot = (y[:, None] == xp.arange(self.num_classes)[None, :]).astype(x.dtype)
+            self.grads["E"] += onehot.T @ (dy * x)
+
+    def __repr__(self):
+        return f"LabelProjection({self.in_features}, {self.num_classes})"
+
+
 def set_labels(model, labels):
-    """Give ``labels`` (N,) to every :class:`LabelJoin` in ``model``; returns the model."""
+    """Give ``labels`` (N,) to every layer of ``model`` that takes labels (:class:`LabelJoin`,
+    :class:`LabelProjection`); returns the model."""
     for m in model.modules():
         if isinstance(m, LabelJoin):
             m.labels = labels
     return model
 
 
-def is_conditional(model) -> bool:
+def takes_labels(model) -> bool:
+    """Whether some layer of ``model`` needs labels set before each forward."""
     return any(isinstance(m, LabelJoin) for m in model.modules())
+
+
+def is_conditional(model) -> bool:
+    """Whether ``model`` joins labels to its input: a class-conditional generator or
+    discriminator (a :class:`LabelProjection` alone, told cluster labels, is not one)."""
+    return any(type(m) is LabelJoin for m in model.modules())

@@ -44,10 +44,6 @@ def _leaves(layer, path):
         yield path, layer
 
 
-def _takes_labels(model) -> bool:
-    return any(hasattr(m, "labels") for m in model.modules())
-
-
 def _check_shape(input_shape):
     hint = "a tuple of positive ints without the batch dimension, e.g. (100,) or (1, 28, 28)"
     if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
@@ -160,7 +156,8 @@ def summary(model, input_shape, name: str | None = None, batch: int = 2) -> str:
         return f"{left}  {right}".rstrip()
 
     rule = "-" * len(fmt(head))
-    labels = ", and labels (N,) for its LabelJoin" if _takes_labels(model) else ""
+    takers = sorted({type(m).__name__ for m in model.modules() if hasattr(m, "labels")})
+    labels = f", and labels (N,) for its {' and '.join(takers)}" if takers else ""
     lines = [f"{name or type(model).__name__}: input {_shape_text((batch,) + shape, batch)}{labels}",
              "multiply-adds: per sample, in the GEMMs of Dense and convolution layers "
              "(bias adds, BatchNorm and elementwise layers count 0)",

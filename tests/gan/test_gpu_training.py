@@ -19,10 +19,10 @@ from minigan.gan.trainer import CHECKPOINT, Trainer, TrainConfig
 
 pytestmark = pytest.mark.gpu
 
-FAMILIES = [dict(model="mlp"), dict(model="conv"), dict(model="dcgan"), dict(model="mlp", conditional=True),
+FAMILIES = [dict(model="mlp"), dict(model="conv", clusters=4), dict(model="conv", clusters=0), dict(model="dcgan"), dict(model="mlp", conditional=True),
             dict(model="conv", conditional=True), dict(model="dcgan", conditional=True),
             dict(model="mlp2d", dataset="ring", pack=2)]
-IDS = ["mlp", "conv", "dcgan", "cmlp", "cconv", "cdcgan", "ring-pack2"]
+IDS = ["mlp", "conv", "conv-no-clusters", "dcgan", "cmlp", "cconv", "cdcgan", "ring-pack2"]
 
 
 def _trainer(tmp_path, name, device, n=32, dataset="mnist", **kw):

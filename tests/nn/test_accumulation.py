@@ -46,6 +46,7 @@ OTHER_CASES = {
     "BatchNorm eval": (lambda: nn.BatchNorm(3).eval(), (5, 3)),
     "dense chain": (lambda: nn.Sequential(nn.LabelJoin(2), nn.Dense(5, 4, bias=False), nn.BatchNorm(4),
                                           nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Dense(4, 2)), (6, 3)),
+    "LabelProjection chain": (lambda: nn.Sequential(nn.Dense(4, 5), nn.LabelProjection(5, 2)), (3, 4)),
     "SpectralNorm Dense": (lambda: nn.SpectralNorm(nn.Dense(4, 3)).eval(), (3, 4)),
     # training mode, u moving at every forward: a weight whose top singular value stands
     # well apart and many iterations a step, so u sits at its fixed point

@@ -5,7 +5,7 @@ from helpers import on
 
 from minigan import nn
 from minigan.gradcheck import check_layer
-from minigan.nn.conditioning import LabelJoin, set_labels
+from minigan.nn.conditioning import LabelJoin, LabelProjection, is_conditional, set_labels, takes_labels
 
 
 def test_features_and_channels_layout():
@@ -40,3 +40,70 @@ def test_errors():
     j.labels = np.array([0])
     with pytest.raises(ValueError, match="1 labels for a batch of 2"):
         j.forward(np.ones((2, 4), np.float32))
+
+
+def _projection(F=5, K=3, seed=0):
+    rng = np.random.default_rng(seed)
+    head = LabelProjection(F, K).astype(np.float64)
+    for key in ("W", "b", "E"):
+        head.params[key][...] = rng.standard_normal(head.params[key].shape)
+    return head, rng
+
+
+def test_projection_is_a_dense_plus_the_labels_embedding():
+    head, rng = _projection()
+    x, y = rng.standard_normal((4, 5)), np.array([2, 0, 0, 1])
+    head.labels = y
+    W, b, E = (head.params[k] for k in ("W", "b", "E"))
+    want = [x[n] @ W[:, 0] + b[0] + x[n] @ E[y[n]] for n in range(4)]
+    np.testing.assert_allclose(head.forward(x)[:, 0], want, rtol=1e-12)
+
+
+def test_a_new_projection_is_the_unconditional_dense():
+    head, dense = LabelProjection(6, 4), nn.Dense(6, 1)
+    head.params["W"][...], head.params["b"][...] = dense.params["W"], dense.params["b"]
+    x = np.random.default_rng(1).standard_normal((5, 6)).astype(np.float32)
+    head.labels = np.array([3, 1, 0, 2, 3])
+    np.testing.assert_array_equal(head.forward(x), dense.forward(x))  # E starts at zero
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_projection_gradients_behind_a_dense(device, seed):
+    head, rng = _projection(seed=seed)
+    model = nn.Sequential(nn.Dense(4, 5), nn.LeakyReLU(0.2), head).astype(np.float64).to(device)
+    set_labels(model, on(device, rng.integers(0, 3, 6), dtype=np.int64))
+    check_layer(model, on(device, rng.standard_normal((6, 4)))).assert_ok(1e-6)
+
+
+def test_each_class_trains_its_own_embedding_row():
+    head, rng = _projection()
+    x = rng.standard_normal((4, 5))
+    head.labels = np.array([2, 0, 2, 2])
+    head.forward(x)
+    dy = rng.standard_normal((4, 1))
+    head.backward_weights(dy)
+    E = head.grads["E"]
+    np.testing.assert_allclose(E[2], dy[0] * x[0] + dy[2] * x[2] + dy[3] * x[3], rtol=1e-12)
+    np.testing.assert_allclose(E[0], dy[1] * x[1], rtol=1e-12)
+    np.testing.assert_array_equal(E[1], 0)
+
+
+def test_projection_takes_labels_but_is_not_class_conditional():
+    d = nn.Sequential(nn.Dense(4, 5), LabelProjection(5, 3))
+    assert takes_labels(d) and not is_conditional(d)
+    assert set_labels(d, np.array([1, 2])).layers[1].labels.tolist() == [1, 2]
+    assert is_conditional(nn.Sequential(LabelJoin(3))) and not takes_labels(nn.Dense(2, 2))
+
+
+def test_projection_errors():
+    head = LabelProjection(5, 3)
+    with pytest.raises(RuntimeError, match="set the labels"):
+        head.forward(np.ones((2, 5), np.float32))
+    head.labels = np.array([0, 3])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        head.forward(np.ones((2, 5), np.float32))
+    head.labels = np.array([0, 1])
+    with pytest.raises(nn.ShapeError, match=r"\(N, 5\)"):
+        head.forward(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match="at least 2"):
+        LabelProjection(5, 1)

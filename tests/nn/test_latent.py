@@ -49,3 +49,55 @@ def test_errors():
         nn.DiscreteCode(1)
     with pytest.raises(ValueError, match="D >= 4"):
         nn.DiscreteCode(4).forward(np.ones((2, 3), np.float32))
+
+
+def test_upper_tail_matches_erfc_to_its_stated_error_far_into_the_tails():
+    import math
+
+    from minigan.nn.latent import upper_tail
+
+    z = np.concatenate([np.linspace(-8, 8, 1601), [-37.0, -20.0, 12.0, 20.0, 30.0]])
+    want = np.array([0.5 * math.erfc(v / math.sqrt(2)) for v in z])
+    got = upper_tail(z)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1.2e-7, atol=0)
+
+
+def test_weighted_codes_are_drawn_with_their_probabilities(device):
+    p = np.array([0.5, 0.25, 0.15, 0.1, 0.0])
+    layer = nn.DiscreteCode(5, scale=1.0, probs=p).to(device)
+    z = on(device, np.random.default_rng(3).standard_normal((100_000, 7)).astype(np.float32))
+    k = backend.to_numpy(layer.codes(z))
+    counts = np.bincount(k, minlength=5)
+    # Binomial(1e5, p): 5 std is at most 5 * sqrt(1e5 / 4) = 791; p = 0 is never drawn
+    assert np.abs(counts - 100_000 * p).max() < 5 * np.sqrt(100_000 * p * (1 - p)).max(), counts
+    assert counts[4] == 0
+    y = backend.to_numpy(layer.forward(z))
+    np.testing.assert_array_equal(np.argmax(y[:, :5], axis=1), k)
+
+
+def test_equal_probabilities_draw_what_the_plain_code_draws():
+    """Both transforms of the Gumbel-max draw are increasing: with p = 1/K the code is argmax(z)."""
+    z = np.random.default_rng(4).standard_normal((20_000, 12)).astype(np.float32)
+    plain = nn.DiscreteCode(10, 4.0)
+    weighted = nn.DiscreteCode(10, 4.0, probs=np.full(10, 0.1))
+    np.testing.assert_array_equal(weighted.codes(z), plain.codes(z))
+    np.testing.assert_array_equal(weighted.forward(z), plain.forward(z))
+
+
+def test_probabilities_are_a_buffer_saved_and_set():
+    layer = nn.DiscreteCode(3, probs=[1 / 3] * 3)
+    layer.set_probs([0.2, 0.3, 0.5])
+    state = nn.Sequential(layer).state_dict()
+    np.testing.assert_allclose(state["buffer.0.probs"], [0.2, 0.3, 0.5])
+    other = nn.Sequential(nn.DiscreteCode(3, probs=[1 / 3] * 3)).load_state_dict(state)
+    np.testing.assert_allclose(other.layers[0].probs, [0.2, 0.3, 0.5])
+    assert nn.DiscreteCode(3).state_dict() == {}  # the plain code keeps no buffer: old checkpoints load
+
+
+def test_weighted_errors():
+    for bad in ([0.5, 0.5], [0.5, 0.6, -0.1], [0.2, 0.2, 0.2], [np.nan, 0.5, 0.5]):
+        with pytest.raises(ValueError, match="3 non-negative numbers summing to 1"):
+            nn.DiscreteCode(3, probs=bad)
+    with pytest.raises(ValueError, match="make it with probs="):
+        nn.DiscreteCode(3).set_probs([0.2, 0.3, 0.5])
