@@ -12,8 +12,9 @@ samples against the MNIST test set; the numbers ``minigan eval`` prints).
 Three subcommands::
 
     # PyTorch (float32, CPU): the lean conv pair that `minigan train --model conv` trains
-    python benchmarks/quality.py torch --epochs 10 --batch-size 64 --lr 2e-4 \\
-        --g-ema 0.999 --seed 0 --threads 2 --out runs/quality/torch-s0
+    # (--clusters 50: self-conditioned, as minigan's default)
+    python benchmarks/quality.py torch --epochs 3 --batch-size 64 --lr 1.5e-3 \\
+        --g-ema 0.995 --clusters 50 --seed 0 --threads 2 --out runs/quality/torch-s0
 
     # minigan runs trained with --eval-every 1, converted to the same rows
     minigan train --model conv --epochs 10 --lr 2e-4 --g-ema 0.999 --eval-every 1 \\
@@ -53,34 +54,63 @@ BN_POINTS, BN_BATCH = 2_500, 500  # as minigan.gan.averaging
 
 
 # -- PyTorch ---------------------------------------------------------------------------
-def torch_discrete_code(torch, k, scale):
+def torch_discrete_code(torch, k, scale, probs=None):
     """minigan.nn.DiscreteCode as a PyTorch module: the first ``k`` noise coordinates become
-    ``scale`` times the one-hot code of their argmax."""
+    ``scale`` times the one-hot code of their argmax, or, with ``probs``, of the Gumbel-max
+    draw ``argmax(log p - log(-log Phi(z)))`` on them (code i with probability p_i)."""
 
     class DiscreteCode(torch.nn.Module):
+        def codes(self, z):
+            if probs is None:
+                return z[:, :k].argmax(1)
+            upper = torch.special.ndtr(-z[:, :k].double())  # 1 - Phi(z), exact in the upper tail
+            gumbel = -torch.log(-torch.log1p(-upper))
+            return (torch.log(torch.as_tensor(probs, dtype=torch.float64)) + gumbel).argmax(1)
+
         def forward(self, z):
-            code = torch.nn.functional.one_hot(z[:, :k].argmax(1), k).to(z.dtype) * scale
+            code = torch.nn.functional.one_hot(self.codes(z), k).to(z.dtype) * scale
             return torch.cat([code, z[:, k:]], 1)
 
     return DiscreteCode()
 
 
-def torch_conv_pair(torch):
-    """The lean conv pair (minigan.gan.models.build("conv"): the discrete code, then
-    conv_generator; conv_discriminator), DCGAN init."""
-    from minigan.gan.models import CODES
+def torch_projection(torch, features, k):
+    """minigan.nn.LabelProjection: ``x . w + b + x . E[y]``, E starting at zero; labels in ``.labels``."""
+
+    class Projection(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(features, 1)
+            self.embed = torch.nn.Embedding(k, features)
+            torch.nn.init.zeros_(self.embed.weight)
+            self.labels = None
+
+        def forward(self, x):
+            return self.linear(x) + (self.embed(self.labels) * x).sum(1, keepdim=True)
+
+    return Projection()
+
+
+def torch_conv_pair(torch, clusters=0, probs=None):
+    """The lean conv pair (minigan.gan.models.build("conv", clusters=...): the discrete code,
+    then conv_generator; conv_discriminator, ending on the projection head with clusters),
+    DCGAN init."""
+    from minigan.gan.models import CODE_SCALE, CODES
 
     nn = torch.nn
+    code = (torch_discrete_code(torch, clusters, CODE_SCALE, probs) if clusters
+            else torch_discrete_code(torch, *CODES["conv"]))
     G = nn.Sequential(
-        torch_discrete_code(torch, *CODES["conv"]),
+        code,
         nn.Linear(NOISE_DIM, 7 * 7 * 128, bias=False), nn.BatchNorm1d(7 * 7 * 128), nn.LeakyReLU(0.2),
         nn.Unflatten(1, (128, 7, 7)),
         nn.ConvTranspose2d(128, 64, 4, 2, padding=1, bias=False), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
         nn.ConvTranspose2d(64, 1, 4, 2, padding=1, bias=False), nn.Tanh())
+    head = torch_projection(torch, 7 * 7 * 128, clusters) if clusters else nn.Linear(7 * 7 * 128, 1)
     D = nn.Sequential(
         nn.Conv2d(1, 64, 4, 2, padding=1), nn.LeakyReLU(0.2),
         nn.Conv2d(64, 128, 4, 2, padding=1), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(7 * 7 * 128, 1))
+        nn.Flatten(), head)
     with torch.no_grad():
         for m in (*G.modules(), *D.modules()):
             if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
@@ -138,7 +168,18 @@ def run_torch(args):
     steps = len(data) // B
     if args.epochs < 1 or steps < 1:
         sys.exit(f"need --epochs >= 1 and one batch of {B} (there are {len(data)} images)")
-    G, D = torch_conv_pair(torch)
+    labels = probs = None
+    if args.clusters:  # minigan's own clusters of the same images: the same labels
+        from minigan.data.clusters import kmeans
+        from minigan.gan.trainer import KMEANS_STREAM
+
+        t0 = time.perf_counter()
+        labels = kmeans(data.numpy(), args.clusters, np.random.default_rng([args.seed, KMEANS_STREAM]))[1]
+        probs = np.bincount(labels, minlength=args.clusters) / len(labels)
+        labels = torch.from_numpy(labels)
+        print(f"{args.clusters} clusters in {time.perf_counter() - t0:.1f} s", flush=True)
+    G, D = torch_conv_pair(torch, args.clusters, probs)
+    code, head = G[0], D[-1]
     betas = (args.beta1, args.beta2)
     opt_G = torch.optim.Adam(G.parameters(), args.lr, betas, eps=1e-8)
     opt_D = torch.optim.Adam(D.parameters(), args.lr_d or args.lr, betas, eps=1e-8)
@@ -166,12 +207,17 @@ def run_torch(args):
             real = data[order[s]]
             z = torch.randn(B, NOISE_DIM, generator=noise_gen)
             fake = G(z)
+            if labels is not None:  # real images by their cluster, fakes by their code
+                y_real, y_fake = labels[order[s]], code.codes(z)
+                head.labels = torch.cat([y_real, y_fake])
             out = D(torch.cat([real, fake.detach()]))  # one pass: D has no BatchNorm
             d_loss = bce(out[:B], ones) + bce(out[B:], zeros)
             opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_D.step()
             D.requires_grad_(False)  # G step through the frozen D
+            if labels is not None:
+                head.labels = y_fake
             g_loss = bce(D(fake), ones)  # non-saturating
             opt_G.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -343,6 +389,8 @@ def main(argv=None):
     t.add_argument("--beta1", type=float, default=0.5)
     t.add_argument("--beta2", type=float, default=0.999)
     t.add_argument("--g-ema", type=float, default=0.0, help="decay of G's weight average (0: none)")
+    t.add_argument("--clusters", type=int, default=0,
+                   help="self-conditioned on K k-means clusters, as minigan's default (50); 0: the code alone")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--limit", type=int, default=0, help="use only the first N training images")

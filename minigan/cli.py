@@ -81,10 +81,10 @@ def _add_train(sub):
                    help="class-conditional GAN (MNIST): the digit label is joined to G's noise and to "
                         "D's input; the sample grid has one row per digit; default out runs/c<model>")
     p.add_argument("--clusters", type=_number(int, (0, True)), default=None, metavar="K",
-                   help="self-conditioning (MNIST, unconditional): the images fall into K k-means "
-                        "clusters, G draws a cluster with its share of the data and D judges each image "
-                        "against its cluster; no labels are used (default 50 for the conv pair, 0 = off "
-                        "otherwise)")
+                   help="self-conditioning (unconditional models): the training data falls into K "
+                        "k-means clusters, G draws a cluster with its share of the data and D judges each "
+                        "sample against its cluster; no labels are used (default 50 for the conv pair, "
+                        "0 = off otherwise)")
     p.add_argument("--epochs", type=_positive(int), default=None,
                    help="epochs (default 3 for the conv pair, 8 when conditional; 2 for the DCGAN, 10 "
                         "when conditional; 30 for the MLP; 15 on the 2-D mixtures)")
@@ -162,7 +162,8 @@ def _train(args):
             print(f"{default} holds an earlier run; this one goes to {out} "
                   f"(--out {default} --overwrite would replace that one)")
         if cfg.is_mixture:
-            print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss) on {len(trainer.data)} "
+            selfc = f", self-conditioned on {cfg.clusters} clusters of the points" if cfg.clusters else ""
+            print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss{selfc}) on {len(trainer.data)} "
                   f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
                   f"on the {cfg.device}, into {out}")
         else:

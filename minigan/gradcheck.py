@@ -291,6 +291,10 @@ def standard_cases():
     proj.layers[1].params["E"][...] = r(3, 6)  # E starts at zero, which would leave its dx term unchecked
     nn.set_labels(proj, rng.integers(0, 3, 5))
     c.append(("Dense -> LabelProjection(6, 3)", "layer", proj, r(5, 4), ()))
+    packed = nn.Sequential(nn.Dense(4, 6), nn.LabelProjection(6, 3, group=2))
+    packed.layers[1].params["E"][...] = r(6, 6)
+    nn.set_labels(packed, rng.integers(0, 3, 10))
+    c.append(("Dense -> LabelProjection(6, 3, group=2)", "layer", packed, r(5, 4), ()))
     code_z = r(5, 7)
     code_z[np.arange(5), rng.integers(0, 4, 5)] += 3.0  # a clear argmax: no code flips under the differences
     c.append(("DiscreteCode(4) -> Dense", "layer", nn.Sequential(nn.DiscreteCode(4, 2.0), nn.Dense(7, 3)),

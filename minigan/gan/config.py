@@ -89,7 +89,7 @@ class TrainConfig:
     # scales the networks' hidden sizes and channel counts (1: the seed networks; the GPU
     # tests train tiny ones under a simulator)
     width: float = 1.0
-    # self-conditioning (MNIST, unconditional): the training images fall into this many
+    # self-conditioning (unconditional models): the training data falls into this many
     # k-means clusters, whose numbers G's code and D's last layer take as labels (0: none)
     clusters: int = 0
 
@@ -111,9 +111,12 @@ class TrainConfig:
             raise ValueError("--conditional is implemented for MNIST only (the 2-D mixtures have no labels)")
         if not (isinstance(self.clusters, int) and (self.clusters == 0 or self.clusters >= 2)):
             raise ValueError(f"clusters must be 0 (none) or at least 2, got {self.clusters!r}")
-        if self.clusters and (self.conditional or self.is_mixture):
-            raise ValueError("--clusters (self-conditioning) is for the unconditional MNIST models: "
-                             "drop it with --conditional or on a 2-D mixture")
+        if self.clusters and self.conditional:
+            raise ValueError("--clusters (self-conditioning) is for unconditional models: drop it "
+                             "with --conditional")
+        if self.clusters > models.NOISE_DIM and not self.is_mixture:
+            raise ValueError(f"clusters: at most {models.NOISE_DIM} on MNIST (the code takes that many "
+                             f"of the {models.NOISE_DIM} noise values), got {self.clusters}")
         if self.pack < 1:
             raise ValueError(f"pack must be at least 1, got {self.pack}")
         if self.d_bias_init not in ("zeros", "data"):

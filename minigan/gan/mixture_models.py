@@ -94,10 +94,10 @@ def place_first_hyperplanes(D, low, high):
     first.params["b"][...] = xp.asarray(b.astype(W.dtype))
 
 
-def build_mixture(pack: int = 1, width: float = 1.0):
+def build_mixture(pack: int = 1, width: float = 1.0, noise_dim: int = MIXTURE_NOISE_DIM):
     """``(generator, discriminator)`` for the 2-D mixtures with packing degree ``pack``;
     ``width`` scales the hidden sizes (1: the paper's 400 and 200)."""
-    return (mixture_generator(hidden=max(1, round(400 * width))),
+    return (mixture_generator(noise_dim, hidden=max(1, round(400 * width))),
             mixture_discriminator(pack, hidden=max(1, round(200 * width))))
 
 

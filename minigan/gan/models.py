@@ -26,11 +26,13 @@ Images are (N, 1, 28, 28) in [-1, 1] for the conv nets and (N, 784) for the MLP.
 
 Self-conditioned versions (``build(model, clusters=K)``, Liu et al. 2020, "Diverse image
 generation via self-conditioned GANs"; the MNIST default with K = 50): no labels are
-used; the trainer clusters the training images (:func:`minigan.data.kmeans`) and each
-image's cluster plays the part of a label.  G starts with ``DiscreteCode(K, 4, probs)``,
-which draws cluster k with the share of the data in it, and D's last Dense becomes
-``LabelProjection(F, K)``, told the cluster of each real image and the code of each
-fake.  So D judges every image against the real images of its own cluster.
+used; the trainer clusters the training data (:func:`minigan.data.clusters.kmeans`) and
+each sample's cluster plays the part of a label.  G starts with ``DiscreteCode(K, 4,
+probs)``, which draws cluster k with the share of the data in it, and D's last Dense
+becomes ``LabelProjection(F, K, group=pack)``, told the cluster of each real sample and
+the code of each fake.  So D judges every sample against the real samples of its own
+cluster.  On MNIST the code takes K of the 100 noise values; the mixtures' G takes
+K + 2 (``noise_dim``).
 
 Conditional versions (``build(model, conditional=True)``, Mirza & Osindero 2014, as in
 the Keras conditional-GAN example on MNIST) put :class:`minigan.nn.LabelJoin` first in
@@ -141,18 +143,24 @@ def build(model: str, pack: int = 1, conditional: bool = False, width: float = 1
     (1: the networks above).
     """
     if clusters:
-        if model == MIXTURE_MODEL or conditional:
-            raise ValueError("clusters (a self-conditioned GAN) are implemented for the unconditional "
-                             "MNIST models ('conv', 'dcgan', 'mlp') only")
+        if conditional:
+            raise ValueError("clusters (a self-conditioned GAN) are for unconditional models: the "
+                             "conditional ones take the digit instead")
         if clusters < 2:
             raise ValueError(f"clusters must be 0 (none) or at least 2, got {clusters}")
-        if pack != 1:
-            raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
-        g, d = _builders(model)
-        G, D = g(width=width), d(width=width)
+        if model == MIXTURE_MODEL:
+            G, D = build_mixture(pack, width, noise_dim=noise_dim(model, clusters))
+        else:
+            if pack != 1:
+                raise ValueError(f"packing (pack={pack}) is implemented for the 2-D mixture model only")
+            if clusters > NOISE_DIM:
+                raise ValueError(f"clusters: at most {NOISE_DIM} (the code takes that many of the "
+                                 f"{NOISE_DIM} noise values), got {clusters}")
+            g, d = _builders(model)
+            G, D = g(width=width), d(width=width)
         G = nn.Sequential(nn.DiscreteCode(clusters, CODE_SCALE, probs=[1 / clusters] * clusters), *G.layers)
         dense = D.layers[-1]
-        head = nn.LabelProjection(dense.in_features, clusters)
+        head = nn.LabelProjection(dense.in_features, clusters, group=pack)
         head.params["W"][...], head.params["b"][...] = dense.params["W"], dense.params["b"]
         return G, nn.Sequential(*D.layers[:-1], head)
     if model == MIXTURE_MODEL:
@@ -187,6 +195,18 @@ def image_shape(model: str) -> tuple:
     return (784,) if model == "mlp" else (1, 28, 28)
 
 
-def noise_dim(model: str) -> int:
-    """Length of the generator's noise vector."""
-    return MIXTURE_NOISE_DIM if model == MIXTURE_MODEL else NOISE_DIM
+def noise_dim(model: str, clusters: int = 0) -> int:
+    """Length of the generator's noise vector: on MNIST the code of a self-conditioned G
+    takes ``clusters`` of its 100 values; the 2-D mixtures' G takes ``clusters`` more."""
+    return MIXTURE_NOISE_DIM + clusters if model == MIXTURE_MODEL else NOISE_DIM
+
+
+def input_width(G) -> int:
+    """The noise width ``G`` takes: its first Dense's inputs, less the labels a LabelJoin joins."""
+    joined = 0
+    for m in G.modules():
+        if type(m) is nn.LabelJoin:
+            joined += m.num_classes
+        elif isinstance(m, nn.Dense):
+            return m.in_features - joined
+    raise ValueError(f"{G!r} has no Dense layer to take noise")

@@ -80,13 +80,14 @@ def generate(G, model, n, seed=0, device="cpu", batch_size=1000, labels=None):
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    return generate_from_noise(G, model, noise(model, n, seed), batch_size=batch_size, labels=labels)
+    return generate_from_noise(G, model, noise(model, n, seed, models.input_width(G)), batch_size=batch_size,
+                               labels=labels)
 
 
-def noise(model, n, seed=0):
-    """The noise :func:`generate` draws for ``n`` samples of ``model`` with ``seed``: (n, noise_dim)
-    float64 (the generator takes it as float32)."""
-    return np.random.default_rng(seed).standard_normal((n, models.noise_dim(model)))
+def noise(model, n, seed=0, width=None):
+    """The noise :func:`generate` draws for ``n`` samples of ``model`` with ``seed``: (n, width)
+    float64 (the generator takes it as float32); ``width`` defaults to ``model``'s noise_dim."""
+    return np.random.default_rng(seed).standard_normal((n, width or models.noise_dim(model)))
 
 
 def generate_from_noise(G, model, z, batch_size=1000, labels=None):
@@ -207,7 +208,7 @@ def interpolation(checkpoint, rows=8, steps=10, seed=0, device="cpu", digit=None
     if digit is not None and not conditional:
         raise ValueError(f"{checkpoint}: --digit needs a conditional model (minigan train --conditional); "
                          f"this checkpoint holds an unconditional {model!r} generator")
-    z = noise(model, 2 * rows, seed)
+    z = noise(model, 2 * rows, seed, models.input_width(G))
     path = interpolate_noise(z[0::2], z[1::2], steps, method).astype(np.float32)
     digits = None
     if conditional:

@@ -273,7 +273,7 @@ class Trainer:
         cfg = self.config
         backend.manual_seed(cfg.seed)
         self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional, cfg.width, cfg.clusters)
-        self.noise_dim = models.noise_dim(cfg.model)
+        self.noise_dim = models.noise_dim(cfg.model, cfg.clusters)
         self.device = backend.device(cfg.device)
         self.xp = self.device.xp
         self.G.to(self.device), self.D.to(self.device)

@@ -34,13 +34,15 @@ class LabelJoin(Layer):
         self.num_classes = int(num_classes)
         self.labels = None
 
-    def _labels_for(self, x):
-        """The labels set for the batch ``x``, as an int array (N,) on this layer's device."""
+    def _labels_for(self, x, per_row: int = 1):
+        """The labels set for the batch ``x``, ``per_row`` a row, as an int array (N * per_row,)
+        on this layer's device."""
         if self.labels is None:
             raise RuntimeError(f"{self!r}: set the labels (set_labels(model, y)) before forward()")
         y = self.device.asarray(self.labels).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"{self!r}: {y.shape[0]} labels for a batch of {x.shape[0]}")
+        if y.shape[0] != x.shape[0] * per_row:
+            each = f" ({per_row} a row)" if per_row > 1 else ""
+            raise ValueError(f"{self!r}: {y.shape[0]} labels for a batch of {x.shape[0]}{each}")
         # Labels given on the host are checked; reading a device array's would be a
         # synchronisation in every step (the trainer's own device labels are drawn in range).
         host = self.labels
@@ -84,38 +86,45 @@ class LabelProjection(LabelJoin):
     makes the first conv K + 1 times as wide.  ``E`` starts at zero: at the start the
     head is the unconditional ``Dense(F, 1)``.
 
-    Backward, for dy = dL/dout (N, 1)::
+    ``group = m`` is for a packed discriminator (PacGAN), whose row n is m samples side
+    by side: it takes m labels a row (N*m,), sample j of the row its own block of E
+    (m*K, F), and adds their rows, ``e[n] = sum_j E[j*K + y[n*m + j]]``.  With the m-hot
+    ``H`` (N, m*K) of those rows (one-hot for m = 1), backward, for dy = dL/dout (N, 1)::
 
-        dL/dx    = dy w^T + dy * E[y]                    (N, F)
+        dL/dx    = dy w^T + dy * e                        (N, F)
         dL/dw    = x^T dy          dL/db = sum_n dy
-        dL/dE[k] = sum_{n : y[n] = k} dy[n] x[n]   = onehot(y)^T (dy * x)     (K, F)
+        dL/dE    = H^T (dy * x)                           (m*K, F)
+
+    so row r of E gathers ``dy[n] x[n]`` over the rows n that use it.
     """
 
-    def __init__(self, in_features: int, num_classes: int, init="glorot"):
+    def __init__(self, in_features: int, num_classes: int, group: int = 1, init="glorot"):
         super().__init__(num_classes)
-        if in_features < 1:
-            raise ValueError(f"LabelProjection({in_features}, {num_classes}): sizes must be positive")
-        self.in_features = int(in_features)
+        if in_features < 1 or group < 1:
+            raise ValueError(f"LabelProjection({in_features}, {num_classes}, group={group}): sizes must "
+                             f"be positive")
+        self.in_features, self.group = int(in_features), int(group)
         self._add_param("W", _init.get(init)((in_features, 1), in_features, 1))
         self._add_param("b", _init.zeros((1,)))
-        self._add_param("E", _init.zeros((num_classes, in_features)))
+        self._add_param("E", _init.zeros((self.group * num_classes, in_features)))
 
     def fans(self):
         return self.in_features, 1
 
     def multiply_adds(self, in_shape) -> int:
-        """``2 F`` per sample: ``x . w`` and ``x . E[y]``."""
+        """``2 F`` per row: ``x . w`` and ``x . e``."""
         return 2 * self.in_features
 
     def forward(self, x):
         self._check_float(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise self._bad_input(x, f"(N, {self.in_features})")
-        y = self._labels_for(x)
-        e = self.params["E"][y]  # (N, F)
+        xp, m = self.xp, self.group
+        rows = self._labels_for(x, m).reshape(-1, m) + xp.arange(m)[None, :] * self.num_classes
+        e = self.params["E"][rows].sum(axis=1)  # (N, F)
         out = x @ self.params["W"] + self.params["b"]
         out += (x * e).sum(axis=1, keepdims=True)
-        self._cache = (x, y, e)
+        self._cache = (x, rows, e)
         return out
 
     def backward(self, dy):
@@ -124,18 +133,19 @@ class LabelProjection(LabelJoin):
         return dy @ self.params["W"].T + dy * e
 
     def backward_weights(self, dy):
-        x, y, _ = self._need_cache()
+        x, rows, _ = self._need_cache()
         self._check_dy(dy, (x.shape[0], 1))
         if self.trainable:
             xp = self.xp
             self.grads["W"] += x.T @ dy
             self.grads["b"] += dy.sum(axis=0)
             # one small GEMM rather than a scatter-add: the same on NumPy and CuPy
-            onehot = (y[:, None] == xp.arange(self.num_classes)[None, :]).astype(x.dtype)
-            self.grads["E"] += onehot.T @ (dy * x)
+            hot = (rows[:, :, None] == xp.arange(self.params["E"].shape[0])[None, None, :]).sum(axis=1)
+            self.grads["E"] += hot.astype(x.dtype).T @ (dy * x)
 
     def __repr__(self):
-        return f"LabelProjection({self.in_features}, {self.num_classes})"
+        g = f", group={self.group}" if self.group > 1 else ""
+        return f"LabelProjection({self.in_features}, {self.num_classes}{g})"
 
 
 def set_labels(model, labels):

@@ -4,6 +4,7 @@ import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -95,3 +96,23 @@ def test_torch_side_trains_the_lean_conv_pair_and_scores_it(tmp_path):
     assert float(r["train_seconds"]) > 0 and float(r["frechet"]) > 0
     assert 1.0 <= float(r["inception_score"]) <= 10.0 and 1 <= int(r["classes"]) <= 10
     assert (tmp_path / "samples.png").exists()
+
+
+@pytest.mark.slow
+def test_torch_side_trains_the_self_conditioned_pair_as_minigan_builds_it(tmp_path):
+    torch = pytest.importorskip("torch")
+    from minigan.gan import models
+
+    probs = np.random.default_rng(0).dirichlet(np.ones(7))
+    G, D = quality.torch_conv_pair(torch, 7, probs)
+    g, d = models.build("conv", clusters=7)
+    assert sum(p.numel() for p in G.parameters()) == g.num_params()
+    assert sum(p.numel() for p in D.parameters()) == d.num_params()
+    g.layers[0].set_probs(probs)
+    z = np.random.default_rng(1).standard_normal((20_000, 100)).astype(np.float32)
+    same = (G[0].codes(torch.from_numpy(z)).numpy() == g.layers[0].codes(z)).mean()
+    assert same > 0.9999  # the same draw, up to near-ties of the erfc fit
+    quality.main(["torch", "--epochs", "1", "--batch-size", "32", "--limit", "96", "--n-score", "200",
+                  "--g-ema", "0.9", "--threads", "1", "--seed", "3", "--clusters", "4", "--out", str(tmp_path)])
+    rows = quality.read_csv(tmp_path / "quality.csv")
+    assert len(rows) == 1 and float(rows[0]["frechet"]) > 0

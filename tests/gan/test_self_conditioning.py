@@ -32,12 +32,14 @@ def test_the_conv_pair_is_self_conditioned_by_default_and_nothing_else_is():
 def test_bad_cluster_options():
     for bad, match in [(dict(clusters=1), "0 \\(none\\) or at least 2"),
                        (dict(clusters=-3), "0 \\(none\\) or at least 2"),
-                       (dict(clusters=5, conditional=True), "unconditional MNIST"),
-                       (dict(clusters=5, dataset="ring"), "unconditional MNIST")]:
+                       (dict(clusters=5, conditional=True), "drop it with --conditional"),
+                       (dict(clusters=101), "at most 100 on MNIST")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad).validate()
-    with pytest.raises(ValueError, match="unconditional MNIST models"):
+    with pytest.raises(ValueError, match="for unconditional models"):
         models.build("conv", conditional=True, clusters=5)
+    with pytest.raises(ValueError, match="packing"):
+        models.build("conv", pack=2, clusters=5)
 
 
 def test_build_puts_a_weighted_code_in_g_and_a_projection_head_in_d():
@@ -115,3 +117,27 @@ def test_summary_shows_the_default_networks(capsys):
     assert "labels (N,) for its LabelProjection" in out
     assert main(["summary", "--model", "conv", "--clusters", "0"]) in (0, None)
     assert "LabelProjection" not in capsys.readouterr().out
+
+
+def test_a_packed_mixture_pair_takes_the_code_as_extra_noise_and_labels_per_point(tmp_path):
+    G, D = models.build("mlp2d", pack=2, clusters=5)
+    assert models.noise_dim("mlp2d", 5) == 7 == models.input_width(G)
+    assert isinstance(G.layers[0], nn.DiscreteCode) and G.layers[0].num_codes == 5
+    head = D.layers[-1]
+    assert (head.num_classes, head.group, head.params["E"].shape) == (5, 2, (10, 200))
+    t = Trainer(TrainConfig(dataset="ring", model="mlp2d", pack=2, clusters=8, epochs=1, batch_size=10,
+                            lr=1e-3, seed=1, limit=400, log_every=5, checkpoint_every=10,
+                            out=str(tmp_path / "ring")), progress=False)
+    # the ring's 8 modes, 400 points: k-means finds each mode as one cluster
+    from minigan.data import RING
+
+    modes = np.argmin(((t.data[:, None, :] - RING.modes[None]) ** 2).sum(-1), axis=1)
+    assert len({(a, b) for a, b in zip(modes, t.labels)}) == 8
+    real, z, y_real, y_fake = t.step_inputs(np.arange(20))
+    assert z.shape == (20, 10) and y_real.shape == y_fake.shape == (20,)
+    t.fit(log=lambda s: None)
+    G2, _ = load_generator(tmp_path / "ring" / CHECKPOINT)
+    np.testing.assert_array_equal(G2.layers[0].probs, t.G.layers[0].probs)
+    from minigan.gan.sampler import generate
+
+    assert generate(G2, "mlp2d", 6).shape == (6, 2)

@@ -107,3 +107,28 @@ def test_projection_errors():
         head.forward(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="at least 2"):
         LabelProjection(5, 1)
+
+
+def test_a_packed_projection_gives_each_sample_of_a_row_its_own_block():
+    head = LabelProjection(4, 3, group=2).astype(np.float64)
+    rng = np.random.default_rng(5)
+    for key in ("W", "b", "E"):
+        head.params[key][...] = rng.standard_normal(head.params[key].shape)
+    x = rng.standard_normal((2, 4))
+    head.labels = np.array([2, 0, 1, 1])  # row 0: samples of classes 2 and 0; row 1: 1 and 1
+    W, b, E = (head.params[k] for k in ("W", "b", "E"))
+    want = [x[0] @ W[:, 0] + b[0] + x[0] @ (E[2] + E[3 + 0]), x[1] @ W[:, 0] + b[0] + x[1] @ (E[1] + E[3 + 1])]
+    np.testing.assert_allclose(head.forward(x)[:, 0], want, rtol=1e-12)
+    head.labels = np.array([2, 0, 1])
+    with pytest.raises(ValueError, match="3 labels for a batch of 2 \\(2 a row\\)"):
+        head.forward(x)
+
+
+def test_packed_projection_gradients(device):
+    head, rng = _projection(F=5, K=3)
+    packed = LabelProjection(5, 3, group=3).astype(np.float64)
+    for key in ("W", "b", "E"):
+        packed.params[key][...] = rng.standard_normal(packed.params[key].shape)
+    model = nn.Sequential(nn.Dense(4, 5), nn.LeakyReLU(0.2), packed).astype(np.float64).to(device)
+    set_labels(model, on(device, rng.integers(0, 3, 12), dtype=np.int64))
+    check_layer(model, on(device, rng.standard_normal((4, 4)))).assert_ok(1e-6)
