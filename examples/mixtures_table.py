@@ -3,7 +3,8 @@
     python examples/mixtures_table.py [--seeds 0 1 2 3 4] [--epochs 20] [--out runs/mixtures]
 
 Trains one run per (dataset, pack, seed) with ``minigan train``'s defaults for the mixtures
-(100,000 training points, batch 100, Adam 1e-4; the MLP pair of
+(100,000 training points, batch 100, Adam 2e-4 falling linearly, self-conditioned on 32
+clusters; ``--clusters 0`` for PacGAN's own setting; the MLP pair of
 :mod:`minigan.gan.mixture_models`), scores the final generator on 2,500 points, and
 prints a Markdown table of mean ± std over the seeds beside the published numbers.
 Per-run scores go to ``OUT/results.json`` (runs already there are not redone, so an
@@ -41,7 +42,7 @@ def run_one(dataset, pack, seed, epochs, out, extra):
         row = list(csv.DictReader(open(os.path.join(out, "eval.csv"))))[-1]
         scores = {"modes_covered": int(row["modes_covered"]), "high_quality": float(row["high_quality"]),
                   "reverse_kl": float(row["reverse_kl"]), "counts": [int(c) for c in row["counts"].split()]}
-    return {"dataset": dataset, "pack": pack, "seed": seed, "epochs": epochs,
+    return {"dataset": dataset, "pack": pack, "seed": seed, "epochs": epochs, "clusters": cfg.clusters,
             "seconds": round(time.perf_counter() - t0, 1),
             **{k: scores[k] for k in ("modes_covered", "high_quality", "reverse_kl", "counts")}}
 
@@ -73,20 +74,25 @@ def main(argv=None):
     p.add_argument("--packs", type=int, nargs="+", default=[1, 2])
     p.add_argument("--epochs", type=int, default=None, help="epochs per run (default: minigan train's)")
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--clusters", type=int, default=None,
+                   help="self-conditioning's k-means clusters (default: minigan train's, 32; 0 is PacGAN's "
+                        "own setting)")
     p.add_argument("--out", default="runs/mixtures")
     args = p.parse_args(argv)
     epochs = args.epochs or TrainConfig.for_dataset("ring").epochs
     extra = {"lr": args.lr} if args.lr else {}
+    clusters = TrainConfig.for_dataset("ring").clusters if args.clusters is None else args.clusters
+    extra["clusters"] = clusters
     os.makedirs(args.out, exist_ok=True)
     res_path = os.path.join(args.out, "results.json")
     results = json.load(open(res_path)) if os.path.exists(res_path) else []
-    done = {(r["dataset"], r["pack"], r["seed"], r["epochs"]) for r in results}
+    done = {(r["dataset"], r["pack"], r["seed"], r["epochs"], r.get("clusters", 0)) for r in results}
     for dataset in args.datasets:
         for pack in args.packs:
             for seed in args.seeds:
-                if (dataset, pack, seed, epochs) in done:
+                if (dataset, pack, seed, epochs, clusters) in done:
                     continue
-                out = os.path.join(args.out, f"{dataset}-pack{pack}-seed{seed}")
+                out = os.path.join(args.out, f"{dataset}-pack{pack}-k{clusters}-seed{seed}")
                 r = run_one(dataset, pack, seed, epochs, out, extra)
                 results.append(r)
                 with open(res_path, "w") as f:
@@ -94,7 +100,8 @@ def main(argv=None):
                 print(f"{dataset} pack {pack} seed {seed}: {r['modes_covered']} modes, "
                       f"{100 * r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f} ({r['seconds']} s)",
                       flush=True)
-    print(table([r for r in results if r["epochs"] == epochs], set(args.seeds)))
+    print(table([r for r in results if r["epochs"] == epochs and r.get("clusters", 0) == clusters],
+                set(args.seeds)))
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ def cfg(tmp_path, name, **kw):
     return TrainConfig(**base)
 
 
-def test_the_conv_pair_is_self_conditioned_by_default_and_nothing_else_is():
+def test_the_conv_pair_and_the_mixtures_are_self_conditioned_by_default_and_nothing_else_is():
     assert TrainConfig.for_dataset("mnist").validate().clusters == 50
     assert TrainConfig.for_dataset("mnist", conditional=True).validate().clusters == 0
     for model in ("dcgan", "mlp"):
         assert TrainConfig.for_dataset("mnist", model=model).validate().clusters == 0
-    assert TrainConfig.for_dataset("ring").validate().clusters == 0
+    assert TrainConfig.for_dataset("ring").validate().clusters == 32
+    assert TrainConfig.for_dataset("grid", clusters=0).validate().clusters == 0
     assert TrainConfig.for_dataset("mnist", clusters=0).validate().clusters == 0
 
 
