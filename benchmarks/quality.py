@@ -347,7 +347,7 @@ def plot(rows, summary, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for i, (system, epochs) in enumerate(summary.items()):
         color = f"C{i}"
         mine = [r for r in rows if r["system"] == system]
@@ -362,9 +362,11 @@ def plot(rows, summary, path):
     for ax in axes:
         ax.set_xlabel("training minutes")
         ax.grid(alpha=0.3, which="both")
-    axes[1].legend()
+    # below the panels: inside, the legend hid the curves it names
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize="small",
+               frameon=False)
     fig.suptitle("MNIST sample quality per minute of training (line: mean over seeds; dots: seeds)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * math.ceil(len(summary) / 2), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

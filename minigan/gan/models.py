@@ -13,10 +13,11 @@ function computed without overflow.
   LeakyReLU, Dropout 0.3, Conv2D 128 k5 s2, LeakyReLU, Dropout 0.3, Flatten,
   Dense 6272->1 (logit).  Initialised as in the DCGAN paper: N(0, 0.02).
 
-* The lean conv pair (``"conv"``, the MNIST default; chosen for quality per minute on a
-  CPU, docs/metrics.md): G = DiscreteCode(20, 4) (:class:`minigan.nn.DiscreteCode`: the
-  first 20 noise coordinates become a one-hot code of their argmax, times 4; conditional
-  G leaves it out), Dense 100->7*7*128 (no bias), BatchNorm, LeakyReLU,
+* The lean conv pair (``"conv"``, the MNIST default, which trains it self-conditioned on
+  50 clusters, below; chosen for quality per minute on a CPU, docs/metrics.md):
+  G = DiscreteCode(20, 4) (:class:`minigan.nn.DiscreteCode`: the first 20 noise
+  coordinates become a one-hot code of their argmax, times 4; conditional G leaves it
+  out), Dense 100->7*7*128 (no bias), BatchNorm, LeakyReLU,
   Reshape(128, 7, 7), Conv2DTranspose 64 k4 s2, BatchNorm, LeakyReLU,
   Conv2DTranspose 1 k4 s2, Tanh (all "same", no bias); D = Conv2D 64 k4 s2,
   LeakyReLU, Conv2D 128 k4 s2, LeakyReLU, Flatten, Dense 6272->1 (logit); slopes 0.2,
