@@ -17,12 +17,13 @@ noise, so exact resume still holds); D sees each image with its label, the joint
 real+fake batch with the two label vectors concatenated.  The sample grid has one
 row per digit (10 x 8).
 
-Self-conditioned GAN (``clusters = K``, the conv pair's default; Liu et al. 2020):
-before training, the images fall into K k-means clusters (:mod:`minigan.data.clusters`,
-seeded from ``seed``, so a resumed run finds the same ones), and each image's cluster
-is its label for D's :class:`minigan.nn.LabelProjection`.  G's first layer, a
-:class:`minigan.nn.DiscreteCode`, draws each cluster with its share of the images; the
-code it draws from a fake's noise is that fake's label.  No class labels are used.
+Self-conditioned GAN (``clusters = K``, the default of the conv pair and the mixtures;
+Liu et al. 2020): before training, the training images (or points) fall into K k-means
+clusters (:mod:`minigan.data.clusters`, seeded from ``seed``, so a resumed run finds the
+same ones), and each sample's cluster is its label for D's
+:class:`minigan.nn.LabelProjection`.  G's first layer, a :class:`minigan.nn.DiscreteCode`,
+draws each cluster with its share of the data; the code it draws from a fake's noise is
+that fake's label.  No class labels are used.
 
 Weight averaging (``g_ema = d > 0``; :mod:`minigan.gan.averaging`): after every G step
 ``avg = d * avg + (1 - d) * theta`` over G's parameters.  The average, with BatchNorm
@@ -337,9 +338,9 @@ class Trainer:
 
     @staticmethod
     def cluster(images, k: int, seed: int):
-        """The k-means cluster (N,) int64 of each of the training ``images``, from ``seed``."""
+        """The k-means cluster (N,) int64 of each training sample (``images`` or points), from ``seed``."""
         if len(images) < k:
-            raise ValueError(f"--clusters {k}: needs at least {k} training images, got {len(images)}; "
+            raise ValueError(f"--clusters {k}: needs at least {k} training samples, got {len(images)}; "
                              f"ask for fewer (--clusters 0 turns self-conditioning off)")
         return kmeans(images, k, np.random.default_rng([seed, KMEANS_STREAM]))[1]
 

@@ -98,7 +98,7 @@ def test_a_checkpoint_samples_with_the_clusters_shares(tmp_path):
 
 
 def test_too_few_images_for_the_clusters_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="--clusters 50: needs at least 50 training images, got 32"):
+    with pytest.raises(ValueError, match="--clusters 50: needs at least 50 training samples, got 32"):
         Trainer(cfg(tmp_path, "run", clusters=50), data=synthetic("conv", 32), progress=False)
 
 
