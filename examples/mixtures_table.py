@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+import minigan
 from minigan.gan.trainer import Trainer, TrainConfig
 
 # Lin et al. 2018, PacGAN, Table 1 (mean over 10 trials): modes, % high quality, reverse KL.
@@ -79,6 +80,7 @@ def main(argv=None):
                         "own setting)")
     p.add_argument("--out", default="runs/mixtures")
     args = p.parse_args(argv)
+    minigan.tune_cpu()  # as every minigan command does: idle BLAS and Numba threads sleep
     epochs = args.epochs or TrainConfig.for_dataset("ring").epochs
     extra = {"lr": args.lr} if args.lr else {}
     clusters = TrainConfig.for_dataset("ring").clusters if args.clusters is None else args.clusters
