@@ -161,14 +161,14 @@ def _train(args):
         if "out" not in given and out != default:
             print(f"{default} holds an earlier run; this one goes to {out} "
                   f"(--out {default} --overwrite would replace that one)")
+        what = "points" if cfg.is_mixture else "images"
+        selfc = f", self-conditioned on {cfg.clusters} clusters of the {what}" if cfg.clusters else ""
         if cfg.is_mixture:
-            selfc = f", self-conditioned on {cfg.clusters} clusters of the points" if cfg.clusters else ""
             print(f"training the {cfg.model} GAN (pack {cfg.pack}, {cfg.loss} loss{selfc}) on {len(trainer.data)} "
                   f"{cfg.dataset} points for {cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps "
                   f"on the {cfg.device}, into {out}")
         else:
             kind = "conditional " if cfg.conditional else ""
-            selfc = f", self-conditioned on {cfg.clusters} clusters of the images" if cfg.clusters else ""
             print(f"training the {kind}{cfg.model} GAN ({cfg.loss} loss{selfc}) on {len(trainer.data)} images for "
                   f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}, into {out}")
     resume = f"minigan train --resume --out {out}"
@@ -495,11 +495,11 @@ def _add_summary(sub):
 def _summary(args):
     from .gan.models import build, image_shape, noise_dim  # noqa: PLC0415
 
-    from .gan.config import MODEL_DEFAULTS  # noqa: PLC0415
+    from .gan.config import TrainConfig  # noqa: PLC0415
 
     clusters = args.clusters
-    if clusters is None:
-        clusters = 0 if args.conditional else MODEL_DEFAULTS.get(args.model, {}).get("clusters", 0)
+    if clusters is None:  # as minigan train builds the model
+        clusters = TrainConfig.for_dataset("mnist", model=args.model, conditional=args.conditional).clusters
     try:
         G, D = build(args.model, conditional=args.conditional, clusters=clusters)
     except ValueError as e:

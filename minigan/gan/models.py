@@ -206,7 +206,7 @@ def input_width(G) -> int:
     """The noise width ``G`` takes: its first Dense's inputs, less the labels a LabelJoin joins."""
     joined = 0
     for m in G.modules():
-        if type(m) is nn.LabelJoin:
+        if isinstance(m, nn.LabelJoin):
             joined += m.num_classes
         elif isinstance(m, nn.Dense):
             return m.in_features - joined

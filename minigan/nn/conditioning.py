@@ -26,8 +26,10 @@ from . import init as _init
 from .layer import Layer
 
 
-class LabelJoin(Layer):
-    def __init__(self, num_classes: int = 10):
+class _TakesLabels(Layer):
+    """A layer told the label (an int in [0, num_classes)) of each sample before each forward."""
+
+    def __init__(self, num_classes: int):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"{type(self).__name__}: num_classes must be at least 2, got {num_classes}")
@@ -49,6 +51,11 @@ class LabelJoin(Layer):
         if isinstance(host, np.ndarray) and host.size and (host.min() < 0 or host.max() >= self.num_classes):
             raise ValueError(f"{self!r}: labels must lie in [0, {self.num_classes})")
         return y.astype(self.xp.int64)
+
+
+class LabelJoin(_TakesLabels):
+    def __init__(self, num_classes: int = 10):
+        super().__init__(num_classes)
 
     def forward(self, x):
         self._check_float(x)
@@ -72,7 +79,7 @@ class LabelJoin(Layer):
         return f"LabelJoin({self.num_classes})"
 
 
-class LabelProjection(LabelJoin):
+class LabelProjection(_TakesLabels):
     """A discriminator's output told each sample's label: the projection discriminator's head.
 
     For features ``x`` (N, F) and labels ``y`` (N,) in [0, K)::
@@ -152,17 +159,17 @@ def set_labels(model, labels):
     """Give ``labels`` (N,) to every layer of ``model`` that takes labels (:class:`LabelJoin`,
     :class:`LabelProjection`); returns the model."""
     for m in model.modules():
-        if isinstance(m, LabelJoin):
+        if isinstance(m, _TakesLabels):
             m.labels = labels
     return model
 
 
 def takes_labels(model) -> bool:
     """Whether some layer of ``model`` needs labels set before each forward."""
-    return any(isinstance(m, LabelJoin) for m in model.modules())
+    return any(isinstance(m, _TakesLabels) for m in model.modules())
 
 
 def is_conditional(model) -> bool:
     """Whether ``model`` joins labels to its input: a class-conditional generator or
     discriminator (a :class:`LabelProjection` alone, told cluster labels, is not one)."""
-    return any(type(m) is LabelJoin for m in model.modules())
+    return any(isinstance(m, LabelJoin) for m in model.modules())

@@ -46,13 +46,15 @@ import math
 
 import numpy as np
 
+from ..backend import get_xp
 from .layer import Layer
 
 
-def upper_tail(z, xp=np):
+def upper_tail(z):
     """``1 - Phi(z)`` for the standard normal CDF Phi, elementwise, in float64, with a
     relative error below 1.2e-7 everywhere, the far tails included (the Chebyshev fit of
     erfc in Press et al., Numerical Recipes, 6.2; only ``exp``, so NumPy and CuPy alike)."""
+    xp = get_xp(z)
     x = xp.abs(z.astype(xp.float64)) / math.sqrt(2.0)
     t = 1.0 / (1.0 + 0.5 * x)
     poly = 0.0
@@ -91,7 +93,7 @@ class DiscreteCode(Layer):
             return xp.argmax(z[:, :K], axis=1)
         with np.errstate(divide="ignore"):  # p = 0: log 0 = -inf, never drawn
             log_p = xp.log(self.probs.astype(xp.float64))
-        gumbel = -xp.log(-xp.log1p(-upper_tail(z[:, :K], xp)))
+        gumbel = -xp.log(-xp.log1p(-upper_tail(z[:, :K])))
         return xp.argmax(log_p + gumbel, axis=1)
 
     def forward(self, z):
