@@ -5,7 +5,8 @@ reference function it replaces (see :mod:`minigan.kernels`; the references
 live with their math, e.g. ``im2col`` in :mod:`minigan.nn.conv.reference`).
 All kernels are ``parallel=True`` (the threads split the outermost loop, so
 no two threads write the same element) and ``cache=True`` (compiled once per
-machine, not once per process).
+install, not once per process, into the per-user folder of
+:mod:`minigan.kernels.numba_cache`).
 
 * ``im2col`` writes every column entry once, out-of-range taps as zero
   (padding is fused: no padded copy of the image is made), parallel over
@@ -35,8 +36,18 @@ from numba import njit, prange
 from numba.core.caching import NullCache
 
 from .blas import batched_matmul
+from .numba_cache import cache_in_home
 
 _jit = dict(parallel=True, cache=True, nogil=True)
+
+
+def _njit(cache=False, **options):
+    """``numba.njit``, with ``cache=True`` meaning minigan's per-user kernel cache
+    (:mod:`minigan.kernels.numba_cache`), never a folder inside the installed package."""
+    def make(fn):
+        dispatcher = njit(**options)(fn)
+        return cache_in_home(dispatcher) if cache else dispatcher
+    return make
 
 # Below this much work a kernel runs on the calling thread alone.  Work is
 # counted in streaming passes over one element: an elementwise kernel costs
@@ -78,13 +89,13 @@ def _serial(kernel):
                                f.__closure__)
         g.__qualname__ = f.__qualname__ + "_serial"
         opts = {k: v for k, v in kernel.targetoptions.items() if k in ("nogil", "error_model")}
-        twin = _serial_twins[kernel] = njit(cache=not isinstance(kernel._cache, NullCache), **opts)(g)
+        twin = _serial_twins[kernel] = _njit(cache=not isinstance(kernel._cache, NullCache), **opts)(g)
     return twin
 
 
 # -- the conv engine ------------------------------------------------------------
 
-@njit(**_jit)
+@_njit(**_jit)
 def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
     # One tap (c, i, j) a task: its row cols[tap] (N * Ho * Wo values) is written
     # front to back by one thread.  A task per image plane instead had every thread
@@ -115,7 +126,7 @@ def _im2col(x, kh, kw, sh, sw, pt, pl, Ho, Wo, cols):
                     row[o + ow] = 0
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _col2im(cols, C, H, W, kh, kw, sh, sw, pt, pl, Ho, Wo, out):
     # Tap (i, j) puts its Ho x Wo values at padded pixels
     # (oh*sh + i, ow*sw + j) = ((oh + di)*sh + a, (ow + dj)*sw + b) with
@@ -190,7 +201,7 @@ def col2im(cols, g, out=None):
 
 # -- the spectral engine's layouts ----------------------------------------------------
 
-@njit(**_jit)
+@_njit(**_jit)
 def _split_phases(x, out):
     N, C, H, W = x.shape
     sh, sw, Hp, Wp = out.shape[2:]
@@ -206,7 +217,7 @@ def _split_phases(x, out):
                         out[n, c, a, b, m, l] = x[n, c, h, w] if h < H and w < W else 0
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _merge_phases(r, out):
     # phase by phase, as _split_phases, rather than pixel by pixel with a
     # divmod each: 128x64x14x14, 2.4-2.8 -> 1.2-1.3 ms
@@ -244,7 +255,7 @@ def merge_phases(r, H, W):
 _SPEC_BLOCK = 64
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _transpose_blocks(a, out):
     """``out = a.T`` in blocks of the long side; the short side (F) is walked whole."""
     R, C = out.shape
@@ -283,14 +294,14 @@ def spectrum_to_rows(z):
 
 # -- elementwise ---------------------------------------------------------------------
 
-@njit(**_jit)
+@_njit(**_jit)
 def _leaky_relu(x, slope, y):
     for i in prange(x.size):
         v = x[i]
         y[i] = v if v > 0 else v * slope
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _leaky_relu_grad(dy, x, slope, dx):
     for i in prange(x.size):
         d = dy[i]
@@ -319,7 +330,7 @@ def leaky_relu_grad(dy, x, slope):
 ADAM_CHUNK = 1 << 14
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@_njit(cache=True, nogil=True, error_model="numpy")
 def _adam_range(p, g, m, v, lo, hi, b1, a1, b2, a2, step, c2, eps):
     # unsigned bounds: with signed ones Numba checks each index for
     # wraparound, which kept LLVM from vectorising (100k elements: 347 -> 41 us)
@@ -332,7 +343,7 @@ def _adam_range(p, g, m, v, lo, hi, b1, a1, b2, a2, step, c2, eps):
         p[i] -= step * mi / (math.sqrt(vi / c2) + eps)
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _adam_chunks(p, g, m, v, b1, a1, b2, a2, step, c2, eps):
     n = p.size
     for c in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
@@ -348,7 +359,7 @@ def adam_update(p, g, m, v, lr, b1, b2, eps, t):
             f(eps))
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _ema_chunks(avg, theta, w):
     n = avg.size
     for c in prange((n + ADAM_CHUNK - 1) // ADAM_CHUNK):
@@ -365,7 +376,7 @@ def ema_update(avg, theta, weight):
 
 # -- losses ------------------------------------------------------------------------
 
-@njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _bce_with_logits(z, t, t_scalar, grad):
     total = 0.0
     for i in range(z.size):
@@ -400,13 +411,13 @@ def bce_with_logits_sum(z, t):
 # are float64 and do not depend on the split.
 
 
-@njit(cache=True)
+@_njit(cache=True)
 def _part(b, parts, C):
     """Channels ``[c0, c1)`` of part ``b`` of ``parts``."""
     return b * C // parts, (b + 1) * C // parts
 
 
-@njit(cache=True)
+@_njit(cache=True)
 def _fold(t, S):
     """Per-channel sums of per-position sums ``t``."""
     out = np.zeros(t.size // S)
@@ -416,7 +427,7 @@ def _fold(t, S):
     return out
 
 
-@njit(cache=True)
+@_njit(cache=True)
 def _spread(v, c0, c1, S):
     """Per-channel values ``v[c0:c1]`` repeated over each channel's S positions."""
     out = np.empty((c1 - c0) * S, v.dtype)
@@ -425,7 +436,7 @@ def _spread(v, c0, c1, S):
     return out
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _bn_stats(x, S, parts, mu, var):
     N, L = x.shape
     for b in prange(parts):
@@ -448,7 +459,7 @@ def _bn_stats(x, S, parts, mu, var):
         var[c0:c1] = _fold(q, S) / (N * S)
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, y, xh):
     N, L = x.shape
     for b in prange(parts):
@@ -463,7 +474,7 @@ def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, y, xh):
                 yr[i] = g[i] * h + bt[i]
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _bn_grad(dy, xh, S, parts, gamma, inv_std, training, dx, dgamma, dbeta):
     N, L = dy.shape
     for b in prange(parts):
@@ -534,7 +545,7 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _dropout(x, seed, threshold, scale, y, keep):
     for i in prange(x.size):
         z = seed + np.uint64(i) * _GOLDEN
@@ -546,7 +557,7 @@ def _dropout(x, seed, threshold, scale, y, keep):
         y[i] = x[i] * scale if k else 0
 
 
-@njit(**_jit)
+@_njit(**_jit)
 def _dropout_grad(dy, keep, scale, dx):
     for i in prange(dy.size):
         dx[i] = dy[i] * scale if keep[i] else 0

@@ -43,6 +43,32 @@ def test_serial_twins_are_cached_on_disk(tmp_path):
     assert any("_leaky_relu_serial" in name for name in cached), cached
 
 
+def test_kernels_are_cached_in_the_minigan_home_not_the_package(tmp_path):
+    """Without NUMBA_CACHE_DIR the compiled kernels go to $MINIGAN_HOME/numba/<version>-<key>/,
+    and nothing is written inside the package (an installed copy stays as pip wrote it)."""
+    code = ("import numpy as np; from minigan.kernels import cpu, numba_cache; "
+            "cpu.leaky_relu(np.ones(3, np.float32), 0.2); print(numba_cache.kernel_cache_dir())")
+    env = {k: v for k, v in _env(tmp_path).items() if k != "NUMBA_CACHE_DIR"}
+    env["MINIGAN_HOME"] = str(tmp_path / "home")
+    before = set((ROOT / "minigan").rglob("*.nb[ic]"))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300,
+                         capture_output=True, text=True).stdout.strip()
+    folder = pathlib.Path(out)
+    assert folder.parent == tmp_path / "home" / "numba"
+    assert any("_leaky_relu_serial" in p.name for p in folder.rglob("*.nbi"))
+    assert set((ROOT / "minigan").rglob("*.nb[ic]")) == before
+
+
+def test_the_kernel_cache_is_keyed_by_install_and_version(monkeypatch, tmp_path):
+    from minigan.kernels import numba_cache
+
+    monkeypatch.setenv("MINIGAN_HOME", str(tmp_path))
+    here = numba_cache.kernel_cache_dir()
+    monkeypatch.setattr(numba_cache, "PACKAGE_DIR", tmp_path / "another" / "minigan")
+    assert numba_cache.kernel_cache_dir() != here
+    assert here.name.startswith(numba_cache.__version__ + "-")
+
+
 if os.environ.get("NUMBA_BOUNDSCHECK") == "1":  # only there: unchecked, it would corrupt memory
     def test_an_out_of_bounds_write_raises():
         """Run by the test below, under bounds checking: a serial twin writing one element past
