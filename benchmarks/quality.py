@@ -91,15 +91,17 @@ def torch_projection(torch, features, k):
     return Projection()
 
 
-def torch_conv_pair(torch, clusters=0, probs=None):
+def torch_conv_pair(torch, clusters=0, probs=None, code=None):
     """The lean conv pair (minigan.gan.models.build("conv", clusters=...): the discrete code,
     then conv_generator; conv_discriminator, ending on the projection head with clusters),
-    DCGAN init."""
-    from minigan.gan.models import CODE_SCALE, CODES
+    DCGAN init.  ``code``: G's discrete code as (values, scale); by default minigan's
+    (read from minigan.gan.models; a caller that must not import minigan passes it)."""
+    if code is None:
+        from minigan.gan.models import CODE_SCALE, CODES
 
+        code = (clusters, CODE_SCALE) if clusters else CODES["conv"]
     nn = torch.nn
-    code = (torch_discrete_code(torch, clusters, CODE_SCALE, probs) if clusters
-            else torch_discrete_code(torch, *CODES["conv"]))
+    code = torch_discrete_code(torch, *code, probs if clusters else None)
     G = nn.Sequential(
         code,
         nn.Linear(NOISE_DIM, 7 * 7 * 128, bias=False), nn.BatchNorm1d(7 * 7 * 128), nn.LeakyReLU(0.2),
