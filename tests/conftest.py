@@ -33,8 +33,8 @@ settings.register_profile("mutations", settings.get_profile("ci"),
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DEVICES = ["cpu", "gpu"]
-ENGINES = ["reference", "im2col", "spectral"]
-GPU_ENGINES = ["reference", "im2col"]  # the spectral engine runs on the CPU only
+ENGINES = ["reference", "im2col", "spectral", "winograd"]
+GPU_ENGINES = ["reference", "im2col", "winograd"]  # the spectral engine runs on the CPU only
 
 
 def gpu():

@@ -11,7 +11,7 @@ def on(device, *arrays, dtype=np.float64):
 
 
 def use_engine(layer, engine):
-    """Force a conv ``layer`` onto ``engine`` (``"reference"``, ``"im2col"`` or ``"spectral"``); returns it."""
+    """Force a conv ``layer`` onto ``engine`` (a name in ``minigan.nn.conv.ENGINES``); returns it."""
     layer.engine = engine
     return layer
 

@@ -86,6 +86,8 @@ REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col
 BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
 CPU, OPTIM, SEQ = "minigan/kernels/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
 SN = "minigan/nn/spectralnorm.py"
+WINOGRAD = "minigan/nn/conv/winograd.py"
+WINOGRAD_KERNEL = f"{KERNELS}::test_winograd_transforms_match_reference"
 SN_TESTS = "tests/nn/test_spectralnorm.py"
 SN_GRAD = f"{SN_TESTS}::test_gradients_with_the_power_iteration_held"
 
@@ -282,6 +284,27 @@ MUTATIONS = [
       BOUNDS),
     M("Numba im2col: writes one past a column row (out-of-bounds write)", CPU,
       "                    for ow in range(hi, Wo):", "                    for ow in range(hi, Wo + 1):", BOUNDS),
+    # -- the Winograd engine (the lean pair's k4 s2 layers) ---------------------------------------
+    M("Winograd engine: sub-kernel taps transposed", WINOGRAD,
+      "w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 1, 3, 5, 0)",
+      "w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(4, 2, 1, 3, 5, 0)", DEFINITION),
+    M("Winograd engine: adjoint sign", WINOGRAD,
+      "dV = self._bmm(dM, U.transpose(0, 2, 1),", "dV = self._bmm(dM, -U.transpose(0, 2, 1),", CONV_GRAD),
+    M("Winograd engine: dW sign", WINOGRAD,
+      "dU = self._bmm(V.transpose(0, 2, 1), dM)", "dU = -self._bmm(V.transpose(0, 2, 1), dM)", CONV_GRAD),
+    M("Winograd engine: the last partial tile dropped", WINOGRAD,
+      "mh, mw, -(-g.Ho // mh), -(-g.Wo // mw)", "mh, mw, g.Ho // mh or 1, -(-g.Wo // mw)", DEFINITION),
+    M("Winograd reference: patches assigned, not added, into the phase grids", WINOGRAD,
+      "X[:, u:u + p.mh * p.th:p.mh, v:v + p.mw * p.tw:p.mw] += d[:, :, u, :, v]",
+      "X[:, u:u + p.mh * p.th:p.mh, v:v + p.mw * p.tw:p.mw] = d[:, :, u, :, v]", WINOGRAD_KERNEL),
+    M("Winograd kernel: image patch read one column to the left", CPU,
+      "d[u, base + c * sh * sw] = x[n, c, h, w]", "d[u, base + c * sh * sw] = x[n, c, h, w - 1]",
+      WINOGRAD_KERNEL),
+    M("Winograd kernel: output tile assigned, not summed", CPU,
+      "acc[o] += coef * e1[i, f, o]", "acc[o] = coef * e1[i, f, o]", WINOGRAD_KERNEL),
+    M("Winograd kernel: weight gradient skips the first point", CPU,
+      "            for xi in range(KG.shape[0]):\n                coef = KG[xi, d]",
+      "            for xi in range(1, KG.shape[0]):\n                coef = KG[xi, d]", WINOGRAD_KERNEL),
 ]
 
 

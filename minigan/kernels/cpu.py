@@ -604,7 +604,256 @@ def channel_sums(dy):
     return _ones(N, dy.dtype) @ per_plane.reshape(N, C)
 
 
+# -- the Winograd engine's transforms -----------------------------------------------
+# One task a tile of one sample; each works on an (alpha, alpha, channels) block in
+# its own scratch, the channels innermost and contiguous, so every step of a
+# transform is a run of vector multiply-adds over the channels.  Zero entries of
+# the transform matrices are skipped (a third to a half of them).
+
+@_njit(**_jit)
+def _wino_image(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
+    N, C, H, W = x.shape
+    ah, aw = BTh.shape[0], BTw.shape[0]
+    Ck = C * sh * sw
+    for t in prange(N * th * tw):
+        n = t // (th * tw)
+        ti = (t // tw) % th
+        tj = t % tw
+        d = np.empty((ah, aw * Ck), x.dtype)  # the patch, channels (c, a, b) innermost
+        e1 = np.zeros((ah, aw * Ck), x.dtype)
+        for u in range(ah):
+            for a in range(sh):
+                h = sh * (ti * mh + u) + a - pt
+                for v in range(aw):
+                    for b in range(sw):
+                        w = sw * (tj * mw + v) + b - pl
+                        base = v * Ck + a * sw + b
+                        if 0 <= h < H and 0 <= w < W:
+                            for c in range(C):
+                                d[u, base + c * sh * sw] = x[n, c, h, w]
+                        else:
+                            for c in range(C):
+                                d[u, base + c * sh * sw] = 0
+        for e in range(ah):  # e1[e] = sum_u BTh[e, u] d[u]: runs of aw * Ck
+            er = e1[e]
+            for u in range(ah):
+                coef = BTh[e, u]
+                if coef != 0:
+                    du = d[u]
+                    for q in range(aw * Ck):
+                        er[q] += coef * du[q]
+        for e in range(ah):  # out[e, f] = sum_v e1[e, v] BTw[f, v]: runs of Ck
+            er = e1[e]
+            for f in range(aw):
+                row = out[e * aw + f, t]
+                row[:] = 0
+                for v in range(aw):
+                    coef = BTw[f, v]
+                    if coef != 0:
+                        for k in range(Ck):
+                            row[k] += coef * er[v * Ck + k]
+
+
+@_njit(**_jit)
+def _wino_weights(KG, w2, U):
+    # U[xi] = sum_d KG[xi, d] w2[d]: one pass over U, whose rows are long
+    for xi in prange(KG.shape[0]):
+        row = U[xi]
+        row[:] = 0
+        for d in range(KG.shape[1]):
+            coef = KG[xi, d]
+            if coef != 0:
+                wd = w2[d]
+                for q in range(row.size):
+                    row[q] += coef * wd[q]
+
+
+@_njit(**_jit)
+def _wino_weights_adjoint(KG, dU, dw2):
+    # dw2[d] = sum_xi KG[xi, d] dU[xi]: parallel over blocks of the long rows
+    n = dU.shape[1]
+    nb = (n + 4095) // 4096
+    for blk in prange(nb):
+        lo = blk * 4096
+        hi = min(n, lo + 4096)
+        for d in range(KG.shape[1]):
+            acc = dw2[d, lo:hi]
+            acc[:] = 0
+            for xi in range(KG.shape[0]):
+                coef = KG[xi, d]
+                if coef != 0:
+                    src = dU[xi, lo:hi]
+                    for q in range(hi - lo):
+                        acc[q] += coef * src[q]
+
+
+def winograd_weights(KG, w2, out=None):
+    if out is None:
+        out = np.empty((KG.shape[0], w2.shape[1]), dtype=w2.dtype)
+    _launch(_wino_weights, out.size, np.ascontiguousarray(KG, dtype=w2.dtype),
+            np.ascontiguousarray(w2), out)
+    return out
+
+
+def winograd_weights_adjoint(KG, dU):
+    dU = np.ascontiguousarray(dU)
+    dw2 = np.empty((KG.shape[1], dU.shape[1]), dtype=dU.dtype)
+    _launch(_wino_weights_adjoint, dU.size, np.ascontiguousarray(KG, dtype=dU.dtype), dU, dw2)
+    return dw2
+
+
+@_njit(**_jit)
+def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
+    N, C, H, W = dx.shape
+    ah, aw = BTh.shape[0], BTw.shape[0]
+    Ck = C * sh * sw
+    Hg, Wg = th * mh + ah - mh, tw * mw + aw - mw
+    # where each pixel of a channel-0 plane sits in the flat phase grid (channel c: + c*sh*sw)
+    src = np.empty(H * W, np.int64)
+    for h in range(H):
+        uu, a = divmod(h + pt, sh)
+        for w in range(W):
+            vv, b = divmod(w + pl, sw)
+            src[h * W + w] = (uu * Wg + vv) * Ck + a * sw + b if (uu < Hg and vv < Wg) else -1
+    for n in prange(N):
+        grid = np.zeros(Hg * Wg * Ck, dV.dtype)
+        e1 = np.empty((ah, aw * Ck), dV.dtype)
+        for ti in range(th):
+            for tj in range(tw):
+                t = (n * th + ti) * tw + tj
+                e1[:] = 0
+                for e in range(ah):  # e1[e, v] = sum_f dV[e, f] BTw[f, v]: runs of Ck
+                    er = e1[e]
+                    for f in range(aw):
+                        row = dV[e * aw + f, t]
+                        for v in range(aw):
+                            coef = BTw[f, v]
+                            if coef != 0:
+                                for k in range(Ck):
+                                    er[v * Ck + k] += coef * row[k]
+                for u in range(ah):  # the patch's row u += sum_e BTh[e, u] e1[e]: runs of aw * Ck
+                    lo = ((ti * mh + u) * Wg + tj * mw) * Ck
+                    g = grid[lo:lo + aw * Ck]
+                    for e in range(ah):
+                        coef = BTh[e, u]
+                        if coef != 0:
+                            er = e1[e]
+                            for q in range(aw * Ck):
+                                g[q] += coef * er[q]
+        for c in range(C):  # every pixel takes its phase grid's value once
+            off = c * sh * sw
+            plane = dx[n, c].reshape(H * W)
+            for q in range(H * W):
+                plane[q] = grid[src[q] + off] if src[q] >= 0 else 0
+
+
+@_njit(**_jit)
+def _wino_output(M, ATh, ATw, mh, mw, th, tw, y):
+    N, O, Ho, Wo = y.shape
+    ah, aw = ATh.shape[1], ATw.shape[1]
+    for t in prange(N * th * tw):
+        n = t // (th * tw)
+        ti = (t // tw) % th
+        tj = t % tw
+        e1 = np.zeros((mh, aw, O), M.dtype)
+        for i in range(mh):  # e1[i, f] = sum_e ATh[i, e] M[e, f]
+            for e in range(ah):
+                coef = ATh[i, e]
+                if coef != 0:
+                    for f in range(aw):
+                        row = M[e * aw + f, t]
+                        for o in range(O):
+                            e1[i, f, o] += coef * row[o]
+        acc = np.empty(O, M.dtype)
+        for i in range(min(mh, Ho - ti * mh)):
+            for j in range(min(mw, Wo - tj * mw)):
+                acc[:] = 0
+                for f in range(aw):
+                    coef = ATw[j, f]
+                    if coef != 0:
+                        for o in range(O):
+                            acc[o] += coef * e1[i, f, o]
+                for o in range(O):
+                    y[n, o, ti * mh + i, tj * mw + j] = acc[o]
+
+
+@_njit(**_jit)
+def _wino_output_adjoint(dy, ATh, ATw, mh, mw, th, tw, out):
+    N, O, Ho, Wo = dy.shape
+    ah, aw = ATh.shape[1], ATw.shape[1]
+    for t in prange(N * th * tw):
+        n = t // (th * tw)
+        ti = (t // tw) % th
+        tj = t % tw
+        d = np.zeros((mh, mw, O), dy.dtype)
+        for o in range(O):
+            for i in range(min(mh, Ho - ti * mh)):
+                for j in range(min(mw, Wo - tj * mw)):
+                    d[i, j, o] = dy[n, o, ti * mh + i, tj * mw + j]
+        e1 = np.zeros((ah, mw, O), dy.dtype)
+        for e in range(ah):  # e1[e, j] = sum_i ATh[i, e] d[i, j]
+            for i in range(mh):
+                coef = ATh[i, e]
+                if coef != 0:
+                    for j in range(mw):
+                        for o in range(O):
+                            e1[e, j, o] += coef * d[i, j, o]
+        for e in range(ah):  # out[e, f] = sum_j e1[e, j] ATw[j, f]
+            for f in range(aw):
+                row = out[e * aw + f, t]
+                row[:] = 0
+                for j in range(mw):
+                    coef = ATw[j, f]
+                    if coef != 0:
+                        for o in range(O):
+                            row[o] += coef * e1[e, j, o]
+
+
+def _mats(dtype, *mats):
+    return tuple(np.ascontiguousarray(m, dtype=dtype) for m in mats)
+
+
+def winograd_image(x, p, out=None):
+    x = np.ascontiguousarray(x)
+    N = x.shape[0]
+    if out is None:
+        out = np.empty((p.ah * p.aw, p.tiles(N), p.Ck), dtype=x.dtype)
+    BTh, BTw = _mats(x.dtype, p.BTh, p.BTw)
+    _launch(_wino_image, GATHER_COST * out.size, x, BTh, BTw, p.sh, p.sw, p.pt, p.pl, p.mh, p.mw,
+            p.th, p.tw, out)
+    return out
+
+
+def winograd_image_adjoint(dV, p, N):
+    dV = np.ascontiguousarray(dV)
+    dx = np.empty((N, p.C, p.H, p.W), dtype=dV.dtype)
+    BTh, BTw = _mats(dV.dtype, p.BTh, p.BTw)
+    _launch(_wino_image_adjoint, GATHER_COST * dV.size, dV, BTh, BTw, p.sh, p.sw, p.pt, p.pl, p.mh,
+            p.mw, p.th, p.tw, dx)
+    return dx
+
+
+def winograd_output(M, p, N):
+    M = np.ascontiguousarray(M)
+    y = np.empty((N, M.shape[2], p.Ho, p.Wo), dtype=M.dtype)
+    ATh, ATw = _mats(M.dtype, p.ATh, p.ATw)
+    _launch(_wino_output, GATHER_COST * M.size, M, ATh, ATw, p.mh, p.mw, p.th, p.tw, y)
+    return y
+
+
+def winograd_output_adjoint(dy, p, out=None):
+    dy = np.ascontiguousarray(dy)
+    N, O = dy.shape[:2]
+    if out is None:
+        out = np.empty((p.ah * p.aw, p.tiles(N), O), dtype=dy.dtype)
+    ATh, ATw = _mats(dy.dtype, p.ATh, p.ATw)
+    _launch(_wino_output_adjoint, GATHER_COST * out.size, dy, ATh, ATw, p.mh, p.mw, p.th, p.tw, out)
+    return out
+
+
 TABLE = {f.__name__: f for f in (
     im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
     leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
-    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums)}
+    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums,
+    winograd_image, winograd_image_adjoint, winograd_output, winograd_output_adjoint,
+    winograd_weights, winograd_weights_adjoint)}

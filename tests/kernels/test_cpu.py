@@ -347,3 +347,37 @@ def test_bce_with_logits_matches_reference(dtype, shape, scalar, seed):
     assert g1.dtype == dtype and g1.shape == z.shape and np.isfinite(v1)
     np.testing.assert_allclose(v1, v0, rtol=1e-6 if dtype == np.float32 else 1e-12)
     np.testing.assert_allclose(g1, g0, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(g=geometries(), N=st.integers(1, 3), O=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_winograd_transforms_match_reference(dtype, g, N, O, seed):
+    """The Winograd engine's four tile transforms and its weight transform and adjoint: the
+    twins sum in another order (to a few ulps) and write every entry of their outputs."""
+    from minigan.nn.conv.winograd import make_plan  # noqa: PLC0415
+
+    if g.Ho < 1 or g.Wo < 1:
+        return
+    p = make_plan(g)
+    rng = np.random.default_rng(seed)
+    A, T = p.ah * p.aw, p.tiles(N)
+    x, dy = _rand(rng, (N, g.C, g.H, g.W), dtype), _rand(rng, (N, O, g.Ho, g.Wo), dtype)
+    M, dV = _rand(rng, (A, T, O), dtype), _rand(rng, (A, T, p.Ck), dtype)
+    KG = np.kron(p.Gh, p.Gw).astype(dtype)
+    w2, dU = _rand(rng, (p.rh * p.rw, p.Ck * O), dtype), _rand(rng, (A, p.Ck * O), dtype)
+    # the transforms' entries reach 2^6 (alpha = 8): float32 sums in another order differ by
+    # a few ulps of the largest value, not of each
+    scale = 1e-5 if dtype == np.float32 else 1e-12
+
+    def close(got, want):
+        np.testing.assert_allclose(got, want, rtol=0, atol=scale * max(1.0, np.abs(want).max()))
+
+    full = np.full((A, T, p.Ck), np.nan, dtype)
+    close(numba_cpu.winograd_image(x, p, out=full), numpy_ref.winograd_image(x, p))
+    full = np.full((A, T, O), np.nan, dtype)
+    close(numba_cpu.winograd_output_adjoint(dy, p, out=full), numpy_ref.winograd_output_adjoint(dy, p))
+    close(numba_cpu.winograd_output(M, p, N), numpy_ref.winograd_output(M, p, N))
+    close(numba_cpu.winograd_image_adjoint(dV, p, N), numpy_ref.winograd_image_adjoint(dV, p, N))
+    full = np.full((A, p.Ck * O), np.nan, dtype)
+    close(numba_cpu.winograd_weights(KG, w2, out=full), numpy_ref.winograd_weights(KG, w2))
+    close(numba_cpu.winograd_weights_adjoint(KG, dU), numpy_ref.winograd_weights_adjoint(KG, dU))

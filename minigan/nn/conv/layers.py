@@ -46,26 +46,35 @@ from ..layer import Layer
 from .geometry import ConvGeom, check_padding, pads, pair
 from .im2col import Im2colEngine
 from .reference import ReferenceEngine
-from .spectral import SpectralEngine, worth_it
+from .spectral import SpectralEngine
+from .spectral import worth_it as spectral_pays
+from .winograd import WinogradEngine
+from .winograd import worth_it as winograd_pays
 
 ENGINES = {"reference": lambda device: ReferenceEngine(), "im2col": Im2colEngine,
-           "spectral": SpectralEngine}
+           "spectral": SpectralEngine, "winograd": WinogradEngine}
 
 
 def choose_engine(layer, g: ConvGeom, N: int) -> str:
     """The engine a conv layer runs for an input of geometry ``g`` and batch ``N``.
 
-    ``layer.engine`` when it names one.  Otherwise: on a device with a kernel
-    table, the CPU, convs with many channels on small images take the
-    spectral engine where its multiply-adds are well below im2col's
-    (:func:`.spectral.worth_it`: the DCGAN's layers with 64 or more channels on
-    both sides); everything else takes the im2col engine.
+    ``layer.engine`` when it names one.  Otherwise, on a device with a kernel
+    table, the CPU: convs whose stride phases have sub-kernels of at most 2 x 2
+    and many channels take the Winograd engine where it needs at most half the
+    multiplies (:func:`.winograd.worth_it`: the lean pair's k4 s2 layers with 64
+    channels or more, a third of the multiplies); convs with many channels on
+    small images take the spectral engine where its multiply-adds are well below
+    im2col's (:func:`.spectral.worth_it`: the DCGAN's layers with 64 or more
+    channels on both sides); everything else takes the im2col engine.
     """
     if layer.engine is not None:
         return layer.engine
     dev = layer.device
-    if dev.name == "cpu" and dev.fast and worth_it(g, N, layer.conv_out_channels):
-        return "spectral"
+    if dev.name == "cpu" and dev.fast:
+        if winograd_pays(g, layer.conv_out_channels):
+            return "winograd"
+        if spectral_pays(g, N, layer.conv_out_channels):
+            return "spectral"
     return "im2col"
 
 
@@ -106,7 +115,7 @@ class _ConvBase(Layer):
 
     @property
     def engine(self):
-        """The engine to force (``"reference"``, ``"im2col"`` or ``"spectral"``), or None
+        """The engine to force (``"reference"``, ``"im2col"``, ``"spectral"`` or ``"winograd"``), or None
         to let :func:`choose_engine` pick one per input geometry."""
         return self._engine
 
