@@ -235,6 +235,13 @@ class TorchProcess:
         self._ask({"cmd": "setup", "key": key, "model": model, "batch": batch, "joint": joint})
         return lambda n, warmup: self._ask({"cmd": "time", "key": key, "n": n, "warmup": warmup})["times"]
 
+    def conv_block(self, req: dict):
+        """A block timer for PyTorch's step of the lean conv pair's recipe
+        (:func:`torch_reference.conv_step_fn`; ``req`` as it takes it)."""
+        key = f"conv/{req['batch']}"
+        self._ask({"cmd": "conv_setup", "key": key, **req})
+        return lambda n, warmup: self._ask({"cmd": "time", "key": key, "n": n, "warmup": warmup})["times"]
+
     def close(self):
         self._ask({"cmd": "quit"})
         self.proc.wait()

@@ -64,6 +64,9 @@ def serve(inp, out, policy):
             blocks[req["key"]] = block_timer(torch_step_fn(torch, req["model"], req["batch"],
                                                            req["joint"]))
             ans = {}
+        elif req["cmd"] == "conv_setup":  # the lean conv pair's recipe (:func:`conv_step_fn`)
+            blocks[req["key"]] = block_timer(conv_step_fn(torch, req))
+            ans = {}
         elif req["cmd"] == "time":
             ans = {"times": blocks[req["key"]](req["n"], req["warmup"])}
         else:

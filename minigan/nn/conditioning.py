@@ -128,27 +128,28 @@ class LabelProjection(_TakesLabels):
             raise self._bad_input(x, f"(N, {self.in_features})")
         xp, m = self.xp, self.group
         rows = self._labels_for(x, m).reshape(-1, m) + xp.arange(m)[None, :] * self.num_classes
-        e = self.params["E"][rows].sum(axis=1)  # (N, F)
+        hot = (rows[:, :, None] == xp.arange(m * self.num_classes)[None, None, :]).sum(axis=1)
+        H = hot.astype(x.dtype)  # (N, m*K), the m-hot rows
+        # x . e[n] = sum_r H[n, r] (x E^T)[n, r]: one (N, F) x (F, m*K) product, no (N, F) gather
         out = x @ self.params["W"] + self.params["b"]
-        out += (x * e).sum(axis=1, keepdims=True)
-        self._cache = (x, rows, e)
+        out += ((x @ self.params["E"].T) * H).sum(axis=1, keepdims=True)
+        self._cache = (x, H)
         return out
 
     def backward(self, dy):
         self.backward_weights(dy)
-        x, _, e = self._cache
-        return dy @ self.params["W"].T + dy * e
+        _, H = self._cache
+        # dy w^T + dy * e with e = H E, as one broadcast (dy w^T as a GEMM of inner size 1 is slow)
+        return dy * (self.params["W"].T + H @ self.params["E"])
 
     def backward_weights(self, dy):
-        x, rows, _ = self._need_cache()
+        x, H = self._need_cache()
         self._check_dy(dy, (x.shape[0], 1))
         if self.trainable:
-            xp = self.xp
             self.grads["W"] += x.T @ dy
             self.grads["b"] += dy.sum(axis=0)
-            # one small GEMM rather than a scatter-add: the same on NumPy and CuPy
-            hot = (rows[:, :, None] == xp.arange(self.params["E"].shape[0])[None, None, :]).sum(axis=1)
-            self.grads["E"] += hot.astype(x.dtype).T @ (dy * x)
+            # H^T (dy * x) as (dy * H)^T x: the scaling on the small side, one GEMM
+            self.grads["E"] += (dy * H).T @ x
 
     def __repr__(self):
         g = f", group={self.group}" if self.group > 1 else ""
