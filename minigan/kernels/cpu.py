@@ -619,7 +619,7 @@ def _wino_image(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
         n = t // (th * tw)
         ti = (t // tw) % th
         tj = t % tw
-        d = np.empty((ah, aw * Ck), x.dtype)  # the patch, channels (c, a, b) innermost
+        d = np.empty((ah, aw * Ck), x.dtype)  # the patch, channels (a, b, c) innermost
         e1 = np.zeros((ah, aw * Ck), x.dtype)
         for u in range(ah):
             for a in range(sh):
@@ -627,13 +627,13 @@ def _wino_image(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
                 for v in range(aw):
                     for b in range(sw):
                         w = sw * (tj * mw + v) + b - pl
-                        base = v * Ck + a * sw + b
+                        base = v * Ck + (a * sw + b) * C  # kappa = (a, b, c): c runs contiguous
                         if 0 <= h < H and 0 <= w < W:
                             for c in range(C):
-                                d[u, base + c * sh * sw] = x[n, c, h, w]
+                                d[u, base + c] = x[n, c, h, w]
                         else:
                             for c in range(C):
-                                d[u, base + c * sh * sw] = 0
+                                d[u, base + c] = 0
         for e in range(ah):  # e1[e] = sum_u BTh[e, u] d[u]: runs of aw * Ck
             er = e1[e]
             for u in range(ah):
@@ -708,13 +708,13 @@ def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
     ah, aw = BTh.shape[0], BTw.shape[0]
     Ck = C * sh * sw
     Hg, Wg = th * mh + ah - mh, tw * mw + aw - mw
-    # where each pixel of a channel-0 plane sits in the flat phase grid (channel c: + c*sh*sw)
+    # where each pixel of a channel-0 plane sits in the flat phase grid (channel c: + c)
     src = np.empty(H * W, np.int64)
     for h in range(H):
         uu, a = divmod(h + pt, sh)
         for w in range(W):
             vv, b = divmod(w + pl, sw)
-            src[h * W + w] = (uu * Wg + vv) * Ck + a * sw + b if (uu < Hg and vv < Wg) else -1
+            src[h * W + w] = (uu * Wg + vv) * Ck + (a * sw + b) * C if (uu < Hg and vv < Wg) else -1
     for n in prange(N):
         grid = np.zeros(Hg * Wg * Ck, dV.dtype)
         e1 = np.empty((ah, aw * Ck), dV.dtype)
@@ -741,10 +741,9 @@ def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
                             for q in range(aw * Ck):
                                 g[q] += coef * er[q]
         for c in range(C):  # every pixel takes its phase grid's value once
-            off = c * sh * sw
             plane = dx[n, c].reshape(H * W)
             for q in range(H * W):
-                plane[q] = grid[src[q] + off] if src[q] >= 0 else 0
+                plane[q] = grid[src[q] + c] if src[q] >= 0 else 0
 
 
 @_njit(**_jit)

@@ -5,8 +5,8 @@ ever reads padded rows ``s*(p + di) + a``: the rows of *phase* ``a``.  So a
 stride-s conv with a ``k``-tap kernel is a stride-1 conv with ``r = ceil(k/s)``
 taps over an image of ``C*s*s`` channels, the phase grids::
 
-    X[n, u, v, (c, a, b)] = x_pad[n, c, s*u + a, s*v + b]
-    w[o, (c, a, b), di, dj] = W[o, c, s*di + a, s*dj + b]      (0 where s*di + a >= k)
+    X[n, u, v, (a, b, c)] = x_pad[n, c, s*u + a, s*v + b]
+    w[o, (a, b, c), di, dj] = W[o, c, s*di + a, s*dj + b]      (0 where s*di + a >= k)
     y[n, o, p, q] = sum_{kappa, di, dj} w[o, kappa, di, dj] X[n, p + di, q + dj, kappa]
 
 (the k4 s2 convs of the lean pair: 2x2 sub-kernels on 4C channels, the same
@@ -140,7 +140,7 @@ class WinogradPlan(NamedTuple):
 
     @property
     def Ck(self):
-        """Channels of the stride-1 conv: (c, a, b)."""
+        """Channels of the stride-1 conv: (a, b, c)."""
         return self.C * self.sh * self.sw
 
     def tiles(self, N):
@@ -177,22 +177,23 @@ def _on(xp, a, dtype):
 # -- the four transforms: reference code (xp), with twins in the CPU's table -------------
 
 def _phase_grids(x, p):
-    """``x (N, C, H, W)`` -> ``X (N, Hg, Wg, C*sh*sw)``: the padded image cut into phases."""
+    """``x (N, C, H, W)`` -> ``X (N, Hg, Wg, sh*sw*C)``: the padded image cut into phases,
+    the channel index ``kappa = (a, b, c)`` (so a pixel's channels stay side by side)."""
     xp = get_xp(x)
     N = x.shape[0]
     Hp, Wp = p.sh * p.Hg, p.sw * p.Wg
     xpad = xp.zeros((N, p.C, Hp, Wp), dtype=x.dtype)
     h1, w1 = max(0, min(p.H, Hp - p.pt)), max(0, min(p.W, Wp - p.pl))
     xpad[:, :, p.pt:p.pt + h1, p.pl:p.pl + w1] = x[:, :, :h1, :w1]
-    return xpad.reshape(N, p.C, p.Hg, p.sh, p.Wg, p.sw).transpose(0, 2, 4, 1, 3, 5).reshape(
+    return xpad.reshape(N, p.C, p.Hg, p.sh, p.Wg, p.sw).transpose(0, 2, 4, 3, 5, 1).reshape(
         N, p.Hg, p.Wg, p.Ck)
 
 
 def _from_phase_grids(X, p):
-    """The adjoint of :func:`_phase_grids`: ``(N, Hg, Wg, C*sh*sw) -> (N, C, H, W)``."""
+    """The adjoint of :func:`_phase_grids`: ``(N, Hg, Wg, sh*sw*C) -> (N, C, H, W)``."""
     xp = get_xp(X)
     N = X.shape[0]
-    xpad = X.reshape(N, p.Hg, p.Wg, p.C, p.sh, p.sw).transpose(0, 3, 1, 4, 2, 5).reshape(
+    xpad = X.reshape(N, p.Hg, p.Wg, p.sh, p.sw, p.C).transpose(0, 5, 1, 3, 2, 4).reshape(
         N, p.C, p.sh * p.Hg, p.sw * p.Wg)
     dx = xp.zeros((N, p.C, p.H, p.W), dtype=X.dtype)
     h1, w1 = max(0, min(p.H, xpad.shape[2] - p.pt)), max(0, min(p.W, xpad.shape[3] - p.pl))
@@ -316,7 +317,7 @@ class WinogradEngine:
         O = W.shape[0]
         w = xp.zeros((O, p.C, p.rh * p.sh, p.rw * p.sw), dtype=W.dtype)
         w[:, :, :g.kh, :g.kw] = W
-        w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 1, 3, 5, 0)  # (di, dj, c, a, b, o)
+        w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 3, 5, 1, 0)  # (di, dj, a, b, c, o)
         U = self._weights(self._kron(p, W.dtype), w.reshape(p.rh * p.rw, p.Ck * O))
         return U.reshape(p.ah * p.aw, p.Ck, O)
 
@@ -347,6 +348,6 @@ class WinogradEngine:
         O = dM.shape[2]
         dU = self._bmm(V.transpose(0, 2, 1), dM)  # (ah*aw, Ck, O)
         dw = self._weights_adjoint(self._kron(p, dM.dtype), dU.reshape(p.ah * p.aw, p.Ck * O)).reshape(
-            p.rh, p.rw, p.C, p.sh, p.sw, O).transpose(5, 2, 0, 3, 1, 4)  # (o, c, di, a, dj, b)
+            p.rh, p.rw, p.sh, p.sw, p.C, O).transpose(5, 4, 0, 2, 1, 3)  # (o, c, di, a, dj, b)
         dw = dw.reshape(O, p.C, p.rh * p.sh, p.rw * p.sw)
         return self.xp.ascontiguousarray(dw[:, :, :g.kh, :g.kw])
