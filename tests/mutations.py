@@ -308,6 +308,115 @@ MUTATIONS = [
 ]
 
 
+# -- the trainer's plumbing, the sampler and the data layer -------------------------------------
+# Labels out of step with their images, batches sliced wrong, keys reused or not advanced,
+# packs that mix samples, the live G where the average is named, a resume that restarts.
+# tests/test_plumbing_census.py runs these ("plumbing" in every name) in the normal suite.
+PLUMB = "tests/gan/test_plumbing.py"
+
+
+def plumb(test, *cases):
+    """Test ids of tests/gan/test_plumbing.py: ``test`` with each parametrisation of ``cases``."""
+    return tuple(f"{PLUMB}::{test}[{c}]" for c in cases) if cases else (f"{PLUMB}::{test}",)
+
+
+STEPS = "test_every_step_draws_what_the_permutation_and_the_keys_say"
+TRAINER, STEP, SAMPLER = "minigan/gan/trainer.py", "minigan/gan/step.py", "minigan/gan/sampler.py"
+NOISE_KEY = "randomness.key(cfg.seed, randomness.NOISE, self.global_step)"
+LABELS_KEY = "randomness.key(cfg.seed, randomness.LABELS, self.global_step)"
+
+PLUMBING_MUTATIONS = [
+    # the bug that passed every test before: D told the labels of the epoch's unshuffled positions
+    M("plumbing/trainer: conditional D gets labels by position, not the images' own", TRAINER,
+      "return real, z, self.labels_on_device[idx], y_fake",
+      "return real, z, self.labels_on_device[self.step_in_epoch * B:(self.step_in_epoch + 1) * B], y_fake",
+      *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/trainer: real images given the next images' cluster ids", TRAINER,
+      "return real, z, self.labels_on_device[idx], self.G.layers[0].codes(z)",
+      "return real, z, self.labels_on_device[(idx + 1) % len(self.data)], self.G.layers[0].codes(z)",
+      *plumb(STEPS, "cpu-self-conditioned")),
+    M("plumbing/trainer: cluster ids of the images in reverse order", TRAINER,
+      "self.labels = self.cluster(self.data, cfg.clusters, cfg.seed)",
+      "self.labels = self.cluster(self.data, cfg.clusters, cfg.seed)[::-1]",
+      *plumb(STEPS, "cpu-packed")),
+    M("plumbing/trainer: the epoch's batches start one image late", TRAINER,
+      "return perm[: self.steps_per_epoch * B].reshape(self.steps_per_epoch, B)",
+      "return perm[1: self.steps_per_epoch * B + 1].reshape(self.steps_per_epoch, B)",
+      *plumb("test_a_batch_that_does_not_fill_the_epoch_leaves_the_rest_out", "conditional")),
+    M("plumbing/trainer: batches strided through the permutation", TRAINER,
+      "return perm[: self.steps_per_epoch * B].reshape(self.steps_per_epoch, B)",
+      "return perm[: self.steps_per_epoch * B].reshape(B, self.steps_per_epoch).T",
+      *plumb(STEPS, "cpu-plain")),
+    M("plumbing/trainer: step k takes batch k - 1", TRAINER,
+      "self.train_step(*self.step_inputs(order[self.step_in_epoch]))",
+      "self.train_step(*self.step_inputs(order[self.step_in_epoch - 1]))", *plumb(STEPS, "cpu-plain")),
+    M("plumbing/trainer: every epoch in the first epoch's order", TRAINER,
+      "default_rng([self.config.seed, epoch])", "default_rng([self.config.seed, 0])",
+      *plumb(STEPS, "cpu-plain")),
+    M("plumbing/trainer: noise drawn with the fake labels' key", TRAINER, NOISE_KEY,
+      NOISE_KEY.replace("NOISE", "LABELS"), *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/trainer: fake labels drawn with the noise's key", TRAINER, LABELS_KEY,
+      LABELS_KEY.replace("LABELS", "NOISE"), *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/trainer: noise key restarts every epoch", TRAINER, NOISE_KEY,
+      NOISE_KEY.replace("global_step", "step_in_epoch"), *plumb(STEPS, "cpu-plain")),
+    M("plumbing/trainer: fake labels key advanced once an epoch", TRAINER, LABELS_KEY,
+      LABELS_KEY.replace("global_step", "epoch"), *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/trainer: fake labels never ask for a 9", TRAINER,
+      "models.NUM_CLASSES)\n        return real, z", "models.NUM_CLASSES - 1)\n        return real, z",
+      *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/trainer: a resumed run restarts its epoch", TRAINER,
+      "self.epoch, self.step_in_epoch = epoch, step", "self.epoch, self.step_in_epoch = epoch, 0",
+      *plumb("test_a_resumed_run_draws_what_an_uninterrupted_one_draws", "cpu-plain-7")),
+    M("plumbing/trainer: a checkpoint records the start of its epoch", TRAINER,
+      '"step_in_epoch": self.step_in_epoch,', '"step_in_epoch": 0,',
+      *plumb("test_a_resumed_run_draws_what_an_uninterrupted_one_draws", "cpu-self-conditioned-7")),
+    M("plumbing/trainer: pictures drawn by the live G beside an average", TRAINER,
+      "        G = self.drawing_generator()\n", "        G = self.G\n",
+      *plumb("test_pictures_and_checkpoints_come_from_the_generator_the_config_names", "cpu-average")),
+    M("plumbing/trainer: the average's scores taken from the live G", TRAINER,
+      "scores = score_generator(self.drawing_generator(),", "scores = score_generator(self.G,",
+      *plumb("test_scores_come_from_the_average_and_the_live_generator_beside_it")),
+    M("plumbing/trainer: the conditional grid's rows mix digits", TRAINER,
+      "np.repeat(np.arange(models.NUM_CLASSES), GRID_COLUMNS)",
+      "np.tile(np.arange(models.NUM_CLASSES), GRID_COLUMNS)",
+      *plumb("test_pictures_and_checkpoints_come_from_the_generator_the_config_names",
+             "cpu-conditional-average")),
+    M("plumbing/data: MNIST labels one image ahead under --limit", TRAINER,
+      "x, y = x[:limit], y[:limit]", "x, y = x[:limit], y[1:limit + 1]",
+      *plumb("test_mnist_images_keep_each_label_with_its_image", "cpu")),
+    M("plumbing/data: mixture points not drawn with the run's seed", TRAINER,
+      "np.random.default_rng([seed, 2])", "np.random.default_rng([0, 2])",
+      *plumb("test_a_mixture_run_trains_on_the_points_of_its_seed")),
+    M("plumbing/data: k-means ids handed out in reverse", "minigan/data/clusters.py",
+      "    return centres, assign\n", "    return centres, assign[::-1]\n",
+      *plumb("test_the_cluster_ids_are_the_k_means_of_the_training_images")),
+    M("plumbing/step: D's joint batch labelled fakes first", STEP,
+      "set_labels(D, xp.concatenate([xp.asarray(y_real), xp.asarray(y_fake)]))",
+      "set_labels(D, xp.concatenate([xp.asarray(y_fake), xp.asarray(y_real)]))",
+      *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/step: G's step judged with the real images' labels", STEP,
+      "    if y_fake is not None:\n        set_labels(D, y_fake)",
+      "    if y_fake is not None:\n        set_labels(D, y_real)", *plumb(STEPS, "cpu-conditional")),
+    M("plumbing/step: D's joint batch puts the fakes first", STEP,
+      "out = D.forward(xp.concatenate([real, fake]))", "out = D.forward(xp.concatenate([fake, real]))",
+      *plumb(STEPS, "cpu-plain")),
+    M("plumbing/pack: a pack takes samples a batch apart", "minigan/gan/mixture_models.py",
+      "        return x.reshape(x.shape[0] // self.m, self.m * x.shape[1])",
+      "        return x.reshape(self.m, x.shape[0] // self.m, x.shape[1]).transpose(1, 0, 2)"
+      ".reshape(x.shape[0] // self.m, self.m * x.shape[1])", *plumb(STEPS, "cpu-packed-plain")),
+    M("plumbing/sampler: the live G loaded for the average", SAMPLER,
+      'key = "G_ema" if averaged and', 'key = "G_ema" if not averaged and',
+      *plumb("test_the_sampler_draws_from_the_average_unless_told_live", "plain")),
+    M("plumbing/sampler: noise of another seed", SAMPLER,
+      "noise(model, n, seed, models.input_width(G))", "noise(model, n, seed + 1, models.input_width(G))",
+      *plumb("test_the_sampler_draws_from_the_average_unless_told_live", "plain")),
+    M("plumbing/sampler: labels reversed within each batch", SAMPLER,
+      "set_labels(G, dev.asarray(y[i:i + batch_size]))", "set_labels(G, dev.asarray(y[i:i + batch_size][::-1]))",
+      *plumb("test_the_sampler_gives_each_sample_its_own_label_across_batches")),
+]
+MUTATIONS += PLUMBING_MUTATIONS
+
+
 # -- running --------------------------------------------------------------------------------
 
 def _files():
