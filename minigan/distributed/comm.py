@@ -68,6 +68,15 @@ class Communicator:
             self.broadcast(layer.buffers[key], root)
         return model
 
+    def bcast_bytes(self, data: bytes | None, root: int = 0) -> bytes:
+        """Root's ``data`` (a small message, e.g. NCCL's unique id) on every process: two
+        broadcasts, its length and its bytes."""
+        n = np.array([len(data) if self.rank == root else 0], np.int64)
+        self.broadcast(n, root)
+        buf = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(int(n[0]), np.uint8)
+        self.broadcast(buf, root)
+        return buf.tobytes()
+
     def abort(self, code: int = 1):
         """End every process of the group at once (after a :class:`CommTimeout`)."""
         os._exit(code)

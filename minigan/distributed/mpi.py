@@ -86,13 +86,5 @@ class MPIComm(Communicator):
     def barrier(self):
         self._wait(self.comm.Ibarrier(), "barrier")
 
-    def bcast_bytes(self, data: bytes | None, root: int = 0) -> bytes:
-        """Root's ``data`` (a small message, e.g. NCCL's unique id) on every process."""
-        n = np.array([len(data) if self.rank == root else 0], np.int64)
-        self.broadcast(n, root)
-        buf = np.frombuffer(data, np.uint8).copy() if self.rank == root else np.empty(int(n[0]), np.uint8)
-        self.broadcast(buf, root)
-        return buf.tobytes()
-
     def abort(self, code: int = 1):
         self.comm.Abort(code)

@@ -41,9 +41,23 @@ def synthetic(model, n, seed=0):
 
 
 def config(model, steps, batch, out):
+    # no weight average: it does not touch the live weights compared here, and costs a G pass
+    # over 2,500 points at each checkpoint
     return TrainConfig.for_dataset("mnist", model=model, epochs=1, batch_size=batch, seed=5,
-                                   log_every=5, checkpoint_every=steps, n_samples=16, out=out,
+                                   log_every=5, checkpoint_every=steps, n_samples=16, out=out, g_ema=0.0,
                                    **({"clusters": 8} if model == "conv" else {}))
+
+
+ENGINE = None  # --engine: every conv layer on this engine (default: the CPU policy's choice)
+
+
+def trainer(cfg, data, comm=None):
+    tr = Trainer(cfg, data=data, progress=False, comm=comm)
+    if ENGINE:
+        for m in list(tr.G.modules()) + list(tr.D.modules()):
+            if hasattr(m, "engine"):
+                m.engine = ENGINE
+    return tr
 
 
 def weights(tr):
@@ -70,7 +84,10 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--out", required=True)
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--engine", default=None, help="run every conv layer on this engine (e.g. im2col)")
     args = p.parse_args()
+    global ENGINE
+    ENGINE = args.engine
     minigan.tune_cpu()
     comm = MPIComm(timeout=300)
     data = synthetic(args.model, args.steps * args.batch)
@@ -78,12 +95,12 @@ def main():
     out = lambda name: os.path.join(args.out, f"{args.model}-{name}")  # noqa: E731
 
     # A: two processes, uninterrupted
-    a = Trainer(config(args.model, args.steps, args.batch, out("A")), data=data, progress=False, comm=comm)
+    a = trainer(config(args.model, args.steps, args.batch, out("A")), data, comm)
     a.fit(log=lambda s: None)
     wa = weights(a)
     # B: two processes, stopped half-way, resumed by two processes
     half = args.steps // 2
-    b = Trainer(config(args.model, args.steps, args.batch, out("B")), data=data, progress=False, comm=comm)
+    b = trainer(config(args.model, args.steps, args.batch, out("B")), data, comm)
     stop_at(b, half)
     try:
         b.fit(log=lambda s: None)
@@ -94,7 +111,7 @@ def main():
         os.makedirs(out("C"), exist_ok=True)
         shutil.copy(os.path.join(out("B"), CHECKPOINT), os.path.join(out("C"), CHECKPOINT))
     comm.barrier()
-    b = Trainer(config(args.model, args.steps, args.batch, out("B")), data=data, progress=False, comm=comm)
+    b = trainer(config(args.model, args.steps, args.batch, out("B")), data, comm)
     b.restore()
     b.fit(log=lambda s: None)
     wb = weights(b)
@@ -102,15 +119,15 @@ def main():
     if not root:
         return 0
     # the reference: one process, the whole batch
-    s = Trainer(config(args.model, args.steps, args.batch, out("S")), data=data, progress=False)
+    s = trainer(config(args.model, args.steps, args.batch, out("S")), data)
     s.fit(log=lambda s: None)
     ws = weights(s)
     # B's half-way checkpoint, resumed by one process
-    c = Trainer(config(args.model, args.steps, args.batch, out("C")), data=data, progress=False)
+    c = trainer(config(args.model, args.steps, args.batch, out("C")), data)
     c.restore()
     c.fit(log=lambda s: None)
     wc = weights(c)
-    res = {"model": args.model, "steps": args.steps, "processes": comm.size, "batch": args.batch,
+    res = {"model": args.model, "engine": args.engine or "default", "steps": args.steps, "processes": comm.size, "batch": args.batch,
            "params": int(ws.size), "max_abs_weight": float(np.abs(ws).max()),
            "parallel_vs_single": float(np.abs(wa - ws).max()),
            "resumed_vs_parallel": float(np.abs(wb - wa).max()),
