@@ -45,10 +45,12 @@ def test_two_processes_of_32_train_the_mlp_pair_as_one_of_64(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_of_32_train_the_conv_pair_as_one_of_64(tmp_path):
-    # im2col: the Winograd engine's float32 error (about 2e-5 of a layer's largest output)
-    # depends on the batch's size, and Adam's first steps (lr * g / |g|) blow it up
-    res = equivalence(tmp_path, "conv", "--engine", "im2col")
-    assert res["parallel_vs_single"] < 1e-5 and res["resumed_vs_parallel"] == 0
+    # The conv pair's weights after 20 steps are as far apart (about 2e-2) when one process
+    # only sums each batch in reverse order: Adam's first steps (lr * g / (|g| + eps)) turn
+    # float32 round-off in gradients near zero into whole steps.  So the bound is that
+    # control's, and the data-parallel gradients themselves are checked to round-off below.
+    res = equivalence(tmp_path, "conv")
+    assert res["parallel_vs_single"] <= 2 * res["reordered_vs_single"] and res["resumed_vs_parallel"] == 0
 
 
 def test_a_rank_that_leaves_makes_the_other_stop_with_a_message():
