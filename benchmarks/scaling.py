@@ -53,6 +53,7 @@ def worker(model, steps, batch):
     comm.barrier()
     clock = tr.parallel.clock if tr.parallel else None
     c0 = clock.seconds if clock else 0.0
+    n0 = clock.calls if clock else 0
     b0 = tr.parallel.grad_bytes if tr.parallel else 0
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -65,6 +66,7 @@ def worker(model, steps, batch):
                           "step_ms": 1e3 * dt / steps, "images_s": batch * steps / dt,
                           "comm_share": ((clock.seconds - c0) / dt) if clock else 0.0,
                           "grad_mb_step": grad_mb,
+                          "collectives_step": ((clock.calls - n0) / steps) if clock else 0.0,
                           "measured_grad_mb_step": ((tr.parallel.grad_bytes - b0) / steps / 1e6)
                           if tr.parallel else 0.0}), flush=True)
 
@@ -81,18 +83,30 @@ def ring_allreduce_s(mb, n, bw_GBs, latency_us):
     return 2 * (n - 1) / n * mb * 1e6 / (bw_GBs * 1e9) + 2 * (n - 1) * latency_us * 1e-6
 
 
+def small_allreduce_s(n, latency_us):
+    """A few hundred bytes (BatchNorm's sums): latency only, a tree of log2(n) hops each way."""
+    import math  # noqa: PLC0415
+
+    return 2 * math.ceil(math.log2(n)) * latency_us * 1e-6
+
+
 def project(rows):
     print("\nProjection (ring allreduce, no overlap with compute; compute per process = the one-"
           "process step time / N at a fixed global batch):")
+    bn = {r["model"]: r["collectives_step"] - 2 for r in rows if r["procs"] > 1}
     for r in rows:
         if r["procs"] != 1:
             continue
+        r["bn_collectives"] = bn.get(r["model"], 0)
         step_s, mb = r["step_ms"] / 1e3, r["grad_mb_step"]
         print(f"\n{r['model']}: {mb:.2f} MB of gradients a step, one-process step {r['step_ms']:.0f} ms "
               f"(batch {r['batch']}, this CPU)")
         for name, net in CLUSTERS.items():
             for n in (2, 4, 8, 16):
-                comm = ring_allreduce_s(mb, n, net["bw_GBs"], net["latency_us"])
+                # the two gradient buffers (G's, D's: the MB split between them), BatchNorm's small ones
+                comm = (ring_allreduce_s(mb, n, net["bw_GBs"], net["latency_us"])
+                        + 2 * (n - 1) * net["latency_us"] * 1e-6  # the second buffer's latency
+                        + r["bn_collectives"] * small_allreduce_s(n, net["latency_us"]))
                 comp = step_s / n
                 print(f"  {name:42s} N={n:2d}: compute {comp * 1e3:6.1f} ms, allreduce {comm * 1e3:5.2f} ms, "
                       f"speed-up {step_s / (comp + comm):5.1f}x")
