@@ -73,8 +73,8 @@ def worker(model, steps, batch):
 
 # Published figures, for the projection (docs/distributed.md gives the sources)
 NCCL_8GPU = {"busbw_GBs": 100.0, "latency_us": 30.0}  # H100 SXM NVLink, 4 MB messages (nccl-tests)
-CLUSTERS = {"16 nodes, 25 GbE (MPI)": {"bw_GBs": 2.5, "latency_us": 25.0},
-            "16 nodes, HDR InfiniBand 200 Gb/s (MPI)": {"bw_GBs": 20.0, "latency_us": 2.0}}
+CLUSTERS = {"25 GbE (MPI)": {"bw_GBs": 2.5, "latency_us": 25.0},
+            "HDR InfiniBand 200 Gb/s (MPI)": {"bw_GBs": 20.0, "latency_us": 2.0}}
 
 
 def ring_allreduce_s(mb, n, bw_GBs, latency_us):

@@ -639,6 +639,8 @@ class Trainer:
         cfg = self.config
         if self.writes:  # rank 0 alone writes
             self.run_log.write_config()
+        else:
+            log = lambda *args, **kwargs: None  # noqa: E731  rank 0 alone talks
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         while self.epoch < cfg.epochs:
@@ -676,10 +678,9 @@ class Trainer:
                     self.evaluate(log)
                 grid = self.pictures()
             self.save()
-            if self.writes:
-                    log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "
-                    f"g_loss {stats['g_loss']:.3f}, D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}; "
-                    f"samples in {grid}")
+            log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "
+                f"g_loss {stats['g_loss']:.3f}, D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}; "
+                f"samples in {grid}")
             if self.stop_requested and self.epoch < cfg.epochs:
                 self._stop()
         return self

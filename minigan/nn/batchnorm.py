@@ -75,10 +75,6 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
 
 
 class BatchNorm(Layer):
-    # Data parallelism (minigan.distributed.SyncStats): when set, training-mode statistics
-    # and their gradient sums are taken over every process's batch, not this one's only.
-    reducer = None
-
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         if num_features < 1:
@@ -130,6 +126,10 @@ class BatchNorm(Layer):
             self.grads["gamma"] += dgamma
             self.grads["beta"] += dbeta
         return dx
+
+    # Data parallelism (minigan.distributed.SyncStats): when set, training-mode statistics
+    # and their gradient sums are taken over every process's batch, not this one's only.
+    reducer = None
 
     def __repr__(self):
         return f"BatchNorm({self.num_features})"
