@@ -18,6 +18,10 @@ within about 5 minutes on one recent GPU.  Results go to ``--out`` (default
                    information), and per-layer forward / backward times at batch 256
     epoch.txt      one MNIST epoch of the DCGAN on the GPU: time and the log's last row
     epoch_grid.png that epoch's sample grid
+    multigpu.txt   only where more than one GPU is visible (and mpi4py with an mpiexec is
+                   installed): an NCCL allreduce and broadcast across the GPUs, then one
+                   short data-parallel epoch, ``mpiexec -n <GPUs> minigan train
+                   --distributed --device gpu``, against the same epoch on one GPU
     stages.txt     each stage's exit status and seconds
 
 Stages can be run apart (``--stages bench``).
@@ -33,7 +37,32 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-LIMITS = {"env": 20, "tests": 100, "bench": 90, "epoch": 90}  # seconds: 5 minutes in all
+LIMITS = {"env": 20, "tests": 100, "bench": 90, "epoch": 90, "multigpu": 120}  # seconds: 5 minutes in all
+# (multigpu runs only with more than one GPU)
+
+NCCL_CODE = """
+import numpy as np, cupy
+from minigan.distributed import world
+comm = world("gpu", timeout=60)
+buf = cupy.full(1 << 20, comm.rank + 1.0, dtype=cupy.float32)
+comm.allreduce(buf)
+want = comm.size * (comm.size + 1) / 2
+ok = bool((buf == want).all())
+b = cupy.full(8, float(comm.rank), dtype=cupy.float64)
+comm.broadcast(b, root=comm.size - 1)
+ok = ok and bool((b == comm.size - 1).all())
+print(f"rank {comm.rank} of {comm.size} ({comm.name}) on GPU {cupy.cuda.Device().id}: allreduce "
+      f"{'ok' if ok else 'WRONG'}", flush=True)
+"""
+
+
+def gpu_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for ln in out.splitlines() if ln.startswith("GPU "))
+
 
 ENV_CODE = """
 import platform, subprocess, numpy
@@ -122,8 +151,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mnist", required=True, help="a folder holding minigan's MNIST cache (mnist.npz)")
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out")
-    p.add_argument("--stages", nargs="+", default=["env", "tests", "bench", "epoch"],
-                   choices=["env", "tests", "bench", "epoch"])
+    p.add_argument("--stages", nargs="+", default=["env", "tests", "bench", "epoch", "multigpu"],
+                   choices=["env", "tests", "bench", "epoch", "multigpu"])
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -143,6 +172,25 @@ def main(argv=None) -> int:
             elif stage == "bench":
                 rc, text, _ = run_stage(stage, [py, "-c", BENCH_CODE.format(here=HERE)], args.out, env, log)
                 open(os.path.join(args.out, "bench.md"), "w").write(text)
+            elif stage == "multigpu":
+                n = gpu_count()
+                mpiexec = os.path.join(os.path.dirname(py), "mpiexec")
+                mpiexec = mpiexec if os.path.exists(mpiexec) else shutil.which("mpiexec")
+                if n < 2 or mpiexec is None:
+                    log.write(f"multigpu: skipped ({n} GPU(s) visible, mpiexec {mpiexec})\n")
+                    continue
+                rc, text, _ = run_stage(stage, [mpiexec, "-n", str(n), py, "-c", NCCL_CODE], args.out, env, log)
+                report = [f"## NCCL across {n} GPUs (exit {rc})\n{text[-3000:]}"]
+                for procs in (1, n):
+                    run_dir = os.path.join("/tmp", f"minigan_gpu_dist{procs}")
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    rc, text, seconds = run_stage(stage, [mpiexec, "-n", str(procs), py, "-m", "minigan", "train",
+                                                          "--distributed", "--device", "gpu", "--epochs", "1",
+                                                          "--limit", "12800", "--batch-size", "256",
+                                                          "--out", run_dir, "--quiet"], args.out, env, log)
+                    report.append(f"## {procs} process(es), one epoch of 12,800 images at batch 256: exit {rc}, "
+                                  f"{seconds:.1f} s in all\n{text[-2000:]}")
+                open(os.path.join(args.out, "multigpu.txt"), "w").write("\n\n".join(report))
             else:
                 run_dir = os.path.join("/tmp", "minigan_gpu_epoch")  # the run's files stay off $OUT
                 shutil.rmtree(run_dir, ignore_errors=True)

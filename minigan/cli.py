@@ -125,6 +125,11 @@ def _add_train(sub):
                    help="replace the run in --out (its checkpoint, logs and pictures) with a new one")
     p.add_argument("--mnist-dir", default=None, help="a directory holding the four MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # -- data parallelism (minigan.distributed, docs/distributed.md)
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes mpiexec starts (mpiexec -n N minigan train "
+                        "--distributed ...): --batch-size stays the global batch, split across them; "
+                        "rank 0 writes; needs pip install 'minigan[mpi]'")
 
 
 def _train(args):
@@ -148,14 +153,27 @@ def _train(args):
     except ConfigError as e:
         raise SystemExit(f"minigan train: {e}") from None
     out, ck = cfg.out, os.path.join(cfg.out, CHECKPOINT)
+    comm = None
+    if getattr(args, "distributed", False):  # -- data parallelism: every process decides the run's
+        comm = _world(cfg)                    # folder before any process writes in it
+        if comm.size > 1 and not comm.is_root:
+            sys.stdout = open(os.devnull, "w")  # rank 0 alone talks
     # the data is loaded and checked against the batch before anything in the folder changes
-    trainer = Trainer(cfg, progress=not args.quiet)
+    try:
+        trainer = Trainer(cfg, progress=not args.quiet and (comm is None or comm.is_root), comm=comm)
+    except ValueError as e:
+        if comm is None:
+            raise
+        raise SystemExit(f"minigan train: rank {comm.rank}: {e}") from None
+    if comm is not None and comm.size > 1:
+        print(f"data-parallel over {comm.size} processes ({comm.name}): {trainer.points_per_step // comm.size} "
+              f"of each global batch of {trainer.points_per_step} on each")
     if args.resume:
         trainer.restore(ck)
         print(f"resuming {cfg.model} in {out} from epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "
               f"of {trainer.steps_per_epoch}")
     else:
-        if args.overwrite and clear_run(out):
+        if args.overwrite and (comm is None or comm.is_root) and clear_run(out):
             print(f"--overwrite: removed the earlier run in {out}")
         default = default_out(cfg.dataset, cfg.model, cfg.conditional, cfg.pack)
         if "out" not in given and out != default:
@@ -173,8 +191,11 @@ def _train(args):
                   f"{cfg.epochs} epoch(s) of {trainer.steps_per_epoch} steps on the {cfg.device}, into {out}")
     resume = f"minigan train --resume --out {out}"
     try:
-        with _stop_on_ctrl_c(trainer):
-            trainer.fit()
+        if comm is not None and comm.size > 1:  # Ctrl-C stops every process at once: no stop
+            _fit_distributed(trainer, comm)  # between steps that all would have to agree on
+        else:
+            with _stop_on_ctrl_c(trainer):
+                trainer.fit()
     except TrainingInterrupted as e:
         where = (f"saved the run at step {e.step} in {e.checkpoint}" if e.saved else
                  f"the last good checkpoint is {e.checkpoint} (step {e.step})" if e.step is not None else
@@ -191,6 +212,34 @@ def _train(args):
           f"{os.path.join(out, 'samples.gif')} (the epochs animated), "
           f"{os.path.join(out, 'losses.png')}, {os.path.join(out, 'gradient_flow.png')}; "
           f"log: {os.path.join(out, 'log.csv')}; checkpoint: {ck}")
+
+
+def _world(cfg):
+    """The communicator of the processes mpiexec started (minigan.distributed.world), after a
+    barrier that every process reaches once it has decided the run's configuration."""
+    from .distributed import CommTimeout, world  # noqa: PLC0415
+
+    try:
+        comm = world(cfg.device)
+        comm.barrier()
+    except ImportError as e:
+        raise SystemExit(f"minigan train --distributed: {e}") from None
+    except CommTimeout as e:
+        print(f"minigan train: {e}", file=sys.stderr, flush=True)
+        comm.abort(3)
+    return comm
+
+
+def _fit_distributed(trainer, comm):
+    """``trainer.fit`` in one of several processes: a collective that times out (a process
+    died or hangs) ends every process with its message instead of leaving them waiting."""
+    from .distributed import CommTimeout  # noqa: PLC0415
+
+    try:
+        trainer.fit()
+    except CommTimeout as e:
+        print(f"minigan train: {e}", file=sys.stderr, flush=True)
+        comm.abort(3)
 
 
 @contextlib.contextmanager

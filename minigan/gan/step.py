@@ -46,12 +46,15 @@ def d_mean_output(out, loss_name: str):
     return o.mean()
 
 
-def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joint=None):
+def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joint=None,
+             reduce_grads=None):
     """One D step and one G step on ``real`` (B, ...) and noise ``z`` (B, noise_dim).
 
     Returns ``{"d_loss", "d_real", "d_fake", "g_loss"}``: L_D, L_G and D's mean output on
     the real and on the fake batch (:func:`d_mean_output`), 0-d values on the device.
     ``joint`` (default :func:`joins_batches`) puts real and fake through D as one batch.
+    ``reduce_grads(model)``, when given, runs on each network's gradients just before its
+    optimizer step (data parallelism: :meth:`minigan.distributed.DataParallel.reduce_grads`).
     """
     xp = backend.get_xp(real)
     if (y_real is None) != (y_fake is None):
@@ -79,6 +82,8 @@ def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joi
     # D's outputs are read before the G step runs D again (a layer may reuse its output buffers)
     stats = {"d_loss": d_loss, "d_real": d_mean_output(out_real, loss.name),
              "d_fake": d_mean_output(out_fake, loss.name)}
+    if reduce_grads is not None:
+        reduce_grads(D)
     opt_D.step()
 
     G.zero_grad()
@@ -90,6 +95,8 @@ def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joi
         G.backward_weights(D.backward(g_out))  # the noise needs no gradient
     finally:
         D.trainable = True
+    if reduce_grads is not None:
+        reduce_grads(G)
     opt_G.step()
     stats["g_loss"] = g_loss
     return stats

@@ -269,7 +269,10 @@ class RunAway:
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
-    def __init__(self, config: TrainConfig, data=None, progress: bool = True, labels=None):
+    def __init__(self, config: TrainConfig, data=None, progress: bool = True, labels=None, comm=None):
+        """``comm``: a :class:`minigan.distributed.Communicator` of several processes to train
+        data-parallel with (each takes its share of every global batch; rank 0 alone writes);
+        None or one process: this process trains alone."""
         self.config = config.validate()
         cfg = self.config
         backend.manual_seed(cfg.seed)
@@ -335,6 +338,19 @@ class Trainer:
         self.runaway = RunAway()
         self.checkpoint_step = None  # the global step of the last checkpoint written or restored
         self.stop_requested = False
+        # -- data parallelism (minigan.distributed): after the weight average's copies of G,
+        # which keep BatchNorm local (it estimates statistics on rank 0's own noise)
+        self.parallel, self.shard, self.writes = None, slice(None), True
+        if comm is not None and comm.size > 1:
+            from ..distributed import DataParallel  # noqa: PLC0415
+
+            self.parallel = DataParallel(comm)
+            self.shard = self.parallel.shard(self.points_per_step)
+            self.writes = comm.is_root
+            self.parallel.attach(self.G, self.D)
+            self.parallel.broadcast(self.G, self.D)
+            if self.ema is not None:
+                self.ema.reset_to(self.G)
 
     @staticmethod
     def cluster(images, k: int, seed: int):
@@ -362,9 +378,11 @@ class Trainer:
         and fake labels, drawn on the device from keys of (seed, step): no transfer, and a
         resumed run draws what an uninterrupted one would."""
         cfg, B = self.config, self.points_per_step
+        idx = idx[self.shard]  # data parallelism: this process's rows of the global batch and noise
         real = self.data_on_device[idx]
         z = randomness.normal(self.device, (B, self.noise_dim),
                               randomness.key(cfg.seed, randomness.NOISE, self.global_step), np.float32)
+        z = z[self.shard]
         if cfg.clusters:  # the fake's label is the cluster its code draws
             return real, z, self.labels_on_device[idx], self.G.layers[0].codes(z)
         if not cfg.conditional:
@@ -372,7 +390,7 @@ class Trainer:
         y_fake = randomness.integers(self.device, (B,),
                                      randomness.key(cfg.seed, randomness.LABELS, self.global_step),
                                      models.NUM_CLASSES)
-        return real, z, self.labels_on_device[idx], y_fake
+        return real, z, self.labels_on_device[idx], y_fake[self.shard]
 
     def train_step(self, real, z, y_real=None, y_fake=None):
         """One D step and one G step (:func:`minigan.gan.step.gan_step`); returns the step's
@@ -390,7 +408,8 @@ class Trainer:
         else:
             y_real = y_fake = None
         stats = gan_step(self.G, self.D, self.opt_G, self.opt_D, self.loss, real, z, y_real, y_fake,
-                         joint=self.joint_D)
+                         joint=self.joint_D,
+                         reduce_grads=None if self.parallel is None else self.parallel.reduce_grads)
         self.health.record(stats["d_loss"], stats["g_loss"], self.global_step + 1)
         if self.ema is not None:
             self.ema.update()
@@ -435,7 +454,10 @@ class Trainer:
         flags; raises :class:`TrainingDiverged` for a non-finite loss or state.  Returns the
         sums as floats."""
         state = self._state_flags()
-        vals = backend.to_numpy(self.xp.stack([self.window.sums[k] for k in names] + self.health.flags()
+        sums = [self.window.sums[k] for k in names]
+        if self.parallel is not None and names:  # the means over every process's share
+            sums = list(self.parallel.mean(self.xp.stack(sums)))
+        vals = backend.to_numpy(self.xp.stack(sums + self.health.flags()
                                               + [flag for _, flag in state]))
         self.health.check(vals[len(names):len(names) + 3], self._diverged)
         for (what, _), ok in zip(state, vals[len(names) + 3:]):
@@ -456,7 +478,8 @@ class Trainer:
         (:class:`RunAway`: the row that completes the run-away is written first)."""
         stats = self.read_window()
         self.window.clear()
-        self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D})
+        if self.writes:  # rank 0 alone writes
+            self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D})
         ran_away = self.runaway.add_row(stats, self.global_step)
         if ran_away:
             raise self._stopped(ran_away)
@@ -486,9 +509,10 @@ class Trainer:
         if self.ema is not None:
             self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
             models_["G_ema"] = self.ema.avg
-        self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
-        io.save_checkpoint(self.path(CHECKPOINT), models=models_,
-                           optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
+        if self.writes:  # rank 0 alone writes
+            self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
+            io.save_checkpoint(self.path(CHECKPOINT), models=models_,
+                               optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
         self.checkpoint_step = self.global_step
         return True
 
@@ -530,8 +554,9 @@ class Trainer:
                                      f"record is malformed ({type(e).__name__}: {e})") from None
         self.epoch, self.step_in_epoch = epoch, step
         self.checkpoint_step = self.global_step
-        self.run_log.truncate(self.global_step)
-        io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
+        if self.writes:  # rank 0 alone writes
+            self.run_log.truncate(self.global_step)
+            io.remove_leftovers(path)  # half-written checkpoints of a run that was killed
         return meta
 
     # -- pictures ----------------------------------------------------------------------
@@ -612,7 +637,10 @@ class Trainer:
 
     def fit(self, log=print):
         cfg = self.config
-        self.run_log.write_config()
+        if self.writes:  # rank 0 alone writes
+            self.run_log.write_config()
+        else:
+            log = lambda *args, **kwargs: None  # noqa: E731  rank 0 alone talks
         from tqdm.auto import tqdm  # noqa: PLC0415
 
         while self.epoch < cfg.epochs:
@@ -644,9 +672,11 @@ class Trainer:
             self.step_in_epoch = 0
             # The epoch's scores and pictures come before its checkpoint: a run killed in
             # between resumes from the checkpoint before and redoes them from the same weights.
-            if self.wants_eval():
-                self.evaluate(log)
-            grid = self.pictures()
+            grid = None
+            if self.writes:  # rank 0 alone scores and draws
+                if self.wants_eval():
+                    self.evaluate(log)
+                grid = self.pictures()
             self.save()
             log(f"epoch {self.epoch}/{cfg.epochs}: {seconds:.1f} s, d_loss {stats['d_loss']:.3f}, "
                 f"g_loss {stats['g_loss']:.3f}, D(x) {stats['d_real']:.2f}, D(G(z)) {stats['d_fake']:.2f}; "

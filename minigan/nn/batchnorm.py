@@ -98,6 +98,8 @@ class BatchNorm(Layer):
                 raise self._bad_input(x, "with more than one value per channel",
                                       "batch statistics need at least two values per channel")
             mu, var = self.device.kernel(batchnorm_stats)(x)
+            if self.reducer is not None:  # over every process's batch: m values become M
+                mu, var, m = self.reducer.stats(mu, var, m)
             mom = self.momentum
             rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
             rm *= 1 - mom
@@ -109,18 +111,25 @@ class BatchNorm(Layer):
         inv_std = 1.0 / self.xp.sqrt(var + self.eps)
         y, xh = self.device.kernel(batchnorm_apply)(x, mu, inv_std, self.params["gamma"],
                                                     self.params["beta"])
-        self._cache = (xh, inv_std, self.training)
+        self._cache = (xh, inv_std, self.training, m)
         return y
 
     def backward(self, dy):
-        xh, inv_std, training = self._need_cache()
+        xh, inv_std, training, m = self._need_cache()
         self._check_dy(dy, xh.shape)
+        sync = training and self.reducer is not None
         dx, dgamma, dbeta = self.device.kernel(batchnorm_grad)(dy, xh, self.params["gamma"], inv_std,
-                                                               training)
+                                                               training and not sync)
+        if sync:  # the mean terms from the sums over every process; the gradients stay local
+            dx = self.reducer.grad(dx, xh, inv_std, self.params["gamma"], dgamma, dbeta, m)
         if self.trainable:
             self.grads["gamma"] += dgamma
             self.grads["beta"] += dbeta
         return dx
+
+    # Data parallelism (minigan.distributed.SyncStats): when set, training-mode statistics
+    # and their gradient sums are taken over every process's batch, not this one's only.
+    reducer = None
 
     def __repr__(self):
         return f"BatchNorm({self.num_features})"
