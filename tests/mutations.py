@@ -84,7 +84,7 @@ LOSSES, DENSE, CONV = "minigan/losses.py", "minigan/nn/dense.py", "minigan/nn/co
 REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col.py",
                          "minigan/nn/conv/spectral.py")
 BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
-CPU, OPTIM, SEQ = "minigan/kernels/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
+CPU, OPTIM, SEQ = "minigan/runtime/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
 SN = "minigan/nn/spectralnorm.py"
 SN_TESTS = "tests/nn/test_spectralnorm.py"
 SN_GRAD = f"{SN_TESTS}::test_gradients_with_the_power_iteration_held"
@@ -281,7 +281,7 @@ MUTATIONS = [
       "        acc = np.empty(sh * sw * nj * S - 1, cols.dtype)",
       BOUNDS),
     M("Numba im2col: writes one past a column row (out-of-bounds write)", CPU,
-      "                    for ow in range(hi, Wo):", "                    for ow in range(hi, Wo + 1):", BOUNDS),
+      "                for ow in range(hi, Wo):", "                for ow in range(hi, Wo + 1):", BOUNDS),
 ]
 
 

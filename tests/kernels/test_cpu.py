@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
 from minigan import nn
-from minigan.kernels import REFERENCES
-from minigan.kernels import cpu as numba_cpu
 from minigan.nn.conv import ConvGeom
+from minigan.runtime import cpu as numba_cpu
+from minigan.runtime.registry import REFERENCES
 
 # the reference functions, by kernel name, as one namespace like the CPU table's module
 numpy_ref = type("References", (), {name: staticmethod(fn) for name, fn in REFERENCES.items()})
@@ -322,7 +322,7 @@ def test_layers_agree_on_both_kernel_paths(make, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.complex64, np.complex128])
 def test_batched_matmul_split_over_threads(F, dtype):
     """The per-thread runs give the plain product, and BLAS gets its thread count back."""
-    from minigan.kernels import blas
+    from minigan.runtime import blas
 
     rng = np.random.default_rng(F)
     a = (rng.standard_normal((F, 5, 7)) + (1j if np.iscomplexobj(dtype(0)) else 0)).astype(dtype)

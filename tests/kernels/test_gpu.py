@@ -21,10 +21,10 @@ from numba import cuda
 from numba.cuda.core import config as cuda_config
 
 import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
-import minigan.randomness  # noqa: F401  (registers the keyed draws' references)
-from minigan import backend, kernels
-from minigan.kernels import REFERENCES
+import minigan.runtime.randomness  # noqa: F401  (registers the keyed draws' references)
 from minigan.nn.conv import ConvGeom
+from minigan.runtime import devices, registry
+from minigan.runtime.registry import REFERENCES
 
 pytestmark = [
     pytest.mark.gpu,
@@ -35,13 +35,13 @@ pytestmark = [
 if not cuda.is_available():
     pytest.skip("numba-cuda sees no GPU and its simulator is off", allow_module_level=True)
 
-from minigan.kernels import gpu as cuda_gpu  # noqa: E402
+from minigan.runtime import gpu as cuda_gpu  # noqa: E402
 
 # the reference functions, by kernel name, as one namespace like the GPU table's module
 numpy_ref = type("References", (), {name: staticmethod(fn) for name, fn in REFERENCES.items()})
 
 SIMULATED = bool(cuda_config.ENABLE_CUDASIM)
-ON_CUPY = not SIMULATED and backend.gpu_available()
+ON_CUPY = not SIMULATED and devices.gpu_available()
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
@@ -56,11 +56,11 @@ def examples(n):
 
 def dev(a):
     """``a`` on the GPU (a CuPy array) where there is one; else as it is."""
-    return backend.cupy_module().asarray(a) if ON_CUPY else a
+    return devices.cupy_module().asarray(a) if ON_CUPY else a
 
 
 def host(a):
-    return backend.to_numpy(a)
+    return devices.to_numpy(a)
 
 
 def assert_same_bits(got, ref):

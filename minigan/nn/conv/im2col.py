@@ -3,7 +3,7 @@
 It computes what :mod:`.reference` computes, in the same column layout
 ``cols (K, N, P)`` (see :class:`.geometry.ConvGeom`), but:
 
-* im2col and col2im are the device's kernels (:mod:`minigan.kernels`: on
+* im2col and col2im are the device's kernels (:mod:`minigan.runtime.registry`: on
   the CPU, Numba gathers with the padding fused and every pixel written once);
 * sample n's columns ``cols[:, n]`` are a ``(K, P)`` matrix whose rows lie
   ``N*P`` apart, which BLAS takes as it is, so ``y[n] = Wm @ cols[:, n]`` is
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 
-from ...backend import get_xp
-from ...kernels import reference
+from ...runtime.arrays import get_xp
+from ...runtime.registry import reference
 from .reference import col2im, im2col
 
 # A sample's products are (O x K) @ (K x P): with few output pixels P they are

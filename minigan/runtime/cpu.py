@@ -1,12 +1,12 @@
 """The CPU's kernel table: Numba twins of the reference code, and per-thread BLAS batches.
 
 Each function in :data:`TABLE` has the name, signature and results of the
-reference function it replaces (see :mod:`minigan.kernels`; the references
+reference function it replaces (see :mod:`minigan.runtime.registry`; the references
 live with their math, e.g. ``im2col`` in :mod:`minigan.nn.conv.reference`).
 All kernels are ``parallel=True`` (the threads split the outermost loop, so
 no two threads write the same element) and ``cache=True`` (compiled once per
 install, not once per process, into the per-user folder of
-:mod:`minigan.kernels.numba_cache`).
+:mod:`minigan.runtime.numba_cache`).
 
 * ``im2col`` writes every column entry once, out-of-range taps as zero
   (padding is fused: no padded copy of the image is made), parallel over
@@ -37,13 +37,14 @@ from numba.core.caching import NullCache
 
 from .blas import batched_matmul
 from .numba_cache import cache_in_home
+from .randomness import GOLDEN, MIX1, MIX2
 
 _jit = dict(parallel=True, cache=True, nogil=True)
 
 
 def _njit(cache=False, **options):
     """``numba.njit``, with ``cache=True`` meaning minigan's per-user kernel cache
-    (:mod:`minigan.kernels.numba_cache`), never a folder inside the installed package."""
+    (:mod:`minigan.runtime.numba_cache`), never a folder inside the installed package."""
     def make(fn):
         dispatcher = njit(**options)(fn)
         return cache_in_home(dispatcher) if cache else dispatcher
@@ -536,13 +537,11 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
 
 # -- dropout ---------------------------------------------------------------------------
 # The mask is the same hash of (seed, element index) as the reference's
-# (SplitMix64's finaliser, :func:`minigan.nn.dropout.keep_mask`), so it is
+# (SplitMix64's finaliser, :func:`minigan.nn.misc.keep_mask`), so it is
 # generated in parallel, in one pass with the multiply, and does not depend on
 # the thread count or the device.
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN, _MIX1, _MIX2 = (np.uint64(c) for c in (GOLDEN, MIX1, MIX2))  # uint64 operands
 
 
 @_njit(**_jit)
