@@ -73,10 +73,10 @@ COLUMNS = "tests/nn/test_columns.py"
 PATHS = "tests/nn/test_conv_engine_paths.py"
 GAN_LOSSES = "tests/test_gan_loss_names.py"
 GRADCHECK = "tests/test_gradcheck_standard.py"
-KERNELS = "tests/kernels/test_cpu.py"
+KERNELS = "tests/runtime/test_cpu.py"
 DROPOUT_KERNELS = (f"{KERNELS}::test_dropout_kernels", f"{KERNELS}::test_dropout_matches_reference")
 COL2IM_KERNEL = f"{KERNELS}::test_col2im_matches_reference"
-BOUNDS = "tests/kernels/test_compilation.py::test_kernel_tests_pass_with_bounds_checking"
+BOUNDS = "tests/runtime/test_compilation.py::test_kernel_tests_pass_with_bounds_checking"
 DEFINITION = "tests/nn/test_conv.py::test_conv2d_matches_its_definition"
 ADJOINT = "tests/nn/test_conv.py::test_adjoint_identity"
 

@@ -7,85 +7,119 @@ import os
 import signal
 import sys
 
-from ..gan.config import ConfigError, default_out, run_config
+from ..gan.config import DATASETS, ConfigError, TrainConfig, default_out, run_config
+from ..gan.models import MIXTURE_MODEL, MNIST_MODEL, MODELS
 from ..gan.run_log import CHECKPOINT, clear_run
-from ..gan.trainer import Trainer, TrainingInterrupted
+from ..gan.trainer import MIXTURE_POINTS, Trainer, TrainingInterrupted
+from ..losses import GANLoss
 from .args import SEED, number, positive
 
+# The defaults the help states, read from the config (minigan.gan.config), which applies them
+BASE = TrainConfig()
+CONV, DCGAN, MLP = "conv", "dcgan", "mlp"
+
+
+def _of(model: str, name: str, conditional: bool = False, dataset: str = "mnist"):
+    """The default of option ``name`` for ``model`` (and ``conditional``) on ``dataset``."""
+    return getattr(TrainConfig.for_dataset(dataset, model=model, conditional=conditional), name)
+
+
+def _rate(x: float) -> str:
+    """A learning rate as the help writes it: ``1.5e-3``, ``2e-4``."""
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def _mixture(name: str):
+    return getattr(TrainConfig.for_dataset("ring"), name)
+
+
 def add_parser(sub):
+    conv_epochs, conv_lr = _of(MNIST_MODEL, "epochs"), _of(MNIST_MODEL, "lr")
     p = sub.add_parser("train", help="train a GAN on MNIST or a 2-D mixture",
-                       description="Train a GAN on MNIST.  With no arguments: the lean conv pair, on the "
-                                   "CPU, for 3 epochs at Adam 1.5e-3, drawing from the generator's "
-                                   "weight average; pictures go to runs/<model>/.  --model dcgan: the "
-                                   "TensorFlow tutorial's DCGAN and recipe (2 epochs at 2e-4).  With --dataset ring or "
-                                   "grid: PacGAN's MLP pair on that 2-D Gaussian mixture (defaults: "
-                                   "15 epochs of 100,000 points, batch 100, Adam 2e-4 decaying "
-                                   "linearly); a scatter plot and the mode scores each epoch; pictures "
-                                   "go to runs/<dataset>-pack<m>/.")
-    p.add_argument("--dataset", choices=["mnist", "ring", "grid"], default=None,
-                   help="training data (default mnist)")
+                       description=f"Train a GAN on MNIST.  With no arguments: the lean conv pair, on the "
+                                   f"CPU, for {conv_epochs} epochs at Adam {_rate(conv_lr)}, drawing from the generator's "
+                                   f"weight average; pictures go to runs/<model>/.  --model dcgan: the "
+                                   f"TensorFlow tutorial's DCGAN and recipe ({_of(DCGAN, 'epochs')} epochs at "
+                                   f"{_rate(_of(DCGAN, 'lr'))}).  With --dataset ring or "
+                                   f"grid: PacGAN's MLP pair on that 2-D Gaussian mixture (defaults: "
+                                   f"{_mixture('epochs')} epochs of {MIXTURE_POINTS:,} points, batch "
+                                   f"{_mixture('batch_size')}, Adam {_rate(_mixture('lr'))} decaying "
+                                   f"linearly); a scatter plot and the mode scores each epoch; pictures "
+                                   f"go to runs/<dataset>-pack<m>/.")
+    p.add_argument("--dataset", choices=list(DATASETS), default=None,
+                   help=f"training data (default {BASE.dataset})")
     p.add_argument("--pack", type=positive(int), default=None,
-                   help="PacGAN packing: the discriminator judges this many samples at once "
-                        "(2-D mixtures; default 1, a plain GAN)")
+                   help=f"PacGAN packing: the discriminator judges this many samples at once "
+                        f"(2-D mixtures; default {BASE.pack}, a plain GAN)")
     p.add_argument("--eval-every", type=number(int, (0, True)), default=None,
-                   help="score the generator every N epochs into eval.csv (MNIST: Fréchet distance, "
-                        "Inception Score, ...; default 0 = never on MNIST, 1 on the mixtures)")
-    p.add_argument("--model", choices=["conv", "dcgan", "mlp", "mlp2d"], default=None,
-                   help="network (default conv on MNIST, the lean conv pair; mlp2d on the mixtures)")
-    p.add_argument("--loss", choices=["bce", "lsgan", "hinge"], default=None, help="GAN loss (default bce)")
+                   help=f"score the generator every N epochs into eval.csv (MNIST: Fréchet distance, "
+                        f"Inception Score, ...; default {BASE.eval_every} = never on MNIST, "
+                        f"{_mixture('eval_every')} on the mixtures)")
+    p.add_argument("--model", choices=[m for m in MODELS], default=None,
+                   help=f"network (default {MNIST_MODEL} on MNIST, the lean conv pair; {MIXTURE_MODEL} on "
+                        f"the mixtures)")
+    p.add_argument("--loss", choices=list(GANLoss.NAMES), default=None, help=f"GAN loss (default {BASE.loss})")
     p.add_argument("--conditional", action="store_true", default=None,
                    help="class-conditional GAN (MNIST): the digit label is joined to G's noise and to "
                         "D's input; the sample grid has one row per digit; default out runs/c<model>")
     p.add_argument("--clusters", type=number(int, (0, True)), default=None, metavar="K",
-                   help="self-conditioning (unconditional models): the training data falls into K "
-                        "k-means clusters, G draws a cluster with its share of the data and D judges each "
-                        "sample against its cluster; no labels are used (default 50 for the conv pair, "
-                        "0 = off otherwise)")
+                   help=f"self-conditioning (unconditional models): the training data falls into K "
+                        f"k-means clusters, G draws a cluster with its share of the data and D judges each "
+                        f"sample against its cluster; no labels are used (default {_of(CONV, 'clusters')} "
+                        f"for the conv pair, {_mixture('clusters')} on the mixtures, 0 = off otherwise)")
     p.add_argument("--epochs", type=positive(int), default=None,
-                   help="epochs (default 3 for the conv pair, 8 when conditional; 2 for the DCGAN, 10 "
-                        "when conditional; 30 for the MLP; 15 on the 2-D mixtures)")
-    p.add_argument("--batch-size", type=positive(int), default=None, help="batch size (default 64)")
-    p.add_argument("--lr", type=positive(float), default=None, help="Adam learning rate (default 1.5e-3 for the conv pair, 4e-4 when "
-                        "conditional; 2e-4 otherwise)")
+                   help=f"epochs (default {_of(CONV, 'epochs')} for the conv pair, "
+                        f"{_of(CONV, 'epochs', True)} when conditional; {_of(DCGAN, 'epochs')} for the DCGAN, "
+                        f"{_of(DCGAN, 'epochs', True)} when conditional; {_of(MLP, 'epochs')} for the MLP; "
+                        f"{_mixture('epochs')} on the 2-D mixtures)")
+    p.add_argument("--batch-size", type=positive(int), default=None,
+                   help=f"batch size (default {BASE.batch_size}; {_mixture('batch_size')} on the mixtures)")
+    p.add_argument("--lr", type=positive(float), default=None,
+                   help=f"Adam learning rate (default {_rate(_of(CONV, 'lr'))} for the conv pair, "
+                        f"{_rate(_of(CONV, 'lr', True))} when conditional; {_rate(BASE.lr)} otherwise)")
     p.add_argument("--lr-d", type=positive(float), default=None,
                    help="the discriminator's learning rate (default: the same as --lr)")
     p.add_argument("--lr-decay", choices=["none", "linear"], default=None,
-                   help="learning-rate schedule over the epochs (default none on MNIST, linear on the "
-                        "mixtures)")
+                   help=f"learning-rate schedule over the epochs (default {BASE.lr_decay} on MNIST, "
+                        f"{_mixture('lr_decay')} on the mixtures)")
     p.add_argument("--d-bias-init", choices=["zeros", "data"], default=None,
-                   help="2-D mixtures: 'data' starts D's first-layer hyperplanes through random points "
-                        "of the training data's bounding box (default 'zeros': all through the origin)")
+                   help=f"2-D mixtures: 'data' starts D's first-layer hyperplanes through random points "
+                        f"of the training data's bounding box (default {BASE.d_bias_init!r}: all through "
+                        f"the origin)")
     p.add_argument("--g-ema", type=float, default=None, metavar="DECAY",
-                   help="keep an exponential moving average of the generator's weights, avg = "
-                        "DECAY*avg + (1-DECAY)*weights after every generator step (e.g. 0.999, about "
-                        "the last 1,000 steps); the average is what is scored, drawn each epoch and "
-                        "sampled from the checkpoint, training goes on with the live weights "
-                        "(default 0.995 for the conv pair, 0.999 for the MLP and the conditional "
-                        "conv pair; 0, off, for the DCGAN and the mixtures)")
-    p.add_argument("--beta1", type=float, default=None, help="Adam beta1 (default 0.5)")
-    p.add_argument("--beta2", type=float, default=None, help="Adam beta2 (default 0.999)")
+                   help=f"keep an exponential moving average of the generator's weights, avg = "
+                        f"DECAY*avg + (1-DECAY)*weights after every generator step (e.g. 0.999, about "
+                        f"the last 1,000 steps); the average is what is scored, drawn each epoch and "
+                        f"sampled from the checkpoint, training goes on with the live weights "
+                        f"(default {_of(CONV, 'g_ema'):g} for the conv pair, {_of(MLP, 'g_ema'):g} for the "
+                        f"MLP and {_of(CONV, 'g_ema', True):g} for the conditional conv pair; "
+                        f"{_of(DCGAN, 'g_ema'):g}, off, for the DCGAN and the mixtures)")
+    p.add_argument("--beta1", type=float, default=None, help=f"Adam beta1 (default {BASE.beta1:g})")
+    p.add_argument("--beta2", type=float, default=None, help=f"Adam beta2 (default {BASE.beta2:g})")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None,
-                   help="where to compute (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU)")
+                   help=f"where to compute (default {BASE.device}); gpu needs CuPy seeing a GPU "
+                        f"(README: On a GPU)")
     p.add_argument("--width", type=positive(float), default=None,
-                   help="scale the networks' hidden sizes and channel counts (default 1: the seed networks)")
-    p.add_argument("--seed", type=SEED, default=None, help="random seed (default 0)")
+                   help=f"scale the networks' hidden sizes and channel counts (default {BASE.width:g}: "
+                        f"the seed networks)")
+    p.add_argument("--seed", type=SEED, default=None, help=f"random seed (default {BASE.seed})")
     p.add_argument("--out", default=None,
                    help="output folder (default runs/<model>, or runs/<model>-2, -3, ... when that "
                         "holds a run); a folder that holds a run needs --resume or --overwrite")
     p.add_argument("--limit", type=number(int, (0, True)), default=None,
                    help="train on the first N images only")
     p.add_argument("--checkpoint-every", type=positive(int), default=None,
-                   help="steps between mid-epoch checkpoints (default 200)")
+                   help=f"steps between mid-epoch checkpoints (default {BASE.checkpoint_every})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (its checkpoint, logs and pictures) with a new one")
-    p.add_argument("--mnist-dir", default=None, help="a directory holding the four MNIST IDX files")
+    p.add_argument("--mnist-dir", default=None,
+                   help="a directory holding the four MNIST IDX files (read when no cache holds MNIST yet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args):
-    if args.mnist_dir:
-        os.environ["MINIGAN_MNIST_DIR"] = args.mnist_dir
     given = {k: v for k, v in {
         "dataset": args.dataset, "model": args.model, "loss": args.loss, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "beta1": args.beta1, "beta2": args.beta2,
@@ -101,7 +135,7 @@ def run(args):
         raise SystemExit(f"minigan train: {e}") from None
     out, ck = cfg.out, os.path.join(cfg.out, CHECKPOINT)
     # the data is loaded and checked against the batch before anything in the folder changes
-    trainer = Trainer(cfg, progress=not args.quiet)
+    trainer = Trainer(cfg, progress=not args.quiet, mnist_dir=args.mnist_dir)
     if args.resume:
         trainer.restore(ck)
         print(f"resuming {cfg.model} in {out} from epoch {trainer.epoch + 1}, step {trainer.step_in_epoch} "

@@ -24,8 +24,8 @@ import pytest
 from minigan.runtime import cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BOUNDS_CHECKED = ["tests/kernels/test_cpu.py", "tests/nn/test_columns.py",
-                  "tests/kernels/test_compilation.py::test_an_out_of_bounds_write_raises"]
+BOUNDS_CHECKED = ["tests/runtime/test_cpu.py", "tests/nn/test_columns.py",
+                  "tests/runtime/test_compilation.py::test_an_out_of_bounds_write_raises"]
 
 
 def _env(cache_dir, **extra):
