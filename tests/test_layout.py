@@ -5,8 +5,8 @@ Every module's imports (at the top and inside functions alike) are read with
 only run on some paths.  Rooms, from the ground up: ``runtime`` (devices,
 kernels) and ``data``; ``nn``; the modules beside ``nn`` (losses, optim,
 gradcheck, io, viz); ``metrics``; ``gan``; ``cli``.  The GPU stand-in
-(``testing``) sits on ``runtime``, and the engine reaches it only by name
-(``importlib``), when ``MINIGAN_GPU=standin`` asks for it.
+(``testing``) sits on ``runtime``; the tests and the command line install it,
+and the engine never imports it.
 """
 from __future__ import annotations
 
@@ -131,6 +131,17 @@ def test_runtime_imports_nothing_above_it():
     bad = [f"{modules[m].relative_to(PACKAGE.parent)}:{line} imports {t}"
            for m, imps in graph.items() if _room(m) == "runtime"
            for t, line, _ in imps if t.startswith("minigan.") and _room(t) not in ("runtime", "_version")]
+    assert bad == []
+
+
+def test_the_engine_never_imports_the_testing_aids():
+    modules, graph = _graph()
+    bad = [f"{modules[m].relative_to(PACKAGE.parent)}:{line} imports {t}"
+           for m, imps in graph.items() if _room(m) not in ("cli", "testing", "__main__")
+           for t, line, _ in imps if t.startswith("minigan.testing")]
+    bad += [f"{p.relative_to(PACKAGE.parent)} names minigan.testing for importlib"
+            for m, p in modules.items() if _room(m) not in ("cli", "testing")
+            and "import_module(\"minigan.testing" in p.read_text()]
     assert bad == []
 
 

@@ -13,10 +13,13 @@ should be) is one line on stderr that names the option or the path, with exit st
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..io import CheckpointError
+from ..runtime import devices
 from ..runtime.tuning import tune_cpu
+from ..testing import gpu_standin
 from . import bench, evaluate, gradcheck, sample, summary, train
 from .args import Parser, os_error
 
@@ -40,6 +43,8 @@ def main(argv=None):
     if argv and argv[0] == "bench":  # the benchmark harness parses its own arguments
         return bench.main(argv[1:])
     args = parser.parse_args(argv)
+    if os.environ.get("MINIGAN_GPU") == "standin":  # --device gpu on the stand-in, where CuPy sees no GPU
+        devices.standin_installer = gpu_standin.install
     tune_cpu()
     try:
         handler = {"train": train.run, "sample": sample.run, "eval": evaluate.run,

@@ -57,10 +57,8 @@ def _njit(cache=False, **options):
 # BatchNorm's statistics and gradient make two passes.  Each parallel launch
 # is a barrier: on a shared machine a descheduled worker stalls the call for a
 # scheduler tick (a 64x128 LeakyReLU: 5 us median, 4 ms worst), and an
-# elementwise pass (<= ~1e6 elements here, ~0.1 ms) gains nothing from a
-# second thread (measured: LeakyReLU on 64x64x14x14, 0.10 ms alone, 0.13 ms
-# on 2 threads), while the layout kernels of that size do (col2im of D's first
-# conv 1.23 -> 0.61 ms when it was measured).
+# elementwise pass of up to ~1e6 elements gains nothing from a second thread,
+# while the layout kernels of that size do (the timings: benchmarks/HISTORY.md).
 PARALLEL_MIN = 1 << 20
 GATHER_COST = 8
 
@@ -221,7 +219,7 @@ def _split_phases(x, out):
 @_njit(**_jit)
 def _merge_phases(r, out):
     # phase by phase, as _split_phases, rather than pixel by pixel with a
-    # divmod each: 128x64x14x14, 2.4-2.8 -> 1.2-1.3 ms
+    # divmod each: about twice as fast (benchmarks/HISTORY.md, the spectral engine's runs)
     N, C, H, W = out.shape
     sh, sw, Hp, Wp = r.shape[2:]
     for q in prange(N * C):

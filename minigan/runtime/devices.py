@@ -18,7 +18,6 @@ the reference code alone.
 """
 from __future__ import annotations
 
-import importlib
 import os
 
 import numpy as np
@@ -113,6 +112,10 @@ def load(table: str) -> dict:
 
 
 _devices: dict = {}
+# Where CuPy sees no GPU, MINIGAN_GPU=standin makes device("gpu") the stand-in of
+# minigan.testing.gpu_standin: the function that installs it, set by whoever offers it
+# (the minigan command); the runtime itself never imports the testing aids.
+standin_installer = None
 _TABLES = {"cpu": ("numba", "reference"), "gpu": ("cuda", "reference")}
 
 
@@ -157,8 +160,10 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
         else:
             cp = cupy_module()
             if cp is None and os.environ.get("MINIGAN_GPU") == "standin":
-                # the stand-in is a testing aid, not part of the engine: loaded only when asked for
-                importlib.import_module("minigan.testing.gpu_standin").install()
+                if standin_installer is None:
+                    raise RuntimeError("MINIGAN_GPU=standin: call minigan.testing.gpu_standin.install() "
+                                       "first (the minigan command does)")
+                standin_installer()
                 return _devices[(name, table)]
             if cp is None:
                 raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "

@@ -21,9 +21,11 @@ each refusing host arrays and returning device arrays.  The device it makes
 with no GPU, numba-cuda's CUDA simulator runs those kernels, each taking an
 array's buffer through :meth:`StandinArray.kernel_arg`.
 
-``MINIGAN_GPU=standin`` in the environment (or :func:`install`) makes
+:func:`install` (which the tests call, and the ``minigan`` command when
+``MINIGAN_GPU=standin`` is in the environment) makes
 ``minigan.runtime.devices.device("gpu")`` this device on a machine where CuPy sees
-no GPU; where it does, the real GPU always wins.
+no GPU; where it does, the real GPU always wins.  Nothing of the engine imports
+this module.
 """
 from __future__ import annotations
 

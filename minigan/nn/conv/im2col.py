@@ -25,9 +25,9 @@ from .reference import col2im, im2col
 
 # A sample's products are (O x K) @ (K x P): with few output pixels P they are
 # too thin for BLAS, and one GEMM over the whole batch, with the small side
-# copied to (O, N, P), runs faster (G's 7x7 layer forced onto im2col, P = 49,
-# forward: 48 -> 35 ms); with many (D's first conv, P = 196) the per-sample
-# products win (batch 64: 0.41 ms, against 0.58 + 0.14 for the copy).
+# copied to (O, N, P), runs faster (G's 7x7 layer forced onto im2col, P = 49:
+# forward about 27 % faster); with many (D's first conv, P = 196) the per-sample
+# products win (benchmarks/HISTORY.md, the column layout's runs).
 PER_SAMPLE_MIN_PIXELS = 128
 # the per-sample weight-gradient parts held at once: (samples, O, K) under this
 # many elements (D's first conv: all 128 samples at once)
