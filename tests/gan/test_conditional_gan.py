@@ -228,7 +228,7 @@ def test_cli_train_conditional_then_resume(tmp_path, monkeypatch):
     import minigan.gan.trainer as tr
 
     x, y = synthetic("mlp", 32), labels_for(32)
-    monkeypatch.setattr(tr, "mnist_images", lambda model, limit=0, labels=False: (x, y) if labels else x)
+    monkeypatch.setattr(tr, "mnist_images", lambda model, limit=0, labels=False, idx_dir=None: (x, y) if labels else x)
     out = str(tmp_path / "cm")
     base = ["train", "--model", "mlp", "--conditional", "--batch-size", "16", "--out", out, "--quiet"]
     assert main(base + ["--epochs", "1"]) == 0
