@@ -11,8 +11,6 @@ from ..gan.config import ConfigError, check_writable
 from ..gan.run_log import CHECKPOINT
 
 MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB of float32
-
-
 MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
 
 

@@ -1,4 +1,5 @@
-"""``minigan gradcheck FILE.py:NAME --shape N,C,H,W``: check a user's own layer.
+"""``minigan gradcheck``: every built-in layer and loss (:func:`minigan.gradcheck.run_standard`),
+or with ``FILE.py:NAME --shape N,C,H,W`` a user's own layer.
 
 NAME in FILE.py is a :class:`minigan.nn.Layer` subclass (made with no
 arguments), a Layer instance, or any callable that returns a Layer with no
@@ -198,9 +199,6 @@ def run_target(target: str, shape_text: str, seed: int = 0, tol: float = 1e-6, o
     return False
 
 
-__all__ = ["run_target", "load_layer", "load_module", "parse_shape", "TargetError"]
-
-
 def add_parser(sub):
     p = sub.add_parser("gradcheck", help="check layers' gradients against finite differences",
                        description="With no target: check every built-in layer and loss against central "
@@ -241,3 +239,6 @@ def run(args):
     if args.shape is None:
         raise TargetError(f"checking {args.target} needs --shape (N,F or N,C,H,W)")
     return 0 if run_target(args.target, args.shape, seed=seed, tol=tol) else 1
+
+
+__all__ = ["add_parser", "run", "run_target", "load_layer", "load_module", "parse_shape", "TargetError"]
