@@ -23,7 +23,7 @@ from numba.cuda.core import config as cuda_config
 import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
 import minigan.runtime.randomness  # noqa: F401  (registers the keyed draws' references)
 from minigan.nn.conv import ConvGeom
-from minigan.runtime import devices, registry
+from minigan.runtime import devices
 from minigan.runtime.registry import REFERENCES
 
 pytestmark = [
@@ -81,7 +81,7 @@ def test_every_twin_has_a_reference_and_a_test_here():
 
 
 def test_the_table_loads_by_name_without_stream_syncs():
-    assert kernels.load("cuda") is cuda_gpu.TABLE
+    assert devices.load("cuda") is cuda_gpu.TABLE
     assert not cuda_config.CUDA_ARRAY_INTERFACE_SYNC
 
 
