@@ -12,5 +12,5 @@ python -m pip install --quiet .
 minigan train --dataset ring --epochs 1 --out "$venv/run1" --quiet
 python -m pip install --quiet -e ".[test]"
 minigan train --dataset ring --epochs 1 --out "$venv/run2" --quiet
-python -c "import minigan.kernels.cpu"
+python -c "import minigan.runtime.cpu"
 echo "the README's commands in order: install, run, test install, run again: ok"

@@ -5,7 +5,7 @@
 Each commit is exported with ``git archive`` into a temporary folder (NEW
 defaults to the working tree as it is).  Then, round after round, a fresh
 process of each times ``--steps`` steps of the trainer's own step
-(``minigan.bench.setup(model, 64)``) after a warm-up and prints the median;
+(``minigan.cli.bench.setup(model, 64)``) after a warm-up and prints the median;
 the rounds alternate OLD, NEW, so both see the same drifts of this shared
 machine.  The report gives each round's pair and ratio and the median
 ratio.  Every process gets 2 threads and the CPU settings of its own
@@ -26,7 +26,7 @@ CHILD = """
 import statistics, sys, time
 import minigan
 getattr(minigan, "tune_cpu", lambda: None)()
-from minigan import bench
+from minigan.cli import bench
 model, steps = sys.argv[1], int(sys.argv[2])
 s = bench.setup(model, 64)
 for _ in range(5):

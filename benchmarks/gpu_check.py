@@ -81,7 +81,7 @@ lines.append(f"numba {numba.__version__}, numba-cuda {getattr(numba.cuda, '__ver
 import torch
 lines.append(f"torch {torch.__version__}, CUDA {torch.version.cuda}, sees {torch.cuda.get_device_name(0)}")
 import minigan
-lines.append(f"minigan {minigan.__version__}; backend.gpu_available() = {minigan.backend.gpu_available()}")
+lines.append(f"minigan {minigan.__version__}; devices.gpu_available() = {minigan.runtime.devices.gpu_available()}")
 print("\\n".join(lines))
 """
 
@@ -91,7 +91,7 @@ import numpy as np
 sys.path.insert(0, {here!r})
 import torch
 import torch_reference
-from minigan import bench
+from minigan.cli import bench
 
 def med(fn, n, sync):
     for _ in range(3):

@@ -3,7 +3,7 @@
 It times, as medians over repeats after a warm-up:
 
 * each layer's forward and backward, for the MLP GAN and the DCGAN;
-* one whole GAN train step, the trainer's own (:func:`minigan.bench.setup`):
+* one whole GAN train step, the trainer's own (:func:`minigan.cli.bench.setup`):
   the discriminator step on a real and a fake batch, then the generator step
   through the frozen discriminator, Adam on both;
 * for every conv layer of the DCGAN, its ``col2im`` against the GEMM whose
@@ -28,7 +28,7 @@ first in the same process instead slows minigan's DCGAN step (228-258 ->
 steps", the child answers with the times, so the blocks still alternate.
 
 Thread counts must be fixed before NumPy loads its BLAS, so
-``benchmarks/bench.py`` sets them (:func:`minigan.bench.thread_env`) before
+``benchmarks/bench.py`` sets them (:func:`minigan.cli.bench.thread_env`) before
 it imports anything, then applies :func:`minigan.tune_cpu`.
 """
 from __future__ import annotations
@@ -43,10 +43,10 @@ import sys
 import numpy as np
 import torch_reference
 
-from minigan import backend
-from minigan.bench import (NOISE_DIM, block_times, layer_times, ms, setup, synchronizer, table,
-                           thread_env, threads_ready, timeit)
+from minigan.cli.bench import (NOISE_DIM, block_times, layer_times, ms, setup, synchronizer, table,
+    thread_env, threads_ready, timeit)
 from minigan.nn import Conv2D, Conv2DTranspose, Dense, Sequential
+from minigan.runtime import devices
 
 __all__ = ["setup", "timeit", "layer_times", "thread_env", "threads_ready"]
 
@@ -277,7 +277,7 @@ def machine_info(torch_info=None) -> dict:
     if torch_info is not None:
         info["torch"] = (f"{torch_info['version']} ({torch_info['threads']} threads, child process, "
                          f"OMP_WAIT_POLICY {torch_info['OMP_WAIT_POLICY']})")
-    cp = backend.cupy_module()
+    cp = devices.cupy_module()
     if cp is not None:
         info["cupy"] = cp.__version__
         info["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
@@ -318,7 +318,7 @@ PATHS = {"numpy": ("cpu", "reference"), "numba": ("cpu", "numba"), "cupy": ("gpu
 def kernel_paths(requested):
     paths = []
     for p in requested:
-        if p == "cupy" and not backend.gpu_available():
+        if p == "cupy" and not devices.gpu_available():
             print("(skipping cupy: CuPy or a GPU is not available)")
             continue
         paths.append(p)
@@ -326,7 +326,7 @@ def kernel_paths(requested):
 
 
 def path_setup(path, model, batch):
-    """:func:`minigan.bench.setup` on kernel path ``path``."""
+    """:func:`minigan.cli.bench.setup` on kernel path ``path``."""
     return setup(model, batch, *PATHS[path])
 
 

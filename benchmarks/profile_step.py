@@ -34,7 +34,7 @@ fixed real batch, noise and labels, CPU kernel table, float32.  It prints:
    here does not reach it: its step median, and torch.profiler's self CPU time per op
    and per category, and its step / floor.
 
-Thread counts are fixed before NumPy loads its BLAS (:func:`minigan.bench.thread_env`),
+Thread counts are fixed before NumPy loads its BLAS (:func:`minigan.cli.bench.thread_env`),
 then :func:`minigan.tune_cpu` is applied, as ``benchmarks/bench.py`` does.
 """
 from __future__ import annotations
@@ -64,8 +64,8 @@ import harness  # noqa: E402  (beside this file)
 import torch_reference  # noqa: E402
 
 import minigan  # noqa: E402
-from minigan import backend, nn  # noqa: E402
-from minigan.bench import block_times, ms, table, thread_env, threads_ready, timeit  # noqa: E402
+from minigan import nn, runtime  # noqa: E402
+from minigan.cli.bench import block_times, ms, table, thread_env, threads_ready, timeit  # noqa: E402
 from minigan.gan import step as step_module  # noqa: E402
 from minigan.gan.config import TrainConfig  # noqa: E402
 from minigan.gan.models import CODE_SCALE, CODES  # noqa: E402
@@ -163,7 +163,7 @@ def fmt_rate(flops, seconds) -> str:
 def build_step(batch: int, seed: int = 0):
     """A :class:`Trainer` with the default MNIST recipe of the conv pair on random images,
     and ``step()`` running its ``train_step`` on a fixed batch, noise and labels."""
-    dev = backend.device("cpu")
+    dev = runtime.device("cpu")
     cfg = TrainConfig.for_dataset("mnist", model="conv", batch_size=batch, seed=seed, device=dev.name,
                                   out="runs/profile")  # writes nothing
     data = np.random.default_rng(seed).uniform(-1, 1, (max(DATA_SAMPLES, batch), 1, 28, 28))
@@ -258,7 +258,7 @@ def record_schedule(timers, net, i, layer, schedule):
 def instrument_kernels(timers):
     """Timers on the CPU's kernel table and NumPy's entry points.  Put them in place before
     the trainer's first step: its conv engines keep the table's entries they are made with."""
-    kernels = backend.device("cpu").kernels
+    kernels = runtime.device("cpu").kernels
     for name in list(kernels):
         timers.patch(kernels, name, f"kernel {name}", KERNEL_CATEGORIES.get(name, "other kernels"))
     for name, category in NUMPY_CATEGORIES.items():

@@ -1,7 +1,7 @@
 """The reference networks and train step in PyTorch, for the benchmark's side-by-side timing.
 
 This file imports nothing from minigan and no PyTorch at module level: the
-harness (:class:`minigan.bench.TorchProcess`) runs it in a child process that
+harness (:class:`minigan.cli.bench.TorchProcess`) runs it in a child process that
 imports PyTorch first and loads this file on its own (:data:`CHILD_CODE`), so
 none of the settings ``import minigan`` makes for its own process (OpenMP's
 wait policy, glibc's malloc thresholds) reach PyTorch: it runs as a user's
@@ -46,7 +46,7 @@ def block_timer(fn):
 
 
 def serve(inp, out, policy):
-    """The child's loop: answer :class:`minigan.bench.TorchProcess` requests, one JSON line each.
+    """The child's loop: answer :class:`minigan.cli.bench.TorchProcess` requests, one JSON line each.
 
     ``policy`` is the ``OMP_WAIT_POLICY`` the child started with (PyTorch's
     OpenMP read it when it loaded).

@@ -28,10 +28,11 @@ import time
 
 import numpy as np
 
-from minigan import backend, io, optim
+from minigan import io, optim
 from minigan.data import load_mnist
 from minigan.gan.sampler import generate, load_generator
 from minigan.metrics.classifier import accuracy, build_classifier, prepare_images, train_step
+from minigan.runtime import devices
 
 
 def small_subset(x, y, per_digit, rng):
@@ -42,7 +43,7 @@ def small_subset(x, y, per_digit, rng):
 
 def train_classifier(x, y, steps, seed, batch_size=64, lr=1e-3, shift=2):
     """The metrics classifier trained ``steps`` Adam steps on (x in [-1, 1] (N,1,28,28), y)."""
-    backend.manual_seed(seed)
+    devices.manual_seed(seed)
     model = build_classifier()
     opt = optim.Adam(model, lr=lr)
     rng = np.random.default_rng([seed, 11])

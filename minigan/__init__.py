@@ -4,11 +4,11 @@ NumPy on the CPU (hot loops in Numba), CuPy on a GPU, no autograd.
 Importing it changes nothing in the process; :func:`tune_cpu` applies the
 CPU settings that make training fast (the ``minigan`` command does).
 """
-from . import backend, losses, nn, optim
-from ._version import __version__
-from .backend import manual_seed
+from . import losses, nn, optim, runtime
 from .gradcheck import check_layer, check_loss
-from .tuning import tune_cpu
+from .runtime.devices import manual_seed
+from .runtime.tuning import tune_cpu
+from ._version import __version__
 
-__all__ = ["backend", "nn", "losses", "optim", "manual_seed", "check_layer", "check_loss", "tune_cpu",
+__all__ = ["runtime", "nn", "losses", "optim", "manual_seed", "check_layer", "check_loss", "tune_cpu",
            "__version__"]

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import backend
+from . import losses, nn
+from .runtime import devices
 
 
 @dataclass
@@ -97,9 +98,9 @@ def _numeric_vs_analytic(loss, u, grad, eps, max_elements, directions, rng):
 
     Returns the fields of :class:`GradCheckEntry` after ``name`` and ``size``.
     """
-    xp = backend.get_xp(u)
+    xp = devices.get_xp(u)
     flat = u.reshape(-1)  # a view: editing it edits u
-    g = backend.to_numpy(grad).reshape(-1)
+    g = devices.to_numpy(grad).reshape(-1)
     if u.size <= max_elements:
         num = np.empty(u.size)
         for i in range(u.size):
@@ -159,14 +160,14 @@ def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=None, directions=No
     max_elements = MAX_ELEMENTS if max_elements is None else max_elements
     directions = DIRECTIONS if directions is None else directions
     layer = copy.deepcopy(layer).astype(np.float64)
-    xp = backend.get_xp(x)
+    xp = devices.get_xp(x)
     x = xp.array(x, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    saved_rng = copy.deepcopy(backend.rng_state())
+    saved_rng = copy.deepcopy(devices.rng_state())
     replay = copy.deepcopy(saved_rng)
 
     def forward(inp):
-        backend.set_rng_state(copy.deepcopy(replay))
+        devices.set_rng_state(copy.deepcopy(replay))
         return layer.forward(inp)
 
     try:
@@ -190,7 +191,7 @@ def check_layer(layer, x, dy=None, *, eps=1e-6, max_elements=None, directions=No
                 name, lyr.params[key].size,
                 *_numeric_vs_analytic(loss, lyr.params[key], grad, eps, max_elements, directions, rng)))
     finally:
-        backend.set_rng_state(saved_rng)
+        devices.set_rng_state(saved_rng)
     return report
 
 
@@ -199,7 +200,7 @@ def check_loss(loss_fn, x, *args, eps=1e-6, max_elements=None, directions=None, 
     """Check a loss ``loss_fn(x, *args) -> (value, grad)`` in float64 at ``x``."""
     max_elements = MAX_ELEMENTS if max_elements is None else max_elements
     directions = DIRECTIONS if directions is None else directions
-    xp = backend.get_xp(x)
+    xp = devices.get_xp(x)
     x = xp.array(x, dtype=np.float64)
     _, grad = loss_fn(x, *args)
     rng = np.random.default_rng(seed)
@@ -212,8 +213,6 @@ def check_loss(loss_fn, x, *args, eps=1e-6, max_elements=None, directions=None, 
 
 def standard_cases():
     """The layers and losses that ``minigan gradcheck`` checks: ``(label, kind, object, x, args)``."""
-    from . import losses, nn  # noqa: PLC0415
-
     rng = np.random.default_rng(0)
 
     def r(*shape):

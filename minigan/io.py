@@ -6,7 +6,7 @@ Layout of the archive (every entry a plain NumPy array, so it loads with
     format                  int64 ()      FORMAT_VERSION
     header                  str ()        JSON: model and optimizer names, optimizer types
     meta                    str ()        JSON: whatever the caller passed (epoch, step, config, ...)
-    rng                     str ()        JSON: minigan.backend.rng_state(); absent if not saved
+    rng                     str ()        JSON: minigan.runtime.devices.rng_state(); absent if not saved
     model.<M>.<key>         arrays        model M's state_dict (``param.*`` and ``buffer.*``)
     optim.<O>.<key>         arrays        optimizer O's state_dict (``t``, ``lr``, ``m.*``, ``v.*``)
 
@@ -16,7 +16,7 @@ name, so a crash at any moment leaves either the old checkpoint or the new one,
 never a torn file.  An OS error while writing (no space, no permission, a
 read-only disk) is raised naming the checkpoint's path, and leaves the old
 checkpoint as it was.  CuPy's own generator is not saved: minigan draws its
-random numbers from the NumPy generator in :mod:`minigan.backend`.
+random numbers from the NumPy generator in :mod:`minigan.runtime.devices`.
 
 A checkpoint holds finite numbers only: :func:`load_checkpoint` refuses one whose
 weights, buffers or optimizer state hold a NaN or an infinity (the trainer never
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import backend
+from .runtime import devices
 
 FORMAT_VERSION = 1
 
@@ -153,7 +153,7 @@ def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
     arrays["header"] = _text(header)
     arrays["meta"] = _text(meta)
     if rng:
-        arrays["rng"] = _text(backend.rng_state())
+        arrays["rng"] = _text(devices.rng_state())
 
     path = os.fspath(path)
     # Hidden and ending in ".tmp", so a leftover can never be taken for a checkpoint.
@@ -350,7 +350,7 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
     are set.  Everything is checked before anything is written, so a
     mismatch leaves the models untouched.  Arrays go to whatever device each
     model is on.  With ``restore_rng`` the global generator of
-    :mod:`minigan.backend` is set to the saved state (when one was saved).
+    :mod:`minigan.runtime.devices` is set to the saved state (when one was saved).
 
     Raises ``FileNotFoundError`` for a missing file, :class:`CheckpointError`
     for a corrupt one or one whose tensors for ``models`` and ``optimizers``
@@ -395,5 +395,5 @@ def load_checkpoint(path, *, models: dict | None = None, optimizers: dict | None
         for k, v in header["optimizers"][name]["hparams"].items():
             setattr(opt, k, tuple(v) if isinstance(v, list) else v)
     if restore_rng and "rng" in arrays:
-        backend.set_rng_state(rng_state)
+        devices.set_rng_state(rng_state)
     return meta

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .backend import get_xp
-from .kernels import reference
+from .runtime import devices
+from .runtime.arrays import get_xp
+from .runtime.registry import reference
 
 
 def _n(x):
@@ -75,7 +75,7 @@ def bce_with_logits(z, target):
 
     L = mean( max(z, 0) - z*t + log(1 + exp(-|z|)) ),   dL/dz = (sigmoid(z) - t) / n
     """
-    dev = backend.device_of(z)
+    dev = devices.device_of(z)
     total, grad = dev.kernel(bce_with_logits_sum)(z, _target(dev.xp, z, target, probability=True))
     grad /= z.dtype.type(_n(z))
     return total / _n(z), grad

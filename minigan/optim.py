@@ -20,9 +20,9 @@ import math
 
 import numpy as np
 
-from . import backend
-from .backend import get_xp
-from .kernels import reference
+from .runtime import devices
+from .runtime.arrays import get_xp
+from .runtime.registry import reference
 
 
 @reference("adam_update")
@@ -68,7 +68,7 @@ class Optimizer:
                 for i, group in enumerate(flat.groups):
                     for s in group.slots:
                         group.view(self._slot(slot)[i], s)[...] = \
-                            s[1].device.asarray(backend.to_numpy(named[(slot, s[0])]), dtype=group.dtype)
+                            s[1].device.asarray(devices.to_numpy(named[(slot, s[0])]), dtype=group.dtype)
         return self._flat.groups
 
     def _slot(self, slot):
@@ -89,7 +89,7 @@ class Optimizer:
         out = {"t": np.array(self.t), "lr": np.array(self.lr)}
         self._groups()
         for slot, name, view in self._named_state():
-            out[f"{slot}.{name}"] = backend.to_numpy(view).copy()
+            out[f"{slot}.{name}"] = devices.to_numpy(view).copy()
         return out
 
     def load_state_dict(self, state: dict):
@@ -104,7 +104,7 @@ class Optimizer:
             if name not in where:
                 raise KeyError(f"optimizer state {k!r} names parameter {name!r}, which the model lacks")
             i, s = where[name]
-            v = np.asarray(backend.to_numpy(v))
+            v = np.asarray(devices.to_numpy(v))
             if tuple(v.shape) != s[4]:
                 raise ValueError(f"optimizer state {k!r} has shape {tuple(v.shape)}, parameter has {s[4]}")
             if v.dtype.kind not in "biuf":

@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from . import backend
 from .io import atomic_write
+from .runtime import devices
 
 __all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms", "parameter_labels",
            "plot_gradient_flow", "plot_points", "save_gif", "IMAGE_FORMATS", "image_format"]
@@ -27,6 +27,7 @@ IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def _figure(width, height):
+    # start-up: matplotlib's import takes ~0.4 s, and only the pictures need it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -56,7 +57,7 @@ def _save(fig, path):
 # -- sample grids ---------------------------------------------------------------
 def _as_images(images) -> np.ndarray:
     """(N, H, W) float64 from (N, H, W), (N, 1, H, W) or (N, H*W) with a square H*W."""
-    x = np.asarray(backend.to_numpy(images), dtype=np.float64)
+    x = np.asarray(devices.to_numpy(images), dtype=np.float64)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     elif x.ndim == 2:
@@ -211,7 +212,7 @@ def gradient_norms(model) -> dict:
     """L2 norm of each parameter's gradient, keyed by name (``"0.W"``, ``"1.gamma"``, ...)."""
     out = {}
     for name, layer, key in model.named_parameters():
-        g = backend.to_numpy(layer.grads[key]).astype(np.float64, copy=False)
+        g = devices.to_numpy(layer.grads[key]).astype(np.float64, copy=False)
         out[name] = float(np.sqrt(np.sum(g * g)))
     return out
 
@@ -271,7 +272,7 @@ def _labels_of(labels, model) -> dict:
 
 def gradient_flow_figure(history, title: str | None = None, labels=None):
     """The figure of :func:`plot_gradient_flow` (a :class:`matplotlib.figure.Figure`)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # start-up, as in _figure
 
     series, xlabel = _history(history)
     if not series:
@@ -327,9 +328,9 @@ def plot_points(points, modes, path, std: float | None = None, title: str | None
     covers the modes and the bulk of the points (far outliers are counted in
     the legend, not drawn off to the horizon).  Returns the path.
     """
-    from matplotlib.patches import Circle
+    from matplotlib.patches import Circle  # start-up, as in _figure
 
-    pts = np.asarray(backend.to_numpy(points), dtype=np.float64).reshape(-1, 2)
+    pts = np.asarray(devices.to_numpy(points), dtype=np.float64).reshape(-1, 2)
     modes = np.asarray(modes, dtype=np.float64).reshape(-1, 2)
     span = np.ptp(modes, axis=0).max() if len(modes) > 1 else 1.0
     margin = max(0.15 * span, 3 * (std or 0.0))
@@ -373,7 +374,7 @@ def save_gif(frames, path, duration: int = 400, last: int = 2000, background: st
     (filled with ``background``).  Written whole or not at all, as every picture here.
     Returns the path.
     """
-    from PIL import Image
+    from PIL import Image  # start-up: Pillow for the GIF alone
 
     path = os.fspath(path)
     if not path.lower().endswith(".gif"):

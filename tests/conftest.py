@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from minigan import backend
+from minigan.runtime import devices
 
 settings.register_profile("ci", derandomize=True, max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -39,12 +39,12 @@ GPU_ENGINES = ["reference", "im2col", "winograd"]  # the spectral engine runs on
 
 def gpu():
     """The GPU device: CuPy's where it sees a GPU, else the strict stand-in
-    (:mod:`minigan.gpu_standin`) with the GPU kernels under numba-cuda's simulator."""
-    if backend.cupy_module() is None:
-        from minigan import gpu_standin
+    (:mod:`minigan.testing.gpu_standin`) with the GPU kernels under numba-cuda's simulator."""
+    if devices.cupy_module() is None:
+        from minigan.testing import gpu_standin
 
         gpu_standin.install()
-    return backend.device("gpu")
+    return devices.device("gpu")
 
 
 def _case(device, *rest):
@@ -73,7 +73,7 @@ SIMULATED_GPU_EXAMPLES = 3
 
 
 def _simulated_gpu():
-    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and backend.cupy_module() is None
+    return os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and devices.cupy_module() is None
 
 
 def pytest_collection_modifyitems(config, items):

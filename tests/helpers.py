@@ -1,12 +1,12 @@
 """Small helpers shared by the tests."""
 import numpy as np
 
-from minigan import backend
+from minigan.runtime import devices
 
 
 def on(device, *arrays, dtype=np.float64):
     """Arrays cast to ``dtype`` and moved to ``device``."""
-    out = tuple(backend.to_device(np.asarray(a, dtype=dtype), device) for a in arrays)
+    out = tuple(devices.to_device(np.asarray(a, dtype=dtype), device) for a in arrays)
     return out if len(out) > 1 else out[0]
 
 
@@ -78,7 +78,7 @@ def assert_every_twin_is_tested(table, prefix, test_file):
     two (it names ``numpy_ref.NAME`` and ``PREFIX.NAME``)."""
     import pathlib  # noqa: PLC0415
 
-    from minigan.kernels import REFERENCES  # noqa: PLC0415
+    from minigan.runtime.registry import REFERENCES  # noqa: PLC0415
 
     source = pathlib.Path(test_file).read_text()
     for name, twin in table.items():

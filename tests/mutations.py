@@ -73,10 +73,10 @@ COLUMNS = "tests/nn/test_columns.py"
 PATHS = "tests/nn/test_conv_engine_paths.py"
 GAN_LOSSES = "tests/test_gan_loss_names.py"
 GRADCHECK = "tests/test_gradcheck_standard.py"
-KERNELS = "tests/kernels/test_cpu.py"
+KERNELS = "tests/runtime/test_cpu.py"
 DROPOUT_KERNELS = (f"{KERNELS}::test_dropout_kernels", f"{KERNELS}::test_dropout_matches_reference")
 COL2IM_KERNEL = f"{KERNELS}::test_col2im_matches_reference"
-BOUNDS = "tests/kernels/test_compilation.py::test_kernel_tests_pass_with_bounds_checking"
+BOUNDS = "tests/runtime/test_compilation.py::test_kernel_tests_pass_with_bounds_checking"
 DEFINITION = "tests/nn/test_conv.py::test_conv2d_matches_its_definition"
 ADJOINT = "tests/nn/test_conv.py::test_adjoint_identity"
 
@@ -84,7 +84,7 @@ LOSSES, DENSE, CONV = "minigan/losses.py", "minigan/nn/dense.py", "minigan/nn/co
 REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col.py",
                          "minigan/nn/conv/spectral.py")
 BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
-CPU, OPTIM, SEQ = "minigan/kernels/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
+CPU, OPTIM, SEQ = "minigan/runtime/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
 SN = "minigan/nn/spectralnorm.py"
 WINOGRAD = "minigan/nn/conv/winograd.py"
 WINOGRAD_KERNEL = f"{KERNELS}::test_winograd_transforms_match_reference"
@@ -283,7 +283,7 @@ MUTATIONS = [
       "        acc = np.empty(sh * sw * nj * S - 1, cols.dtype)",
       BOUNDS),
     M("Numba im2col: writes one past a column row (out-of-bounds write)", CPU,
-      "                    for ow in range(hi, Wo):", "                    for ow in range(hi, Wo + 1):", BOUNDS),
+      "                for ow in range(hi, Wo):", "                for ow in range(hi, Wo + 1):", BOUNDS),
     # -- the Winograd engine (the lean pair's k4 s2 layers) ---------------------------------------
     M("Winograd engine: sub-kernel taps transposed", WINOGRAD,
       "w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 3, 5, 1, 0)",

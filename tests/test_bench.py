@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from minigan import bench
+from minigan.cli import bench
 
 
 def test_the_timed_step_is_the_trainers_and_changes_the_weights():

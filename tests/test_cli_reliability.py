@@ -34,7 +34,8 @@ def blobs(n, seed=0):
     return (np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 20.0) * 2 - 1).reshape(n, 784).astype(np.float32)
 
 
-def fake_images(model, limit=0, labels=False):
+def fake_images(model, limit=0, labels=False, idx_dir=None):
+    fake_images.idx_dir = idx_dir
     x = blobs(limit or 64)
     return (x, np.arange(len(x)) % 10) if labels else x
 
@@ -54,6 +55,26 @@ def run(argv, capsys):
             print(e.code, file=sys.stderr)
     out, err = capsys.readouterr()
     return code or 0, out, err
+
+
+def test_mnist_dir_reaches_the_loader_as_an_argument(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MINIGAN_MNIST_DIR", raising=False)
+    code, _, err = run(["train", *ARGS, "--epochs", "1", "--mnist-dir", tmp_path / "idx",
+                        "--out", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert fake_images.idx_dir == str(tmp_path / "idx")
+    assert "MINIGAN_MNIST_DIR" not in os.environ
+
+
+def test_train_help_states_the_configs_defaults(capsys):
+    base = TrainConfig()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    conv = TrainConfig.for_dataset("mnist", model="conv")
+    assert f"batch size (default {base.batch_size}" in text
+    assert f"epochs (default {conv.epochs} for the conv pair" in text
+    assert f"(default {conv.clusters} for the conv pair" in text
 
 
 def one_line(err, *names):

@@ -9,8 +9,9 @@ target) fails by name.
 import numpy as np
 import pytest
 
-from minigan import backend, losses
+from minigan import losses
 from minigan.gradcheck import check_loss
+from minigan.runtime import devices
 
 
 def softplus(z):
@@ -59,12 +60,12 @@ def _logits(seed, shape=(7, 1)):
 def test_gan_loss_parts_follow_their_formulas(device, name, part):
     value_of, grad_of = FORMULAS[name][part]
     fn = getattr(losses.GANLoss(name), part)
-    dev = backend.device(device)
+    dev = devices.device(device)
     for seed, shape in ((0, (7, 1)), (1, (4, 3))):
         z = _logits(seed, shape)
         value, grad = fn(dev.asarray(z))
         assert float(value) == pytest.approx(value_of(z), rel=1e-12, abs=1e-14), (name, part)
-        np.testing.assert_allclose(backend.to_numpy(grad), grad_of(z), rtol=1e-12, atol=1e-15,
+        np.testing.assert_allclose(devices.to_numpy(grad), grad_of(z), rtol=1e-12, atol=1e-15,
                                    err_msg=f"{name}.{part}")
 
 

@@ -5,9 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from minigan import backend, nn, optim
+from minigan import nn, optim
 from minigan.io import (FORMAT_VERSION, CheckpointError, CheckpointMismatchError, load_checkpoint,
-                        read_checkpoint_meta, save_checkpoint)
+    read_checkpoint_meta, save_checkpoint)
+from minigan.runtime import devices
 
 def small_model(hidden=8):
     # Dropout draws from the global generator, so exact resumption also needs the RNG state.
@@ -17,7 +18,7 @@ def small_model(hidden=8):
 
 def train_steps(model, opt, first_step, n, device="cpu"):
     """n Adam steps on a least-squares loss; step k's batch depends only on k."""
-    xp = backend.xp_for(device)
+    xp = devices.xp_for(device)
     for k in range(first_step, first_step + n):
         data = np.random.default_rng(k)
         x = xp.asarray(data.normal(size=(16, 4)).astype(np.float32))
@@ -33,7 +34,7 @@ def snapshot(model, opt):
 
 
 def test_resume_is_bit_identical(tmp_path, device):
-    backend.manual_seed(0)
+    devices.manual_seed(0)
     model = small_model().to(device)
     opt = optim.Adam(model, lr=1e-2, betas=(0.5, 0.99))
     train_steps(model, opt, 0, 5, device)
@@ -44,13 +45,13 @@ def test_resume_is_bit_identical(tmp_path, device):
     train_steps(model, opt, 5, 5, device)
     expected = snapshot(model, opt)
 
-    backend.manual_seed(123)  # a different initialisation and generator state
+    devices.manual_seed(123)  # a different initialisation and generator state
     fresh = small_model().to(device)
     fresh_opt = optim.Adam(fresh, lr=5.0)  # lr and betas come back from the checkpoint
     meta = load_checkpoint(path, models={"G": fresh}, optimizers={"G": fresh_opt})
     assert meta == {"epoch": 2, "step": 5, "model": "toy"}
     assert fresh_opt.t == 5 and fresh_opt.lr == 1e-2 and fresh_opt.betas == (0.5, 0.99)
-    assert backend.get_xp(fresh[0].params["W"]) is backend.xp_for(device)
+    assert devices.get_xp(fresh[0].params["W"]) is devices.xp_for(device)
     train_steps(fresh, fresh_opt, 5, 5, device)
     got = snapshot(fresh, fresh_opt)
     assert got.keys() == expected.keys()
@@ -67,7 +68,7 @@ def test_checkpoint_layout(tmp_path):
         assert int(z["format"]) == FORMAT_VERSION
         assert "model.D.param.0.W" in z.files and "model.D.buffer.1.running_var" in z.files
         assert "optim.D.buf.0.W" in z.files and int(z["optim.D.t"]) == 1
-        assert json.loads(str(z["rng"])) == backend.rng_state()
+        assert json.loads(str(z["rng"])) == devices.rng_state()
 
 
 def test_meta_round_trip_and_read_meta(tmp_path):
@@ -87,16 +88,16 @@ def test_bad_meta_fails_before_writing(tmp_path):
 
 
 def test_rng_state_restored(tmp_path):
-    backend.manual_seed(7)
-    backend.global_rng().random(3)
+    devices.manual_seed(7)
+    devices.global_rng().random(3)
     path = save_checkpoint(tmp_path / "r.npz", models={})
-    after_save = backend.global_rng().random(5)
-    backend.global_rng().random(100)
+    after_save = devices.global_rng().random(5)
+    devices.global_rng().random(100)
     load_checkpoint(path)
-    np.testing.assert_array_equal(backend.global_rng().random(5), after_save)
+    np.testing.assert_array_equal(devices.global_rng().random(5), after_save)
     # restore_rng=False leaves the generator where it is.
     load_checkpoint(path, restore_rng=False)
-    assert not np.array_equal(backend.global_rng().random(5), after_save)
+    assert not np.array_equal(devices.global_rng().random(5), after_save)
 
 
 @pytest.mark.parametrize("exc", [OSError("disk full"), KeyboardInterrupt()])

@@ -106,7 +106,7 @@ def test_bad_hyperparameters_are_refused():
                                   lambda m: optim.SGD(m, 0.1, momentum=0.8)], ids=["adam", "sgd"])
 def test_optimizers_on_every_device(device, make):
     """The same steps on the device as on the CPU (the GPU's one-launch Adam included)."""
-    from minigan import backend
+    from minigan.runtime import devices
 
     a = _model()
     b = _model()
@@ -116,11 +116,11 @@ def test_optimizers_on_every_device(device, make):
     for k in range(3):
         grads = _set_grads(a, np.random.default_rng(k))
         for name, layer, key in b.named_parameters():
-            layer.grads[key][...] = backend.device(device).asarray(grads[name])
+            layer.grads[key][...] = devices.device(device).asarray(grads[name])
         oa.step()
         ob.step()
     for (n, la, k), (_, lb, _) in zip(a.named_parameters(), b.named_parameters()):
-        np.testing.assert_allclose(backend.to_numpy(lb.params[k]), la.params[k], rtol=1e-12, atol=1e-14, err_msg=n)
+        np.testing.assert_allclose(devices.to_numpy(lb.params[k]), la.params[k], rtol=1e-12, atol=1e-14, err_msg=n)
     st_a, st_b = oa.state_dict(), ob.state_dict()
     assert st_a.keys() == st_b.keys()
 
@@ -128,7 +128,7 @@ def test_optimizers_on_every_device(device, make):
 def test_the_state_follows_a_cast_or_a_move_after_the_optimizer_was_made(device):
     """Parameters are packed into one flat buffer per dtype when the optimizer is made; a later
     cast or move packs them again, and the moments follow each parameter by name."""
-    from minigan import backend
+    from minigan.runtime import devices
 
     model = _model().astype(np.float32)
     opt = optim.Adam(model, lr=0.01, betas=(0.5, 0.99))
@@ -141,13 +141,13 @@ def test_the_state_follows_a_cast_or_a_move_after_the_optimizer_was_made(device)
     assert after.keys() == before.keys()
     for k in before:
         np.testing.assert_allclose(after[k], before[k], rtol=1e-7, err_msg=k)
-    dev = backend.device(device)
+    dev = devices.device(device)
     for name, layer, key in model.named_parameters():
         layer.grads[key][...] = dev.asarray(np.ones(layer.grads[key].shape))
-    kept = {n: backend.to_numpy(layer.params[k]).copy() for n, layer, k in model.named_parameters()}
+    kept = {n: devices.to_numpy(layer.params[k]).copy() for n, layer, k in model.named_parameters()}
     opt.step()  # the step updates the model's new arrays
     for n, layer, k in model.named_parameters():
-        assert not np.array_equal(backend.to_numpy(layer.params[k]), kept[n]), n
+        assert not np.array_equal(devices.to_numpy(layer.params[k]), kept[n]), n
 
 
 @pytest.mark.parametrize("kw,match", [(dict(lr=float("nan")), "lr"), (dict(lr=float("inf")), "lr"),

@@ -93,7 +93,7 @@ def _from_idx_dir(directory: Path) -> dict[str, np.ndarray]:
 
 def _download(url: str, dest: Path, max_bytes: int, progress: bool) -> None:
     """Stream ``url`` into ``dest`` (at most ``max_bytes``), with a tqdm bar on stderr."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # start-up: a progress bar for a download alone
 
     req = urllib.request.Request(url, headers={"User-Agent": "minigan"})
     with urllib.request.urlopen(req, timeout=DOWNLOAD_TIMEOUT) as resp, open(dest, "wb") as f:

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import time
 
+from ..nn import BatchNorm
+from ..runtime.arrays import get_xp
+
 from .comm import Communicator
 
 
@@ -77,9 +80,7 @@ class SyncStats:
 
 
 def _xp(a):
-    from .. import backend  # noqa: PLC0415
-
-    return backend.get_xp(a)
+    return get_xp(a)
 
 
 class Clock:
@@ -119,7 +120,6 @@ class DataParallel:
 
     def attach(self, *models):
         """Set a :class:`SyncStats` as the reducer of every BatchNorm in ``models``; returns how many."""
-        from ..nn import BatchNorm  # noqa: PLC0415
 
         n = 0
         for model in models:

@@ -24,9 +24,9 @@ import copy
 
 import numpy as np
 
-from .. import backend
-from ..kernels import reference
 from ..nn import BatchNorm, is_conditional, set_labels
+from ..runtime import devices
+from ..runtime.registry import reference
 
 BN_POINTS = 2_500  # noise points on which the averaged G's BatchNorm statistics are estimated
 BN_BATCH = 500
@@ -47,7 +47,7 @@ def recompute_batchnorm(G, z, batch_size: int = BN_BATCH, labels=None):
         return G
     modes = [(m, m.training) for m in G.modules()]
     momenta = [bn.momentum for bn in bns]
-    xp = backend.get_xp(bns[0].params["gamma"])
+    xp = devices.get_xp(bns[0].params["gamma"])
     try:
         G.eval()
         for bn in bns:

@@ -20,8 +20,9 @@ import math
 import os
 from dataclasses import dataclass
 
-from .. import backend, losses
+from .. import losses
 from ..io import read_checkpoint_meta
+from ..runtime import devices
 from . import models
 from .run_log import CHECKPOINT, run_files
 
@@ -150,7 +151,7 @@ class TrainConfig:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
         if not 0 < self.width <= 8:
             raise ValueError(f"width must lie in (0, 8], got {self.width}")
-        self.device = backend.normalize_device(self.device)
+        self.device = devices.normalize_device(self.device)
         return self
 
     @classmethod

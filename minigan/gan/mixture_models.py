@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend, nn
+from .. import nn
 from ..nn.layer import Layer
+from ..runtime import devices
 
 MIXTURE_MODEL = "mlp2d"
 MIXTURE_NOISE_DIM = 2
@@ -85,12 +86,12 @@ def place_first_hyperplanes(D, low, high):
     """
     first = next(layer for layer in D.layers if isinstance(layer, nn.Dense))
     W = first.params["W"]  # (d, units)
-    xp = backend.get_xp(W)
+    xp = devices.get_xp(W)
     d = W.shape[0]
     low = np.broadcast_to(np.asarray(low, np.float64), (d,))
     high = np.broadcast_to(np.asarray(high, np.float64), (d,))
-    c = backend.global_rng().uniform(low[:, None], high[:, None], size=W.shape)
-    b = -(backend.to_numpy(W).astype(np.float64) * c).sum(axis=0)
+    c = devices.global_rng().uniform(low[:, None], high[:, None], size=W.shape)
+    b = -(devices.to_numpy(W).astype(np.float64) * c).sum(axis=0)
     first.params["b"][...] = xp.asarray(b.astype(W.dtype))
 
 

@@ -42,7 +42,9 @@ import io as text_io
 import json
 import os
 
-from .. import backend, io, viz
+from .. import io, viz
+from ..data import MIXTURES, mode_stats
+from ..runtime import devices
 from . import models
 
 LOG = "log.csv"
@@ -201,9 +203,7 @@ class RunLog:
         cfg = self.config
         grid = self.path("samples", f"epoch_{epoch:03d}.png")
         if cfg.is_mixture:
-            from ..data import MIXTURES, mode_stats  # noqa: PLC0415
-
-            pts = backend.to_numpy(samples)
+            pts = devices.to_numpy(samples)
             s = mode_stats(pts, cfg.dataset)
             title = (f"{cfg.dataset}, pack {cfg.pack}, epoch {epoch}: {s['modes_covered']}/"
                      f"{len(s['counts'])} modes, {100 * s['high_quality']:.1f}% high quality, "

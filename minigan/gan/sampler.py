@@ -15,8 +15,10 @@ import os
 
 import numpy as np
 
-from .. import backend, io, viz
+from .. import io, viz
+from ..data import MIXTURES
 from ..nn import is_conditional, set_labels
+from ..runtime import devices
 from . import models
 
 NUM_CLASSES = models.NUM_CLASSES
@@ -106,7 +108,7 @@ def generate_from_noise(G, model, z, batch_size=1000, labels=None):
     for i in range(0, n, batch_size):
         if conditional:
             set_labels(G, dev.asarray(y[i:i + batch_size]))
-        outs.append(backend.to_numpy(G.forward(dev.asarray(z[i:i + batch_size]))))
+        outs.append(devices.to_numpy(G.forward(dev.asarray(z[i:i + batch_size]))))
     out = np.concatenate(outs)
     if not np.isfinite(out).all():
         raise ValueError("the generator's output holds NaN or infinite values: its weights are unusable")
@@ -238,8 +240,6 @@ def write_samples(images, out, dataset=None, row_labels=None, nrow=None):
         with io.atomic_write(out) as f:
             np.savez(f, **{"points" if points else "images": images})
     elif points:
-        from ..data import MIXTURES  # noqa: PLC0415
-
         if dataset not in MIXTURES:
             raise ValueError(f"plotting 2-D points needs the mixture they model, 'ring' or 'grid' "
                              f"(got {dataset!r}); write an .npz instead")

@@ -14,6 +14,7 @@ import numpy as np
 from ..metrics.classifier import load_classifier, predict
 from ..metrics.conditional import N_PER_CLASS, class_accuracy
 from ..metrics.evaluate import MIXTURE_N, mixture_scores
+from ..metrics.scores import N_SAMPLES, mnist_scores
 from ..nn import is_conditional
 from .sampler import generate, load_generator
 
@@ -26,7 +27,6 @@ def score_generator(G, dataset: str, model: str, n: int | None = None, seed: int
         if dataset in ("ring", "grid"):
             pts = generate(G, model, n or MIXTURE_N, seed, device)
             return mixture_scores(pts, dataset)
-        from ..metrics.scores import N_SAMPLES, mnist_scores  # noqa: PLC0415
 
 
         classifier = classifier or load_classifier()

@@ -26,8 +26,8 @@ synchronisation until someone reads them (the trainer, when it writes a log row)
 """
 from __future__ import annotations
 
-from .. import backend
 from ..nn import BatchNorm, set_labels
+from ..runtime import devices
 
 
 def joins_batches(D) -> bool:
@@ -39,7 +39,7 @@ def joins_batches(D) -> bool:
 def d_mean_output(out, loss_name: str):
     """Mean of D's outputs ``out`` (B, 1), a 0-d value on their device; for the BCE loss as a
     probability, sigmoid(logit)."""
-    xp = backend.get_xp(out)
+    xp = devices.get_xp(out)
     o = out.astype(xp.float64)
     if loss_name == "bce":
         o = 1.0 / (1.0 + xp.exp(-xp.clip(o, -50, 50)))
@@ -56,7 +56,7 @@ def gan_step(G, D, opt_G, opt_D, loss, real, z, y_real=None, y_fake=None, *, joi
     ``reduce_grads(model)``, when given, runs on each network's gradients just before its
     optimizer step (data parallelism: :meth:`minigan.distributed.DataParallel.reduce_grads`).
     """
-    xp = backend.get_xp(real)
+    xp = devices.get_xp(real)
     if (y_real is None) != (y_fake is None):
         raise ValueError("gan_step takes both y_real and y_fake (a conditional pair) or neither")
     if y_fake is not None:

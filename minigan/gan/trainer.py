@@ -41,7 +41,7 @@ an exact resume.
 
 Everything random comes from seeded generators whose state is saved: the
 order of each epoch's batches is drawn from ``(seed, epoch)``, noise and
-dropout masks from :func:`minigan.backend.global_rng`.  A checkpoint holds
+dropout masks from :func:`minigan.runtime.devices.global_rng`.  A checkpoint holds
 the weights, BatchNorm buffers, Adam moments and step counts, that RNG
 state and the position in the epoch, so a run killed at any moment and
 resumed ends with exactly the weights of a run that never stopped.  An
@@ -49,23 +49,8 @@ epoch's pictures are drawn before its checkpoint is written: a run killed in
 between resumes from the checkpoint before and draws them again, from the same
 weights, so every finished epoch has its pictures.
 
-Divergence stops training with :class:`TrainingDiverged`, which names the step and
-the last good checkpoint; a checkpoint is written only when it is good:
-
-* a loss that is NaN or infinite (recorded on the device at every step, read with
-  the log rows and checkpoints);
-* weights, BatchNorm buffers or Adam moments that are not finite (one reduction
-  per tensor, read with the log rows and before each checkpoint);
-* a loss that has run away while staying finite (:class:`RunAway`): at a log row
-  whose D or G loss exceeds ``RunAway.FACTOR`` (1000) times the median of its
-  magnitudes over the previous ``RunAway.HISTORY`` (20) log rows (at least
-  ``RunAway.FLOOR``, 1), for ``RunAway.PATIENCE`` (3) such rows in a row.  While
-  such a stretch lasts, and while the steps since the last row are above the
-  bound, no checkpoint is written, so the last one predates the run-away.
-
-:meth:`Trainer.request_stop` (the command line's Ctrl-C) stops the run between two
-steps, never between D's update and G's: it saves a checkpoint there and raises
-:class:`TrainingInterrupted`.
+Divergence and Ctrl-C are watched by the guards of :mod:`minigan.gan.guards`
+(:class:`TrainingDiverged`, :class:`TrainingInterrupted`, :class:`RunAway`).
 """
 from __future__ import annotations
 
@@ -75,16 +60,21 @@ import time
 
 import numpy as np
 
-from .. import backend, io, losses, optim, randomness
+from .. import io, losses, optim
+from ..data import load_mnist, sample_mixture
 from ..data.clusters import kmeans
-from .._version import __version__
+from ..metrics import append_scores, format_scores
 from ..nn import set_labels
+from ..runtime import devices, randomness
+from .._version import __version__
 from . import models
 from .averaging import GeneratorAverage
 from .config import (CHECKPOINT, CONDITIONAL_DEFAULTS, DATASETS, MIXTURE_DEFAULTS,  # noqa: F401
                      MODEL_DEFAULTS, TrainConfig)
+from .guards import Health, RunAway, TrainingDiverged, TrainingInterrupted, Window
 from .mixture_models import place_first_hyperplanes
 from .run_log import EVAL_LIVE_LOG, EVAL_LOG, GRID_COLUMNS, LOG_COLUMNS, RunLog  # noqa: F401
+from .scoring import score_generator
 from .step import gan_step, joins_batches
 
 EVAL_POINTS = 2_500  # generated points scored on a 2-D mixture (as in PacGAN)
@@ -92,30 +82,13 @@ MIXTURE_POINTS = 100_000  # training points drawn from a 2-D mixture (as in PacG
 KMEANS_STREAM = 0x6B6D65616E73  # the k-means seed is [seed, this]: no small number an epoch's order uses
 
 
-class TrainingDiverged(RuntimeError):
-    """A loss or a weight became NaN or infinite, or a loss ran away (:class:`RunAway`); the
-    last good checkpoint is kept."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """The run stopped between two steps as asked (:meth:`Trainer.request_stop`).
-
-    ``checkpoint`` is the path of the checkpoint to resume from, ``step`` its global step
-    (None when none was written), ``saved`` whether it was written at the stop."""
-
-    def __init__(self, checkpoint, step, saved):
-        super().__init__(checkpoint)
-        self.checkpoint, self.step, self.saved = checkpoint, step, saved
-
-
-def mnist_images(model: str, limit: int = 0, labels: bool = False):
+def mnist_images(model: str, limit: int = 0, labels: bool = False, idx_dir=None):
     """MNIST training images as float32 in [-1, 1]: (N, 1, 28, 28) for conv nets, (N, 784) for MLPs.
 
-    ``labels=True``: ``(images, labels)`` with the labels (N,) int64.
+    ``labels=True``: ``(images, labels)`` with the labels (N,) int64.  ``idx_dir``: a folder
+    holding the four IDX files, read when no cache holds MNIST yet (:func:`minigan.data.load_mnist`).
     """
-    from ..data import load_mnist  # noqa: PLC0415
-
-    x, y = load_mnist("train")
+    x, y = load_mnist("train", idx_dir=idx_dir)
     if limit:
         x, y = x[:limit], y[:limit]
     x = prepare_images(x, model)
@@ -124,8 +97,6 @@ def mnist_images(model: str, limit: int = 0, labels: bool = False):
 
 def mixture_points(name: str, seed: int = 0, n: int = MIXTURE_POINTS) -> np.ndarray:
     """The training set of a 2-D mixture: ``n`` points (n, 2) float32 drawn with ``seed``."""
-    from ..data import sample_mixture  # noqa: PLC0415
-
     return sample_mixture(name, n, np.random.default_rng([seed, 2]))
 
 
@@ -134,151 +105,21 @@ def prepare_images(x_uint8, model: str) -> np.ndarray:
     return x.reshape(len(x), *models.image_shape(model))
 
 
-class Health:
-    """The first step whose loss was not finite, kept on the device so that a step reads nothing.
-
-    ``step`` (-1 while all is well), ``which`` (0: D's loss, 1: G's) and ``value`` are 0-d
-    device arrays, updated with a few elementwise operations per step and read with the
-    log rows and before each checkpoint.
-    """
-
-    def __init__(self, device):
-        xp = self.xp = device.xp
-        self.step = xp.full((), -1, dtype=xp.int64)
-        self.which = xp.zeros((), dtype=xp.int64)
-        self.value = xp.zeros((), dtype=xp.float64)
-
-    def record(self, d_loss, g_loss, step: int):
-        xp = self.xp
-        d_bad = ~xp.isfinite(xp.asarray(d_loss, dtype=xp.float64))
-        g_bad = ~xp.isfinite(xp.asarray(g_loss, dtype=xp.float64))
-        first = (self.step < 0) & (d_bad | g_bad)
-        self.which = xp.where(first, xp.where(d_bad, 0, 1), self.which)
-        self.value = xp.where(first, xp.where(d_bad, d_loss, g_loss), self.value)
-        self.step = xp.where(first, step, self.step)
-
-    def flags(self) -> list:
-        """The three flags as float64 0-d device values (to be read with other numbers)."""
-        return [self.xp.asarray(a, dtype=self.xp.float64) for a in (self.step, self.which, self.value)]
-
-    @staticmethod
-    def check(vals, diverged):
-        """Raise ``diverged(step, which, value)`` if the read flags ``vals`` mark a bad step."""
-        step, which, value = vals
-        if step >= 0:
-            raise diverged(int(step), int(which), float(value))
-
-
-class Window:
-    """The sums of the step numbers since the last log row (0-d device values) and their count.
-
-    Kept in the checkpoint, so that a run resumed in the middle of a window writes the
-    row an uninterrupted run would."""
-
-    def __init__(self, xp):
-        self.xp = xp
-        self.clear()
-
-    def clear(self):
-        self.sums, self.count = {}, 0
-
-    def add(self, stats: dict):
-        for k, v in stats.items():
-            v = self.xp.asarray(v, dtype=self.xp.float64)  # summed in float64, as a resumed window is
-            self.sums[k] = v if k not in self.sums else self.sums[k] + v
-        self.count += 1
-
-    def state(self) -> dict:
-        return {"count": self.count, "sums": {k: float(v) for k, v in self.sums.items()}}
-
-    def load(self, state):
-        self.clear()
-        if state:
-            self.count = int(state["count"])
-            self.sums = {k: self.xp.asarray(v, dtype=self.xp.float64) for k, v in state["sums"].items()}
-
-
-class RunAway:
-    """The rule that stops a run whose losses stay finite but explode, fed the log rows.
-
-    For each loss ``L`` (``d_loss``, ``g_loss``) and a log row's value ``x_r`` (its mean
-    over the steps since the previous row)::
-
-        ref_r = max(FLOOR, median of |x| over the last HISTORY rows within bounds)
-                (FLOOR while there are none)
-        row r is out  <=>  |x_r| > FACTOR * ref_r  for D's loss or G's
-
-    and the run has run away at the ``PATIENCE``-th row out in a row.  A value out of
-    bounds does not join the median, so a run that explodes from its first row is
-    measured against the floor, not against itself.  A GAN's losses stay within a few
-    units (BCE near log 4 and log 2; least squares and hinge below a few), so a
-    thousandfold jump over their recent median that lasts ``PATIENCE * log_every``
-    steps (150 by default) is an explosion, not noise, and a lone spike does not stop
-    the run.  The state (the recent values and the streak) goes into the checkpoint,
-    so a resumed run decides as an uninterrupted one would.
-    """
-
-    FACTOR = 1e3
-    FLOOR = 1.0
-    HISTORY = 20
-    PATIENCE = 3
-    LOSSES = ("d_loss", "g_loss")
-
-    def __init__(self):
-        self.history = {k: [] for k in self.LOSSES}
-        self.streak = 0  # rows out in a row, up to the last one
-        self.since = None  # the step of the first row of that streak
-
-    def bound(self, name: str) -> float:
-        """``FACTOR * ref`` for the loss ``name``, from the rows so far."""
-        h = self.history[name]
-        return self.FACTOR * max(self.FLOOR, float(np.median(h)) if h else 0.0)
-
-    def out(self, values: dict):
-        """The first loss of ``values`` (name -> float) above its bound, or None."""
-        return next((k for k in self.LOSSES if k in values and abs(values[k]) > self.bound(k)), None)
-
-    def add_row(self, values: dict, step: int):
-        """Take the log row ``values`` at global ``step``; returns a description of the
-        run-away when this row completes ``PATIENCE`` rows out in a row, else None."""
-        bad = self.out(values)
-        bounds = {k: self.bound(k) for k in self.LOSSES}
-        self.streak = self.streak + 1 if bad else 0
-        self.since = (self.since if self.streak > 1 else step) if bad else None
-        for k in self.LOSSES:
-            if k in values and abs(values[k]) <= bounds[k]:
-                self.history[k] = (self.history[k] + [abs(float(values[k]))])[-self.HISTORY:]
-        if bad and self.streak >= self.PATIENCE:
-            out = " and ".join(f"{k} {values[k]:.3g} (bound {bounds[k]:.3g})" for k in self.LOSSES
-                               if k in values and abs(values[k]) > bounds[k])
-            return (f"the losses ran away: {out} at step {step}, out of bounds in {self.streak} log rows "
-                    f"in a row since step {self.since} (bound: {self.FACTOR:g} x the median of the "
-                    f"loss's recent log rows, at least {self.FACTOR * self.FLOOR:g})")
-        return None
-
-    def state(self) -> dict:
-        return {"history": self.history, "streak": self.streak, "since": self.since}
-
-    def load(self, state):
-        self.__init__()
-        if state:
-            self.history = {k: [float(v) for v in state["history"].get(k, [])] for k in self.LOSSES}
-            self.streak, self.since = int(state["streak"]), state.get("since")
-
-
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
-    def __init__(self, config: TrainConfig, data=None, progress: bool = True, labels=None, comm=None):
-        """``comm``: a :class:`minigan.distributed.Communicator` of several processes to train
+    def __init__(self, config: TrainConfig, data=None, progress: bool = True, labels=None, mnist_dir=None,
+                 comm=None):
+        """``mnist_dir``: a folder of MNIST's IDX files to read instead of the cache or a download.
+        ``comm``: a :class:`minigan.distributed.Communicator` of several processes to train
         data-parallel with (each takes its share of every global batch; rank 0 alone writes);
         None or one process: this process trains alone."""
         self.config = config.validate()
         cfg = self.config
-        backend.manual_seed(cfg.seed)
+        devices.manual_seed(cfg.seed)
         self.G, self.D = models.build(cfg.model, cfg.pack, cfg.conditional, cfg.width, cfg.clusters)
         self.noise_dim = models.noise_dim(cfg.model, cfg.clusters)
-        self.device = backend.device(cfg.device)
+        self.device = devices.device(cfg.device)
         self.xp = self.device.xp
         self.G.to(self.device), self.D.to(self.device)
         betas = (cfg.beta1, cfg.beta2)
@@ -302,9 +143,9 @@ class Trainer:
             self.data = mixture_points(cfg.dataset, cfg.seed)
             self.data = self.data[:cfg.limit] if cfg.limit else self.data
         elif cfg.conditional:
-            self.data, self.labels = mnist_images(cfg.model, cfg.limit, labels=True)
+            self.data, self.labels = mnist_images(cfg.model, cfg.limit, labels=True, idx_dir=mnist_dir)
         else:
-            self.data = mnist_images(cfg.model, cfg.limit)
+            self.data = mnist_images(cfg.model, cfg.limit, idx_dir=mnist_dir)
         if cfg.clusters:
             self.labels = self.cluster(self.data, cfg.clusters, cfg.seed)
             self.G.layers[0].set_probs(np.bincount(self.labels, minlength=cfg.clusters) / len(self.labels))
@@ -457,7 +298,7 @@ class Trainer:
         sums = [self.window.sums[k] for k in names]
         if self.parallel is not None and names:  # the means over every process's share
             sums = list(self.parallel.mean(self.xp.stack(sums)))
-        vals = backend.to_numpy(self.xp.stack(sums + self.health.flags()
+        vals = devices.to_numpy(self.xp.stack(sums + self.health.flags()
                                               + [flag for _, flag in state]))
         self.health.check(vals[len(names):len(names) + 3], self._diverged)
         for (what, _), ok in zip(state, vals[len(names) + 3:]):
@@ -591,19 +432,16 @@ class Trainer:
         With ``g_ema`` the weight average is scored into eval.csv and the live G into
         eval_live.csv (same noise), so the two can be compared epoch by epoch.
         """
-        from ..metrics import append_scores, format_scores  # noqa: PLC0415
-        from .scoring import score_generator  # noqa: PLC0415
-
         cfg = self.config
         # Scores draw from their own generators and restore the global one: exact resume holds.
-        state = backend.rng_state()
+        state = devices.rng_state()
         try:
             scores = score_generator(self.drawing_generator(), cfg.dataset, cfg.model, seed=cfg.seed,
                                      device=cfg.device)
             live = (score_generator(self.G, cfg.dataset, cfg.model, seed=cfg.seed, device=cfg.device)
                     if self.ema is not None else None)
         finally:
-            backend.set_rng_state(state)
+            devices.set_rng_state(state)
         append_scores(self.path(EVAL_LOG), scores, epoch=self.epoch, step=self.global_step)
         if live is None:
             log(f"epoch {self.epoch} scores: {format_scores(scores, short=True)}")
@@ -641,7 +479,7 @@ class Trainer:
             self.run_log.write_config()
         else:
             log = lambda *args, **kwargs: None  # noqa: E731  rank 0 alone talks
-        from tqdm.auto import tqdm  # noqa: PLC0415
+        from tqdm.auto import tqdm  # noqa: PLC0415  (start-up: ~40 ms, for a progress bar only)
 
         while self.epoch < cfg.epochs:
             self.set_learning_rates()

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend, losses, nn, optim
+from .. import losses, nn, optim
+from ..data import load_mnist, mnist_home
+from ..runtime import devices
 
 WEIGHTS_FILE = Path(__file__).with_name("mnist_classifier.npz")
 # SHA-256 of the shipped weight file; train_classifier prints the new value when it rewrites it.
@@ -47,7 +49,7 @@ class ClassifierError(RuntimeError):
 
 
 def build_classifier(dropout: float = 0.5) -> nn.Sequential:
-    """A freshly initialised classifier (weights from :func:`minigan.backend.global_rng`)."""
+    """A freshly initialised classifier (weights from :func:`minigan.runtime.devices.global_rng`)."""
     net = nn.Sequential(
         nn.Conv2D(1, 32, 5, 2, "same"), nn.LeakyReLU(0.2),
         nn.Conv2D(32, 64, 5, 2, "same"), nn.LeakyReLU(0.2),
@@ -63,7 +65,7 @@ def prepare_images(images) -> np.ndarray:
     uint8 input is read as 0..255; float input as [0, 1] (values outside are
     clipped, so a generator's small overshoots do not matter).
     """
-    x = np.asarray(backend.to_numpy(images))
+    x = np.asarray(devices.to_numpy(images))
     if x.ndim == 2 and x.shape[1] == 784:
         x = x.reshape(-1, 28, 28)
     if x.ndim == 4 and x.shape[1] == 1:
@@ -91,7 +93,7 @@ def forward_features(model, images, batch_size: int = 500, device=None):
     ``device`` (the classifier is moved there, and each batch of images with it; default:
     where the classifier is)."""
     x = prepare_images(images)
-    dev = model.device if device is None else backend.device(device)
+    dev = model.device if device is None else devices.device(device)
     if model.device is not dev:
         model.to(dev)
     model.eval()
@@ -101,8 +103,8 @@ def forward_features(model, images, batch_size: int = 500, device=None):
         for i, layer in enumerate(model.layers):
             h = layer.forward(h)
             if i == FEATURE_LAYER:
-                feats.append(backend.to_numpy(h).astype(np.float64))
-        logits.append(backend.to_numpy(h).astype(np.float64))
+                feats.append(devices.to_numpy(h).astype(np.float64))
+        logits.append(devices.to_numpy(h).astype(np.float64))
     if not feats:
         return np.zeros((0, FEATURE_DIM)), np.zeros((0, 10))
     return np.concatenate(feats), np.concatenate(logits)
@@ -156,8 +158,6 @@ def read_weights(path, sha256: str | None = None):
 
 
 def _cache_path() -> Path:
-    from ..data import mnist_home  # noqa: PLC0415
-
     return mnist_home() / CACHE_FILE
 
 
@@ -178,11 +178,11 @@ def load_classifier(path=None, train_if_missing: bool = True, progress: bool = T
         return _LOADED[key]
     # Building (and, as a fallback, training) draws from minigan's global generator; put it
     # back afterwards so that scoring in the middle of a GAN run leaves the run unchanged.
-    state = backend.rng_state()
+    state = devices.rng_state()
     try:
         model = _load(path, train_if_missing, progress)
     finally:
-        backend.set_rng_state(state)
+        devices.set_rng_state(state)
     _LOADED[key] = model
     return model
 
@@ -251,10 +251,8 @@ def train(epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, seed: int = 
     ``shift`` pixels; after ``decay_after`` epochs the learning rate is multiplied by
     ``decay`` every epoch.  The info dict holds the test accuracy and the settings.
     """
-    from ..data import load_mnist  # noqa: PLC0415
-
     log = log or (lambda msg: print(msg, flush=True))
-    backend.manual_seed(seed)
+    devices.manual_seed(seed)
     x_train, y_train = load_mnist("train", progress=progress)
     x_test, y_test = load_mnist("test", progress=progress)
     x = prepare_images(x_train)

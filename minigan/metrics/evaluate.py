@@ -9,6 +9,9 @@ import csv
 import os
 
 import numpy as np
+from ..data import MIXTURES, mode_stats, sample_mixture
+from .conditional import CONDITIONAL_COLUMNS, format_conditional
+from .scores import reference_scores
 
 MNIST_COLUMNS = ["epoch", "step", "n", "frechet", "inception_score", "inception_score_std",
                  "kl_uniform", "n_classes"] + [f"count_{k}" for k in range(10)]
@@ -24,8 +27,6 @@ def mixture_scores(points, name: str) -> dict:
     mode histogram of the high-quality points and uniform), ``counts`` (that histogram),
     plus ``n`` and ``n_modes``.  See :func:`minigan.data.mode_stats`.
     """
-    from ..data import MIXTURES, mode_stats  # noqa: PLC0415
-
     s = mode_stats(points, name)
     return {"dataset": name, "n": int(len(np.asarray(points).reshape(-1, 2))),
             "n_modes": len(MIXTURES[name].modes), "modes_covered": s["modes_covered"],
@@ -36,11 +37,8 @@ def mixture_scores(points, name: str) -> dict:
 def reference_for(dataset: str, n: int | None = None, seed: int = 0) -> dict:
     """Reference scores: MNIST train-vs-test and noise; on a mixture, points drawn from the mixture."""
     if dataset in ("ring", "grid"):
-        from ..data import sample_mixture  # noqa: PLC0415
-
         pts = sample_mixture(dataset, n or MIXTURE_N, np.random.default_rng(seed))
         return {"true mixture": mixture_scores(pts, dataset)}
-    from .scores import reference_scores  # noqa: PLC0415
 
     ref = reference_scores()
     return {"MNIST train": ref["train"], "noise": ref["noise"]}
@@ -92,8 +90,6 @@ def format_scores(scores: dict, references: dict | None = None, short: bool = Fa
         lines.append(f"{label}: " + " ".join(
             (f"{c}" if mixture else f"{k}:{c}") for k, c in enumerate(scores[key])))
     if cond:
-        from .conditional import format_conditional  # noqa: PLC0415
-
         lines.append(format_conditional(cond))
     return "\n".join(lines)
 
@@ -111,7 +107,6 @@ def append_scores(path, scores: dict, epoch=None, step=None) -> str:
         row.update({f"count_{k}": c for k, c in enumerate(scores["class_counts"])})
         cond = scores.get("conditional")
         if cond:  # a conditional model's eval.csv has its own, wider header
-            from .conditional import CONDITIONAL_COLUMNS  # noqa: PLC0415
 
             columns = MNIST_COLUMNS + CONDITIONAL_COLUMNS[2:]
             row.update({"n_per_class": cond["n_per_class"], "cond_acc": cond["overall"],

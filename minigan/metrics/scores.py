@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import load_mnist
 from .classifier import forward_features, load_classifier
 from .frechet import feature_stats, frechet_distance
 
@@ -76,8 +77,6 @@ _TEST_STATS: dict = {}
 
 def test_set_stats(classifier=None):
     """Feature mean and covariance of the 10,000 MNIST test images (memoised per classifier)."""
-    from ..data import load_mnist  # noqa: PLC0415
-
     classifier = classifier or load_classifier()
     key = id(classifier)
     if key not in _TEST_STATS:
@@ -128,8 +127,6 @@ def reference_scores(classifier=None, n: int = N_SAMPLES, seed: int = 0) -> dict
     ``train``: ``n`` MNIST training images (a seeded random choice) against the test set, the
     best a generator can hope for.  ``noise``: ``n`` images of uniform noise in [0, 1].
     """
-    from ..data import load_mnist  # noqa: PLC0415
-
     classifier = classifier or load_classifier()
     key = (id(classifier), n, seed)
     if key not in _REFERENCE:

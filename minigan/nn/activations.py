@@ -11,8 +11,8 @@ Sigmoid    1 / (1 + exp(-x))               dy * y * (1 - y)
 """
 from __future__ import annotations
 
-from ..backend import get_xp
-from ..kernels import reference
+from ..runtime.arrays import get_xp
+from ..runtime.registry import reference
 from .layer import Layer
 
 

@@ -21,14 +21,14 @@ mode computes ``dx = gamma/sqrt(var + eps) * (dy - dbeta/m - xh*dgamma/m)``.
 
 The three passes below (:func:`batchnorm_stats`, :func:`batchnorm_apply`,
 :func:`batchnorm_grad`) are that math; on the CPU each runs as one fused
-Numba sweep per channel (:mod:`minigan.kernels.cpu`).
+Numba sweep per channel (:mod:`minigan.runtime.cpu`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
-from ..kernels import reference
+from ..runtime import devices
+from ..runtime.registry import reference
 from .layer import Layer
 
 
@@ -82,7 +82,7 @@ class BatchNorm(Layer):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum must lie in [0, 1], got {momentum}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), float(momentum)
-        dt = backend.DEFAULT_DTYPE
+        dt = devices.DEFAULT_DTYPE
         self._add_param("gamma", np.ones(num_features, dtype=dt))
         self._add_param("beta", np.zeros(num_features, dtype=dt))
         self.buffers["running_mean"] = np.zeros(num_features, dtype=dt)

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from ..runtime import devices
 
 
-def normal(shape, fan_in, fan_out, std=0.02, dtype=backend.DEFAULT_DTYPE):
-    return (backend.global_rng().standard_normal(shape) * std).astype(dtype)
+def normal(shape, fan_in, fan_out, std=0.02, dtype=devices.DEFAULT_DTYPE):
+    return (devices.global_rng().standard_normal(shape) * std).astype(dtype)
 
 
-def glorot_uniform(shape, fan_in, fan_out, dtype=backend.DEFAULT_DTYPE):
+def glorot_uniform(shape, fan_in, fan_out, dtype=devices.DEFAULT_DTYPE):
     a = np.sqrt(6.0 / (fan_in + fan_out))
-    return backend.global_rng().uniform(-a, a, size=shape).astype(dtype)
+    return devices.global_rng().uniform(-a, a, size=shape).astype(dtype)
 
 
-def he_normal(shape, fan_in, fan_out, dtype=backend.DEFAULT_DTYPE):
-    return (backend.global_rng().standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
+def he_normal(shape, fan_in, fan_out, dtype=devices.DEFAULT_DTYPE):
+    return (devices.global_rng().standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(dtype)
 
 
-def zeros(shape, fan_in=None, fan_out=None, dtype=backend.DEFAULT_DTYPE):
+def zeros(shape, fan_in=None, fan_out=None, dtype=devices.DEFAULT_DTYPE):
     return np.zeros(shape, dtype=dtype)
 
 

@@ -46,7 +46,7 @@ import math
 
 import numpy as np
 
-from ..backend import get_xp
+from ..runtime.arrays import get_xp, to_numpy
 from .layer import Layer
 
 
@@ -121,8 +121,6 @@ class DiscreteCode(Layer):
 
 def check_probs(probs, K: int) -> np.ndarray:
     """``probs`` as float64 (K,), or a ValueError: non-negative, finite, summing to 1."""
-    from ..backend import to_numpy  # noqa: PLC0415
-
     p = np.asarray(to_numpy(probs), dtype=np.float64).reshape(-1)
     if p.shape != (K,) or not np.all(np.isfinite(p)) or p.min() < 0 or abs(p.sum() - 1) > 1e-5:
         raise ValueError(f"DiscreteCode: probs must be {K} non-negative numbers summing to 1")

@@ -16,7 +16,7 @@ trained (BatchNorm's running statistics) live in ``buffers``.  A layer with
 ``trainable = False`` still returns ``dL/dx`` but skips its weight
 gradients, which is what the generator step wants from the discriminator.
 
-Every layer lives on a device (:class:`minigan.backend.Device`, the CPU
+Every layer lives on a device (:class:`minigan.runtime.devices.Device`, the CPU
 until ``to("gpu")``): its arrays are that device's, ``self.xp`` is the array
 module its math is written against, and ``self.device.kernel(fn)`` the code
 that runs the reference function ``fn`` there.  An input from another
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
+from ..runtime import devices
 from .summary import summary
 
 
@@ -54,7 +54,7 @@ class Layer:
         self._trainable = True
         self._cache = None  # set by forward, read by backward
         self._flat = None  # FlatParameters, once an optimizer asked for them
-        self.device = backend.device("cpu")
+        self.device = devices.device("cpu")
 
     @property
     def xp(self):
@@ -146,9 +146,9 @@ class Layer:
         return self._map_arrays(lambda a: a.astype(dtype, copy=False))
 
     def to(self, device, kernels: str | None = None):
-        """Move every array to ``"cpu"`` or ``"gpu"`` (or a :class:`minigan.backend.Device`);
+        """Move every array to ``"cpu"`` or ``"gpu"`` (or a :class:`minigan.runtime.devices.Device`);
         ``kernels="reference"`` runs the reference code there instead of the kernel table."""
-        dev = backend.device(device, kernels)
+        dev = devices.device(device, kernels)
         for m in self.modules():
             m.device = dev
             m._moved()
@@ -183,9 +183,9 @@ class Layer:
         """Parameters and buffers as NumPy arrays keyed by dotted name."""
         out = {}
         for name, layer, key in self.named_parameters():
-            out["param." + name] = backend.to_numpy(layer.params[key]).copy()
+            out["param." + name] = devices.to_numpy(layer.params[key]).copy()
         for name, layer, key in self.named_buffers():
-            out["buffer." + name] = backend.to_numpy(layer.buffers[key]).copy()
+            out["buffer." + name] = devices.to_numpy(layer.buffers[key]).copy()
         return out
 
     def load_state_dict(self, state: dict):
@@ -201,7 +201,7 @@ class Layer:
                 store = layer.params if kind == "param." else layer.buffers
                 if full not in state:
                     raise KeyError(f"state has no entry {full!r} for {layer!r}")
-                src = np.asarray(backend.to_numpy(state[full]))
+                src = np.asarray(devices.to_numpy(state[full]))
                 if src.shape != store[key].shape:
                     raise ShapeError(f"{full}: checkpoint shape {src.shape} does not match {layer!r} "
                                      f"shape {store[key].shape}")
@@ -244,7 +244,7 @@ class Layer:
         if not self.device.owns(x):
             raise DeviceError(f"{self!r} lives on the {self.device.name} but was given a "
                               f"{type(x).__module__}.{type(x).__name__}; move the input there "
-                              f"(minigan.backend.to_device) or the model with .to(...)")
+                              f"(minigan.runtime.devices.to_device) or the model with .to(...)")
         if x.dtype.kind != "f":
             raise TypeError(f"{self!r}: expected a floating-point array, got dtype {x.dtype}")
         p = self.dtype

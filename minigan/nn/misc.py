@@ -3,17 +3,17 @@ from __future__ import annotations
 
 import math
 
-from .. import backend
-from ..backend import get_xp
-from ..kernels import reference
-from ..randomness import hashes
+from ..runtime import devices
+from ..runtime.arrays import get_xp
+from ..runtime.randomness import hashes
+from ..runtime.registry import reference
 from .layer import Layer
 
 def keep_mask(xp, size: int, seed: int, p: float):
     """Which of ``size`` elements dropout keeps: ``u_i >= p`` with ``u_i`` uniform in [0, 1).
 
     ``u_i`` is the top 24 bits of element i's counter-based hash of ``seed``
-    (:func:`minigan.randomness.hashes`), over 2^24: element i's draw depends on
+    (:func:`minigan.runtime.randomness.hashes`), over 2^24: element i's draw depends on
     (seed, i) alone, so every device and kernel computes the same mask, in any
     order, in parallel.
     """
@@ -40,7 +40,7 @@ class Dropout(Layer):
     """Inverted dropout: in training, ``y = x * mask / (1 - p)`` with ``mask ~ Bernoulli(1 - p)``.
 
     ``dL/dx = dy * mask / (1 - p)``.  In eval mode it is the identity.  Each
-    forward draws one seed from :func:`minigan.backend.global_rng` (so a seed
+    forward draws one seed from :func:`minigan.runtime.devices.global_rng` (so a seed
     fixes every mask) and the mask is a hash of (seed, element index)
     (:func:`keep_mask`): the same on every device and kernel.
     """
@@ -56,7 +56,7 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._cache = (None, x.shape)
             return x
-        seed = int(backend.global_rng().integers(0, 2**63))
+        seed = int(devices.global_rng().integers(0, 2**63))
         y, keep = self.device.kernel(dropout)(x, self.p, seed)
         self._cache = (keep, x.shape)
         return y

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend
+from ..runtime import devices
 
 # Written against the layer contract alone (children(), modules(), forward, and the
 # ``labels`` a label-joining layer takes), so that the Layer class can offer it as a
@@ -104,7 +104,7 @@ def summary_rows(model, input_shape, name: str | None = None, batch: int = 2) ->
             m.labels = np.zeros(batch, dtype=np.int64)  # a LabelJoin needs labels; any class will do
     prefix = (name,) if name else ()
     rows = []
-    saved = copy.deepcopy(backend.rng_state())
+    saved = copy.deepcopy(devices.rng_state())
     try:
         x = np.zeros((batch,) + shape)
         for path, layer in _leaves(work, prefix):
@@ -126,7 +126,7 @@ def summary_rows(model, input_shape, name: str | None = None, batch: int = 2) ->
             rows.append(SummaryRow(label, repr(layer).replace("\n", " "), tuple(x.shape),
                                    _trainable_params(layer), _frozen_params(layer), macs))
     finally:
-        backend.set_rng_state(saved)
+        devices.set_rng_state(saved)
     return rows
 
 

@@ -10,7 +10,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import harness as bench  # noqa: E402
 
-from minigan.bench import setup  # noqa: E402
+from minigan.cli.bench import setup  # noqa: E402
 
 
 def test_step_flops_count_the_gemms_of_the_step():

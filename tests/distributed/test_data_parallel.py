@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from minigan import backend, nn
+from minigan import nn, runtime
 from minigan.distributed import CommTimeout, DataParallel, LocalGroup, Single
 from minigan.gan import models
 
@@ -40,12 +40,12 @@ def test_synchronised_batchnorm_over_shares_is_batchnorm_over_the_batch(shape, n
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(shape) * 2 + 1).astype(np.float32)
     dy = rng.standard_normal(shape).astype(np.float32)
-    full = nn.BatchNorm(shape[1]).to(backend.device("cpu"))
+    full = nn.BatchNorm(shape[1]).to(runtime.device("cpu"))
     y, dx = full.forward(x), full.backward(dy)
     share = shape[0] // n
 
     def rank(comm):
-        bn = nn.BatchNorm(shape[1]).to(backend.device("cpu"))
+        bn = nn.BatchNorm(shape[1]).to(runtime.device("cpu"))
         DataParallel(comm).attach(bn)
         sl = slice(comm.rank * share, (comm.rank + 1) * share)
         return bn.forward(x[sl]), bn.backward(dy[sl]), bn
@@ -62,9 +62,9 @@ def test_synchronised_batchnorm_over_shares_is_batchnorm_over_the_batch(shape, n
 def test_the_conv_generator_on_two_shares_gives_the_whole_batch_gradients():
     """The lean conv pair's G (two synchronised BatchNorms) on im2col (the Winograd engine's
     float32 error depends on the batch's size): outputs and reduced gradients."""
-    backend.manual_seed(0)
+    runtime.manual_seed(0)
     G, _ = models.build("conv", clusters=8)
-    G.to(backend.device("cpu"))
+    G.to(runtime.device("cpu"))
     for m in G.modules():
         if hasattr(m, "engine"):
             m.engine = "im2col"

@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 from helpers import fit_until_interrupted
 
-from minigan import backend, io, nn
+from minigan import io, nn
 from minigan.cli import main
 from minigan.gan.averaging import GeneratorAverage, recompute_batchnorm
 from minigan.gan.sampler import load_generator, sample
-from minigan.gan.trainer import CHECKPOINT, EVAL_LIVE_LOG, EVAL_LOG, Trainer, TrainConfig
 from minigan.gan.scoring import score_checkpoint
+from minigan.gan.trainer import CHECKPOINT, EVAL_LIVE_LOG, EVAL_LOG, TrainConfig, Trainer
+from minigan.runtime import devices
 
 
 def tiny_generator():
-    backend.manual_seed(3)
+    devices.manual_seed(3)
     return nn.Sequential(nn.Dense(2, 5), nn.BatchNorm(5), nn.ReLU(), nn.Dense(5, 2))
 
 
@@ -167,7 +168,7 @@ def test_cli_flag(tmp_path, capsys):
 def test_update_kernel_matches_the_reference():
     """The one-launch update gives the reference's bits (float64 averages of float32 weights)."""
     from minigan.gan.averaging import ema_update
-    from minigan.kernels import cpu
+    from minigan.runtime import cpu
 
     rng = np.random.default_rng(5)
     for size in (3, 70 * 300, 40_000):  # the last spans several chunks

@@ -228,7 +228,7 @@ def test_cli_train_conditional_then_resume(tmp_path, monkeypatch):
     import minigan.gan.trainer as tr
 
     x, y = synthetic("mlp", 32), labels_for(32)
-    monkeypatch.setattr(tr, "mnist_images", lambda model, limit=0, labels=False: (x, y) if labels else x)
+    monkeypatch.setattr(tr, "mnist_images", lambda model, limit=0, labels=False, idx_dir=None: (x, y) if labels else x)
     out = str(tmp_path / "cm")
     base = ["train", "--model", "mlp", "--conditional", "--batch-size", "16", "--out", out, "--quiet"]
     assert main(base + ["--epochs", "1"]) == 0
@@ -242,12 +242,12 @@ def test_cli_train_conditional_then_resume(tmp_path, monkeypatch):
 
 def test_conditional_accuracy_plumbing(tiny_checkpoints):
     """A tiny random classifier: the numbers are fractions and agree with the confusion matrix."""
-    from minigan import backend
+    from minigan.runtime import devices
     from minigan.gan.scoring import conditional_accuracy
     from minigan.metrics import build_classifier, format_conditional
 
     trainer, _, plain = tiny_checkpoints
-    backend.manual_seed(0)
+    devices.manual_seed(0)
     net = build_classifier().eval()
     acc = conditional_accuracy(trainer.G, net, n_per_class=3, seed=1)
     conf = np.array(acc["confusion"])

@@ -14,8 +14,9 @@ from conftest import gpu
 from helpers import fit_until_interrupted
 from test_trainer import synthetic, weights
 
-from minigan import backend, io
-from minigan.gan.trainer import CHECKPOINT, Trainer, TrainConfig
+from minigan import io
+from minigan.gan.trainer import CHECKPOINT, TrainConfig, Trainer
+from minigan.runtime import devices
 
 pytestmark = pytest.mark.gpu
 
@@ -38,7 +39,7 @@ def _trainer(tmp_path, name, device, n=32, dataset="mnist", **kw):
 
 
 def _gpu_table():
-    from minigan.kernels import gpu as table
+    from minigan.runtime import gpu as table
 
     return table.TABLE
 
@@ -49,14 +50,14 @@ def test_a_training_step_on_the_gpu_gives_the_cpus_numbers(tmp_path, family):
     t_cpu = _trainer(tmp_path, "cpu", "cpu", **family)
     t_gpu = _trainer(tmp_path, "gpu", "gpu", **family)
     assert all(m.device.name == "gpu" for m in list(t_gpu.G.modules()) + list(t_gpu.D.modules()))
-    state = copy.deepcopy(backend.rng_state())  # both were seeded alike; each step draws the same seeds
+    state = copy.deepcopy(devices.rng_state())  # both were seeded alike; each step draws the same seeds
     for _ in range(2):
         idx = np.arange(t_cpu.points_per_step)
-        backend.set_rng_state(copy.deepcopy(state))
+        devices.set_rng_state(copy.deepcopy(state))
         s_cpu = t_cpu.train_step(*t_cpu.step_inputs(idx))
-        backend.set_rng_state(state)
+        devices.set_rng_state(state)
         s_gpu = t_gpu.train_step(*t_gpu.step_inputs(t_gpu.device.asarray(idx)))
-        state = copy.deepcopy(backend.rng_state())
+        state = copy.deepcopy(devices.rng_state())
         t_cpu.step_in_epoch += 1
         t_gpu.step_in_epoch += 1
         for k in s_cpu:
@@ -66,7 +67,7 @@ def test_a_training_step_on_the_gpu_gives_the_cpus_numbers(tmp_path, family):
         for net in ("G", "D"):
             a, b = getattr(t_cpu, net), getattr(t_gpu, net)
             for (name, la, key), (_, lb, _) in zip(a.named_parameters(), b.named_parameters()):
-                want, got = la.grads[key], backend.to_numpy(lb.grads[key])
+                want, got = la.grads[key], devices.to_numpy(lb.grads[key])
                 np.testing.assert_allclose(got, want, rtol=0, atol=1e-3 * np.abs(want).max() + 1e-7,
                                            err_msg=f"{net}.{name}")
 
@@ -75,9 +76,9 @@ def test_a_step_without_a_log_row_reads_nothing_on_the_host(tmp_path):
     """The sync budget: no synchronisation and no transfer in a step (data, noise and labels on
     the device; losses and flags stay there), and one read for a log row."""
     dev = gpu()
-    if dev.xp.__name__ != "minigan.gpu_standin.xp":
+    if dev.xp.__name__ != "minigan.testing.gpu_standin.xp":
         pytest.skip("counting synchronisations needs the stand-in's arrays")
-    from minigan.gpu_standin import counting
+    from minigan.testing.gpu_standin import counting
 
     t = _trainer(tmp_path, "sync", "gpu", model="dcgan", conditional=True, batch_size=4)
     order = t.device.asarray(t.batch_indices(0))
@@ -173,7 +174,7 @@ def test_cli_trains_and_samples_on_the_gpu(tmp_path):
     """``--device gpu`` through the command line; without a GPU the stand-in stands in
     (``MINIGAN_GPU=standin``), with the GPU kernels under the simulator."""
     env = dict(os.environ)
-    if backend.cupy_module() is None:
+    if devices.cupy_module() is None:
         env.update(MINIGAN_GPU="standin", NUMBA_ENABLE_CUDASIM="1")
     out = tmp_path / "ring"
     run = subprocess.run([sys.executable, "-m", "minigan", "train", "--dataset", "ring", "--pack", "2",
@@ -191,7 +192,7 @@ def test_cli_trains_and_samples_on_the_gpu(tmp_path):
 
 
 def test_asking_for_a_gpu_without_one_is_one_clear_line(tmp_path):
-    if backend.cupy_module() is not None:
+    if devices.cupy_module() is not None:
         pytest.skip("this machine has a GPU")
     env = {k: v for k, v in os.environ.items() if k != "MINIGAN_GPU"}
     run = subprocess.run([sys.executable, "-m", "minigan", "train", "--dataset", "ring", "--device", "gpu",

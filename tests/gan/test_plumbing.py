@@ -6,7 +6,7 @@ recorder stands in for the trainer's ``gan_step`` and watches what reaches the n
 (G's and D's inputs, the labels set on their label layers, the rows PacGAN's Pack puts
 side by side); the tests compare all of it with what is computed here on their own from
 the epoch's permutation ``default_rng([seed, epoch])`` and the keys ``(seed, what, step)``
-of :mod:`minigan.randomness`:
+of :mod:`minigan.runtime.randomness`:
 
 * a step's real batch is the epoch permutation's slice for that step, and every training
   image is used once per epoch;
@@ -42,9 +42,9 @@ OFFSET = 0.99
 
 def host(a):
     """A NumPy copy of ``a`` from any device (the one place the tests touch the backend)."""
-    from minigan import backend  # noqa: PLC0415
+    from minigan import runtime  # noqa: PLC0415
 
-    return None if a is None else np.array(backend.to_numpy(a))
+    return None if a is None else np.array(runtime.to_numpy(a))
 
 
 # -- data that says what it is ------------------------------------------------------------

@@ -10,12 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from minigan import backend
 from minigan.metrics import (append_scores, build_classifier, class_counts, classes_produced,
-                             feature_stats, format_scores, forward_features, frechet_distance,
-                             frechet_distance_features, inception_score, kl_from_uniform,
-                             mixture_scores, prepare_images, scores_from_outputs, sqrtm_psd)
-from minigan.metrics import classifier as clf
+    classifier as clf, feature_stats, format_scores, forward_features, frechet_distance,
+    frechet_distance_features, inception_score, kl_from_uniform, mixture_scores, prepare_images,
+    scores_from_outputs, sqrtm_psd)
+from minigan.runtime import devices
 
 
 # -- Fréchet distance ------------------------------------------------------------------
@@ -119,7 +118,7 @@ def test_single_mode_generator_scores_one_class(rng):
 
 def test_scores_on_a_tiny_random_classifier(rng):
     """Same images on both sides give Fréchet 0; the plumbing returns every key, with a real network."""
-    backend.manual_seed(0)
+    devices.manual_seed(0)
     net = build_classifier().eval()
     imgs = rng.random((40, 28, 28)).astype(np.float32)
     feats, logits = forward_features(net, imgs, batch_size=16)
@@ -148,7 +147,7 @@ def test_prepare_images_layouts():
 
 
 def test_weight_file_round_trip_and_hash_check(tmp_path):
-    backend.manual_seed(1)
+    devices.manual_seed(1)
     net = build_classifier()
     path = tmp_path / "w.npz"
     sha = clf.save_weights(net, path, {"test_accuracy": 0.5})

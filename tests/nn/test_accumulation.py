@@ -13,7 +13,8 @@ import pytest
 from helpers import on, use_engine
 
 import minigan.gan.mixture_models  # noqa: F401  (its layers are in the census below)
-from minigan import backend, nn
+from minigan import nn
+from minigan.runtime import devices
 
 MODES = ["backward", "backward_weights", "mixed"]
 
@@ -98,11 +99,11 @@ def _data(make, shape, device):
 
 
 def _grads(model):
-    return {name: backend.to_numpy(lay.grads[k]).copy() for name, lay, k in model.named_parameters()}
+    return {name: devices.to_numpy(lay.grads[k]).copy() for name, lay, k in model.named_parameters()}
 
 
 def _pass(model, x, dy, mode):
-    backend.manual_seed(0)  # the same dropout mask every time
+    devices.manual_seed(0)  # the same dropout mask every time
     model.forward(x)
     if mode == "backward":
         model.backward(dy)
@@ -111,7 +112,7 @@ def _pass(model, x, dy, mode):
 
 
 def _check_accumulates(model, xs, rng, mode, device):
-    backend.manual_seed(0)
+    devices.manual_seed(0)
     dys = [on(device, rng.standard_normal(model.forward(x).shape)) for x in xs]
     modes = ["backward", "backward_weights"] if mode == "mixed" else [mode, mode]
     flat = model.flat()  # as once an optimizer is made: every gradient a view of one buffer

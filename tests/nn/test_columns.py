@@ -17,9 +17,8 @@ from helpers import conv_geometries
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigan import backend
-from minigan.nn.conv import ConvGeom
-from minigan.nn.conv import reference as ref
+from minigan.nn.conv import ConvGeom, reference as ref
+from minigan.runtime import devices
 
 
 def small_geometries():
@@ -53,18 +52,18 @@ def loop_col2im(cols, g):
 def _impls(device):
     """``(name, im2col, col2im)`` to check on ``device``: the reference code, and the
     device's kernels (its twins, where its table has them)."""
-    dev = backend.device(device)
+    dev = devices.device(device)
     return [("reference", ref.im2col, ref.col2im), ("kernel", dev.kernel(ref.im2col), dev.kernel(ref.col2im))]
 
 
 def _np(a):
-    return backend.to_numpy(a)
+    return devices.to_numpy(a)
 
 
 @given(g=small_geometries(), N=st.integers(1, 2), seed=st.integers(0, 2**16))
 def test_im2col_and_col2im_match_their_loops(device, g, N, seed):
     rng = np.random.default_rng(seed)
-    dev = backend.device(device)
+    dev = devices.device(device)
     x, cols = rng.standard_normal((N, g.C, g.H, g.W)), rng.standard_normal((g.K, N, g.P))
     want_cols, want_x = loop_im2col(x, g), loop_col2im(cols, g)
     for name, im2col, col2im in _impls(device):
@@ -77,7 +76,7 @@ def test_im2col_and_col2im_match_their_loops(device, g, N, seed):
 @given(g=small_geometries(), seed=st.integers(0, 2**16))
 def test_col2im_is_the_adjoint_of_im2col(device, g, seed):
     rng = np.random.default_rng(seed)
-    dev = backend.device(device)
+    dev = devices.device(device)
     x, c = rng.standard_normal((2, g.C, g.H, g.W)), rng.standard_normal((g.K, 2, g.P))
     for name, im2col, col2im in _impls(device):
         lhs = float((im2col(dev.asarray(x), g).reshape(g.K, 2, g.P) * dev.asarray(c)).sum())
@@ -113,7 +112,7 @@ BY_HAND = {
 def test_col2im_by_hand(device, case):
     g, cols, image = BY_HAND[case]
     cols, image = np.array(cols, float), np.array(image, float)
-    dev = backend.device(device)
+    dev = devices.device(device)
     batch = np.stack([cols, 10 * cols], axis=1)  # (K, 2, P): a second sample, ten times the first
     want = np.stack([image, 10 * image])
     assert batch.shape == (g.K, 2, g.P) and want.shape == (2, g.C, g.H, g.W)

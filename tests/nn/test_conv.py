@@ -6,12 +6,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_layers_grad import conv_cases
 
-from minigan import backend, nn
+from minigan import nn
 from minigan.nn.conv import same_padding
+from minigan.runtime import devices
 
 
 def _to_np(a):
-    return backend.to_numpy(a)
+    return devices.to_numpy(a)
 
 
 @given(conv_cases())

@@ -15,8 +15,9 @@ from helpers import on, use_engine
 from hypothesis import given
 from test_layers_grad import conv_cases, convT_cases
 
-from minigan import backend, nn
+from minigan import nn
 from minigan.nn.conv import im2col as im2col_engine
+from minigan.runtime import devices
 
 PATHS = {
     "batched": dict(PER_SAMPLE_MIN_PIXELS=10**9),
@@ -52,7 +53,7 @@ def _compare(make, c, device, path):
             dy = on(device, np.random.default_rng(c["seed"] + 1).standard_normal(y.shape))
             layer.zero_grad()
             dx = layer.backward(dy)
-            out[name] = [backend.to_numpy(a) for a in (y, dx, *(layer.grads[k] for k in sorted(layer.grads)))]
+            out[name] = [devices.to_numpy(a) for a in (y, dx, *(layer.grads[k] for k in sorted(layer.grads)))]
     for what, want, got in zip(["y", "dx"] + sorted(ref.grads), out["reference"], out["im2col"]):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=f"{what} on the {path} path")
 

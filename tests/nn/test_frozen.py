@@ -11,7 +11,8 @@ import copy
 import numpy as np
 from helpers import on, use_engine
 
-from minigan import backend, nn
+from minigan import nn
+from minigan.runtime import devices
 
 CHAINS = {
     "dense": (lambda: nn.Sequential(nn.Dense(4, 5), nn.LeakyReLU(0.2), nn.Dense(5, 3, bias=False),
@@ -40,13 +41,13 @@ def _run(model, x, dy, how):
     model.forward(x)
     if how == "backward":
         dx = model.backward(dy)
-        return backend.to_numpy(dx).copy()
+        return devices.to_numpy(dx).copy()
     assert model.backward_weights(dy) is None
     return None
 
 
 def _grads(model):
-    return {name: backend.to_numpy(lay.grads[k]).copy() for name, lay, k in model.named_parameters()}
+    return {name: devices.to_numpy(lay.grads[k]).copy() for name, lay, k in model.named_parameters()}
 
 
 def _prepare(chain, device, engine):

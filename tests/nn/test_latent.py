@@ -5,8 +5,9 @@ from helpers import on
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigan import backend, nn
+from minigan import nn
 from minigan.gradcheck import check_layer
+from minigan.runtime import devices
 
 
 def test_layout():
@@ -39,7 +40,7 @@ def test_the_code_passes_no_gradient(device):
     layer = nn.DiscreteCode(3).to(device)
     z = on(device, np.random.default_rng(1).standard_normal((4, 5)))
     layer.forward(z)
-    dz = backend.to_numpy(layer.backward(on(device, np.ones((4, 5)))))
+    dz = devices.to_numpy(layer.backward(on(device, np.ones((4, 5)))))
     np.testing.assert_array_equal(dz[:, :3], 0)
     np.testing.assert_array_equal(dz[:, 3:], 1)
 
@@ -67,12 +68,12 @@ def test_weighted_codes_are_drawn_with_their_probabilities(device):
     p = np.array([0.5, 0.25, 0.15, 0.1, 0.0])
     layer = nn.DiscreteCode(5, scale=1.0, probs=p).to(device)
     z = on(device, np.random.default_rng(3).standard_normal((100_000, 7)).astype(np.float32))
-    k = backend.to_numpy(layer.codes(z))
+    k = devices.to_numpy(layer.codes(z))
     counts = np.bincount(k, minlength=5)
     # Binomial(1e5, p): 5 std is at most 5 * sqrt(1e5 / 4) = 791; p = 0 is never drawn
     assert np.abs(counts - 100_000 * p).max() < 5 * np.sqrt(100_000 * p * (1 - p)).max(), counts
     assert counts[4] == 0
-    y = backend.to_numpy(layer.forward(z))
+    y = devices.to_numpy(layer.forward(z))
     np.testing.assert_array_equal(np.argmax(y[:, :5], axis=1), k)
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from helpers import on, use_engine
 
-from minigan import backend, nn, optim
+from minigan import nn, optim
 from minigan.gradcheck import check_layer
 from minigan.io import load_checkpoint, save_checkpoint
+from minigan.runtime import devices
 
 TOL = 1e-6
 
@@ -38,7 +39,7 @@ def _make(case, device, engine=None, **kw):
 
 
 def _np(a):
-    return backend.to_numpy(a).copy()
+    return devices.to_numpy(a).copy()
 
 
 def _top_singular_value(sn, W):
@@ -132,10 +133,10 @@ def test_u_moves_in_training_mode_only(device):
 def test_u_starts_the_same_every_time():
     """``u`` comes from a fixed seed and the initial weight: the same weight gives the same u,
     whatever the global generator did."""
-    backend.manual_seed(3)
+    devices.manual_seed(3)
     a = nn.Conv2D(3, 4, 3)
     b = copy.deepcopy(a)
-    backend.global_rng().random(10)
+    devices.global_rng().random(10)
     assert np.array_equal(nn.SpectralNorm(a).buffers["u"], nn.SpectralNorm(b).buffers["u"])
     assert nn.SpectralNorm(a).buffers["u"].dtype == a.params["W"].dtype
 
@@ -212,7 +213,7 @@ def _critic():
 
 
 def test_checkpoint_resume_is_bit_identical(tmp_path, device):
-    backend.manual_seed(0)
+    devices.manual_seed(0)
     model = _critic().to(device)
     opt = optim.Adam(model, lr=1e-2)
     _train(model, opt, 0, 4, device)
@@ -220,7 +221,7 @@ def test_checkpoint_resume_is_bit_identical(tmp_path, device):
     _train(model, opt, 4, 4, device)
     want = model.state_dict()
 
-    backend.manual_seed(7)  # other weights, so another u from the warm-up
+    devices.manual_seed(7)  # other weights, so another u from the warm-up
     fresh = _critic().to(device)
     fresh_opt = optim.Adam(fresh, lr=1e-2)
     assert not np.array_equal(fresh.state_dict()["buffer.0.u"], want["buffer.0.u"])
@@ -253,9 +254,9 @@ def test_modes_casts_and_moves_reach_the_wrapped_layer(device):
 
 def test_no_host_reads_on_the_gpu(device):
     """A training-mode forward and backward on the device: sigma stays a device scalar."""
-    if device != "gpu" or backend.cupy_module() is not None:
+    if device != "gpu" or devices.cupy_module() is not None:
         pytest.skip("counted on the GPU stand-in")
-    from minigan import gpu_standin
+    from minigan.testing import gpu_standin
 
     sn, shape = _make("Dense", device)
     x = on(device, _x(0, shape))

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minigan import backend, nn
+from minigan import nn
 from minigan.cli import main
 from minigan.gan.models import build
 from minigan.nn.summary import summary_rows
+from minigan.runtime import devices
 
 
 def totals(model, shape):
@@ -150,14 +151,14 @@ def snapshot(model):
 @pytest.mark.parametrize("model", ["dcgan", "mlp"])
 def test_summary_leaves_the_model_untouched(model):
     G, D = build(model, conditional=True)
-    backend.manual_seed(3)
+    devices.manual_seed(3)
     z = np.random.default_rng(0).standard_normal((4, 100)).astype(np.float32)
     nn.set_labels(G, np.arange(4))
     G.zero_grad()
     G.backward(np.ones_like(G.forward(z)))  # non-zero grads, running statistics moved, caches full
     G.layers[1].trainable = False
     before = snapshot(G)
-    rng_before = copy.deepcopy(backend.rng_state())
+    rng_before = copy.deepcopy(devices.rng_state())
     labels = G.layers[0].labels
     G.summary((100,))
     after = snapshot(G)
@@ -167,7 +168,7 @@ def test_summary_leaves_the_model_untouched(model):
     assert before[1] == after[1]
     assert all(a is b for a, b in zip(before[2], after[2]))
     assert G.layers[0].labels is labels
-    assert backend.rng_state() == rng_before
+    assert devices.rng_state() == rng_before
 
 
 # -- bad input_shape ------------------------------------------------------------------

@@ -3,7 +3,7 @@
 It computes what :mod:`.reference` computes, in the same column layout
 ``cols (K, N, P)`` (see :class:`.geometry.ConvGeom`), but:
 
-* im2col and col2im are the device's kernels (:mod:`minigan.kernels`: on
+* im2col and col2im are the device's kernels (:mod:`minigan.runtime.registry`: on
   the CPU, Numba gathers with the padding fused and every pixel written once);
 * sample n's columns ``cols[:, n]`` are a ``(K, P)`` matrix whose rows lie
   ``N*P`` apart, which BLAS takes as it is, so ``y[n] = Wm @ cols[:, n]`` is
@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import math
 
-from ...backend import get_xp
-from ...kernels import reference
+from ...runtime.arrays import get_xp
+from ...runtime.registry import reference
 from .reference import col2im, im2col
 
 # A sample's products are (O x K) @ (K x P): with few output pixels P they are
 # too thin for BLAS, and one GEMM over the whole batch, with the small side
-# copied to (O, N, P), runs faster (G's 7x7 layer forced onto im2col, P = 49,
-# forward: 48 -> 35 ms); with many (D's first conv, P = 196) the per-sample
-# products win (batch 64: 0.41 ms, against 0.58 + 0.14 for the copy).
+# copied to (O, N, P), runs faster (G's 7x7 layer forced onto im2col, P = 49:
+# forward about 27 % faster); with many (D's first conv, P = 196) the per-sample
+# products win (benchmarks/HISTORY.md, the column layout's runs).
 PER_SAMPLE_MIN_PIXELS = 128
 # the per-sample weight-gradient parts held at once: (samples, O, K) under this
 # many elements (D's first conv: all 128 samples at once)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ...kernels import reference
+from ...runtime.registry import reference
 from .. import init as _init
 from ..layer import Layer
 from .geometry import ConvGeom, check_padding, pads, pair

@@ -19,8 +19,8 @@ the others compute the same maps faster (:mod:`.im2col`, :mod:`.spectral`).
 """
 from __future__ import annotations
 
-from ...backend import get_xp
-from ...kernels import reference
+from ...runtime.arrays import get_xp
+from ...runtime.registry import reference
 
 
 class ReferenceEngine:

@@ -65,8 +65,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from ...backend import get_xp
-from ...kernels import reference
+from ...runtime.arrays import get_xp
+from ...runtime.registry import reference
 from .geometry import ConvGeom
 from .im2col import batched_matmul
 

@@ -49,8 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ...backend import get_xp
-from ...kernels import reference
+from ...runtime.arrays import get_xp
+from ...runtime.registry import reference
 from .im2col import batched_matmul
 
 # Toom-Cook's interpolation points, in the order they are taken (infinity comes last

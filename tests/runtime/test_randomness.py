@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from minigan import backend, randomness
+from minigan.runtime import devices, randomness
 
 
 def test_keys_differ_by_every_part_and_are_stable():
@@ -12,7 +12,7 @@ def test_keys_differ_by_every_part_and_are_stable():
 
 
 def test_normal_draws_are_standard_normal_and_depend_on_key_and_index_alone():
-    dev = backend.device("cpu", "reference")
+    dev = devices.device("cpu", "reference")
     z = randomness.normal(dev, (200_000,), randomness.key(3, 1, 7), np.float64)
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
     assert abs((z > 1.96).mean() - 0.025) < 0.002  # the tail, not only the moments
@@ -25,7 +25,7 @@ def test_normal_draws_are_standard_normal_and_depend_on_key_and_index_alone():
 
 @pytest.mark.parametrize("high", [1, 2, 10, 1000])
 def test_integers_are_uniform_in_range(high):
-    dev = backend.device("cpu", "reference")
+    dev = devices.device("cpu", "reference")
     y = randomness.integers(dev, (100_000,), randomness.key(0, 2, 5), high)
     assert y.dtype == np.int64 and y.min() >= 0 and y.max() < high
     counts = np.bincount(y, minlength=high)

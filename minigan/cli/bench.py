@@ -9,6 +9,13 @@ and, with ``--reference``, on the same devices with the reference code alone.
 The comparison with PyTorch, the GEMM rate a step reaches and the col2im
 study live in the repository's ``benchmarks/`` (``python benchmarks/bench.py``),
 which builds on this module.
+
+Thread counts only take effect if they are set before NumPy loads its BLAS,
+and by the time the command line runs NumPy is loaded.  So the command
+(:func:`main`) checks its arguments in this process (``--help`` answers at
+once) and runs the timing in a fresh Python process whose environment fixes
+the threads (``--threads``, default 2), with :func:`minigan.tune_cpu` applied
+first.
 """
 from __future__ import annotations
 
@@ -16,12 +23,17 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import NamedTuple
 
 import numpy as np
 
-from . import backend
+from ..gan.models import image_shape
+from ..gan.trainer import TrainConfig, Trainer
+from ..runtime import devices
+from ..runtime.tuning import tune_cpu
 
 NOISE_DIM = 100
 
@@ -32,16 +44,13 @@ class StepSetup(NamedTuple):
     z: object  # (batch, 100) noise on the device
     real: object  # a fixed real batch on the device
     step: object  # runs one train step
-    device: backend.Device
+    device: devices.Device
 
 
 def setup(model: str, batch: int, device="cpu", kernels: str | None = None, seed: int = 0) -> StepSetup:
     """The trainer's own step (:meth:`minigan.gan.Trainer.train_step`: BCE, Adam 1e-4,
     betas (0.5, 0.999)) on a fixed (noise, real batch) pair on ``device``."""
-    from .gan.models import image_shape  # noqa: PLC0415
-    from .gan.trainer import Trainer, TrainConfig  # noqa: PLC0415
-
-    dev = backend.device(device, kernels)
+    dev = devices.device(device, kernels)
     rng = np.random.default_rng(seed)
     data = rng.uniform(-1, 1, (batch,) + image_shape(model)).astype(np.float32)
     cfg = TrainConfig(model=model, batch_size=batch, lr=1e-4, beta1=0.5, seed=seed, device=dev.name,
@@ -53,7 +62,7 @@ def setup(model: str, batch: int, device="cpu", kernels: str | None = None, seed
     return StepSetup(t.G, t.D, z, real, lambda: t.train_step(real, z), dev)
 
 
-def synchronizer(dev: backend.Device):
+def synchronizer(dev: devices.Device):
     """A function that waits for ``dev`` to finish its queued work (nothing on the CPU)."""
     if dev.name == "gpu":
         return dev.xp.cuda.Device().synchronize
@@ -109,7 +118,7 @@ def backends(args):
     """``[(label, device, kernels)]`` for the devices and kernel tables asked for."""
     out = []
     for d in args.device:
-        if d == "gpu" and not backend.gpu_available():
+        if d == "gpu" and not devices.gpu_available():
             print("(skipping gpu: CuPy is not installed or sees no GPU)")
             continue
         out.append((d, d, None))
@@ -119,11 +128,11 @@ def backends(args):
 
 
 def machine_line(threads) -> str:
-    import numba  # noqa: PLC0415
+    import numba  # noqa: PLC0415  (start-up: Numba's import, ~0.3 s, not needed by --help)
 
     line = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads; "
             f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}")
-    cp = backend.cupy_module()
+    cp = devices.cupy_module()
     if cp is not None:
         line += f"; CuPy {cp.__version__} on {cp.cuda.runtime.getDeviceProperties(0)['name'].decode()}"
     return line
@@ -180,7 +189,7 @@ def parser(prog="minigan bench"):
 def parse(argv, prog="minigan bench"):
     args = parser(prog).parse_args(argv)
     if args.device is None:
-        args.device = ["cpu"] + (["gpu"] if backend.gpu_available() else [])
+        args.device = ["cpu"] + (["gpu"] if devices.gpu_available() else [])
     for name in ("threads", "repeats"):
         if getattr(args, name) < 1:
             parser(prog).error(f"--{name} must be at least 1")
@@ -201,3 +210,20 @@ def thread_env(threads: int) -> dict:
 def threads_ready(threads: int) -> bool:
     """Whether this process was started with :func:`thread_env` for ``threads``."""
     return all(os.environ.get(k) == v for k, v in thread_env(threads).items())
+
+
+def main(argv=None) -> int:
+    """``minigan bench``: checks the arguments, then times in a process with the threads fixed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)  # exits on --help / bad args
+    if threads_ready(args.threads):
+        tune_cpu()
+        return run(args)
+    env = dict(os.environ, **thread_env(args.threads))
+    cmd = [sys.executable, "-c", "import sys; from minigan.cli import bench; "
+           "sys.exit(bench.main(sys.argv[1:]))"] + argv
+    return subprocess.call(cmd, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

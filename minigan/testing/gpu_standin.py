@@ -17,13 +17,15 @@ behave as CuPy's do where a CPU-only test would otherwise miss a GPU bug:
 
 Its array module (:data:`xp`) offers NumPy's functions under CuPy's names,
 each refusing host arrays and returning device arrays.  The device it makes
-(:func:`install`) runs the GPU kernel table (:mod:`minigan.kernels.gpu`):
+(:func:`install`) runs the GPU kernel table (:mod:`minigan.runtime.gpu`):
 with no GPU, numba-cuda's CUDA simulator runs those kernels, each taking an
 array's buffer through :meth:`StandinArray.kernel_arg`.
 
-``MINIGAN_GPU=standin`` in the environment (or :func:`install`) makes
-``minigan.backend.device("gpu")`` this device on a machine where CuPy sees
-no GPU; where it does, the real GPU always wins.
+:func:`install` (which the tests call, and the ``minigan`` command when
+``MINIGAN_GPU=standin`` is in the environment) makes
+``minigan.runtime.devices.device("gpu")`` this device on a machine where CuPy sees
+no GPU; where it does, the real GPU always wins.  Nothing of the engine imports
+this module.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ import sys
 from contextlib import contextmanager
 
 import numpy as np
+
+from ..runtime import devices
 
 
 class Counts:
@@ -74,7 +78,7 @@ def counting():
 
 def _mixing(value):
     return TypeError(f"a host array ({type(value).__name__} of shape {np.shape(value)}) cannot be mixed "
-                     f"with GPU arrays: move it with minigan.backend.to_device first")
+                     f"with GPU arrays: move it with minigan.runtime.devices.to_device first")
 
 
 def _unwrap(value):
@@ -131,7 +135,7 @@ class StandinArray:
     """A device array of the stand-in GPU (see the module docstring)."""
 
     __slots__ = ("_a",)
-    minigan_device = None  # set by install(): minigan.backend.device_of reads it
+    minigan_device = None  # set by install(): minigan.runtime.devices.device_of reads it
 
     def __init__(self, a: np.ndarray):
         self._a = a
@@ -295,7 +299,7 @@ class StandinModule:
 
     ndarray = StandinArray
     cuda = _Cuda()
-    __name__ = "minigan.gpu_standin.xp"
+    __name__ = "minigan.testing.gpu_standin.xp"
 
     def asarray(self, a, dtype=None, order=None):
         if isinstance(a, StandinArray):
@@ -325,14 +329,12 @@ _device = None
 
 
 def install():
-    """Make ``minigan.backend.device("gpu")`` the stand-in on this machine (where CuPy sees no
+    """Make ``minigan.runtime.devices.device("gpu")`` the stand-in on this machine (where CuPy sees no
     GPU); returns the device.  The GPU kernel table then runs under numba-cuda's simulator,
     which must be chosen before ``numba.cuda`` is first imported."""
     global _device
-    from . import backend  # noqa: PLC0415
-
-    if backend.cupy_module() is not None:
-        return backend.device("gpu")
+    if devices.cupy_module() is not None:
+        return devices.device("gpu")
     if "numba.cuda" in sys.modules and os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
         raise RuntimeError("numba.cuda was imported before the GPU stand-in asked for its simulator; "
                            "set NUMBA_ENABLE_CUDASIM=1 first")
@@ -342,9 +344,9 @@ def install():
     # switches, every __syncthreads costs milliseconds (BatchNorm's kernels 5x slower).
     sys.setswitchinterval(min(sys.getswitchinterval(), 2e-5))
     if _device is None:
-        _device = backend.Device("gpu", xp, "cuda", array_type=StandinArray)
+        _device = devices.Device("gpu", xp, "cuda", array_type=StandinArray)
         StandinArray.minigan_device = _device
-    backend.set_gpu(_device)
+    devices.set_gpu(_device)
     return _device
 
 

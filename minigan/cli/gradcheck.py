@@ -1,4 +1,5 @@
-"""``minigan gradcheck FILE.py:NAME --shape N,C,H,W``: check a user's own layer.
+"""``minigan gradcheck``: every built-in layer and loss (:func:`minigan.gradcheck.run_standard`),
+or with ``FILE.py:NAME --shape N,C,H,W`` a user's own layer.
 
 NAME in FILE.py is a :class:`minigan.nn.Layer` subclass (made with no
 arguments), a Layer instance, or any callable that returns a Layer with no
@@ -15,14 +16,16 @@ import copy
 import importlib.machinery
 import importlib.util
 import itertools
+import math
 import os
 import sys
 
 import numpy as np
 
-from . import backend
-from .gradcheck import check_layer
-from .nn import Layer
+from ..gradcheck import check_layer, run_standard
+from ..nn import Layer
+from ..runtime import devices
+from .args import quiet_on_closed_pipe
 
 
 class TargetError(ValueError):
@@ -162,7 +165,7 @@ def run_target(target: str, shape_text: str, seed: int = 0, tol: float = 1e-6, o
     """Check the layer ``target`` (``FILE.py:NAME``) at an input of ``shape_text``; print the
     report; return True when every gradient agrees within ``tol``."""
     shape = parse_shape(shape_text)
-    backend.manual_seed(seed)  # a layer that draws its weights from minigan's generator
+    devices.manual_seed(seed)  # a layer that draws its weights from minigan's generator
     layer, label = load_layer(target)
     x = np.random.default_rng(seed).standard_normal(shape)
     _trial(layer, label, x)
@@ -196,4 +199,46 @@ def run_target(target: str, shape_text: str, seed: int = 0, tol: float = 1e-6, o
     return False
 
 
-__all__ = ["run_target", "load_layer", "load_module", "parse_shape", "TargetError"]
+def add_parser(sub):
+    p = sub.add_parser("gradcheck", help="check layers' gradients against finite differences",
+                       description="With no target: check every built-in layer and loss against central "
+                                   "differences in float64.  With FILE.py:NAME: check your own layer, "
+                                   "NAME being a minigan.nn.Layer subclass (made with no arguments) or "
+                                   "a function that returns a Layer, at a random input of --shape: "
+                                   "dL/dx and every parameter gradient.  Exit 0 when they agree, 1 when "
+                                   "one does not (the report names it and where), 2 when the layer "
+                                   "cannot be checked.")
+    p.add_argument("target", nargs="?", default=None, metavar="FILE.py:NAME",
+                   help="a layer of your own to check (default: the built-in cases)")
+    p.add_argument("--shape", default=None, metavar="N,C,H,W",
+                   help="the input's shape, batch first: N,F or N,C,H,W (with a target)")
+    # --seed and --tol are parsed by the handler, so that a bad value is one line like the others
+    p.add_argument("--seed", default=None,
+                   help="seed of the input, dy and the layer's initialisation (with a target; default 0)")
+    p.add_argument("--tol", default="1e-6", help="relative error allowed (default 1e-6)")
+
+
+@quiet_on_closed_pipe
+def run(args):
+    # a usage error exits 2 (through main), apart from 1: "a gradient disagrees"
+    try:
+        tol = float(args.tol)
+    except ValueError:
+        tol = math.nan
+    if not (math.isfinite(tol) and tol > 0):
+        raise TargetError(f"--tol must be a positive number, got {args.tol!r}")
+    try:
+        seed = 0 if args.seed is None else int(args.seed)
+    except ValueError:
+        raise TargetError(f"--seed must be an integer, got {args.seed!r}") from None
+    if args.target is None:
+        for flag in ("shape", "seed"):
+            if getattr(args, flag) is not None:
+                raise TargetError(f"--{flag} needs a target FILE.py:NAME")
+        return 0 if run_standard(tol=tol) else 1
+    if args.shape is None:
+        raise TargetError(f"checking {args.target} needs --shape (N,F or N,C,H,W)")
+    return 0 if run_target(args.target, args.shape, seed=seed, tol=tol) else 1
+
+
+__all__ = ["add_parser", "run", "run_target", "load_layer", "load_module", "parse_shape", "TargetError"]

@@ -1,12 +1,12 @@
 """The CPU's kernel table: Numba twins of the reference code, and per-thread BLAS batches.
 
 Each function in :data:`TABLE` has the name, signature and results of the
-reference function it replaces (see :mod:`minigan.kernels`; the references
+reference function it replaces (see :mod:`minigan.runtime.registry`; the references
 live with their math, e.g. ``im2col`` in :mod:`minigan.nn.conv.reference`).
 All kernels are ``parallel=True`` (the threads split the outermost loop, so
 no two threads write the same element) and ``cache=True`` (compiled once per
 install, not once per process, into the per-user folder of
-:mod:`minigan.kernels.numba_cache`).
+:mod:`minigan.runtime.numba_cache`).
 
 * ``im2col`` writes every column entry once, out-of-range taps as zero
   (padding is fused: no padded copy of the image is made), parallel over
@@ -37,13 +37,14 @@ from numba.core.caching import NullCache
 
 from .blas import batched_matmul
 from .numba_cache import cache_in_home
+from .randomness import GOLDEN, MIX1, MIX2
 
 _jit = dict(parallel=True, cache=True, nogil=True)
 
 
 def _njit(cache=False, **options):
     """``numba.njit``, with ``cache=True`` meaning minigan's per-user kernel cache
-    (:mod:`minigan.kernels.numba_cache`), never a folder inside the installed package."""
+    (:mod:`minigan.runtime.numba_cache`), never a folder inside the installed package."""
     def make(fn):
         dispatcher = njit(**options)(fn)
         return cache_in_home(dispatcher) if cache else dispatcher
@@ -56,10 +57,8 @@ def _njit(cache=False, **options):
 # BatchNorm's statistics and gradient make two passes.  Each parallel launch
 # is a barrier: on a shared machine a descheduled worker stalls the call for a
 # scheduler tick (a 64x128 LeakyReLU: 5 us median, 4 ms worst), and an
-# elementwise pass (<= ~1e6 elements here, ~0.1 ms) gains nothing from a
-# second thread (measured: LeakyReLU on 64x64x14x14, 0.10 ms alone, 0.13 ms
-# on 2 threads), while the layout kernels of that size do (col2im of D's first
-# conv 1.23 -> 0.61 ms when it was measured).
+# elementwise pass of up to ~1e6 elements gains nothing from a second thread,
+# while the layout kernels of that size do (the timings: benchmarks/HISTORY.md).
 PARALLEL_MIN = 1 << 20
 GATHER_COST = 8
 
@@ -220,7 +219,7 @@ def _split_phases(x, out):
 @_njit(**_jit)
 def _merge_phases(r, out):
     # phase by phase, as _split_phases, rather than pixel by pixel with a
-    # divmod each: 128x64x14x14, 2.4-2.8 -> 1.2-1.3 ms
+    # divmod each: about twice as fast (benchmarks/HISTORY.md, the spectral engine's runs)
     N, C, H, W = out.shape
     sh, sw, Hp, Wp = r.shape[2:]
     for q in prange(N * C):
@@ -536,13 +535,11 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
 
 # -- dropout ---------------------------------------------------------------------------
 # The mask is the same hash of (seed, element index) as the reference's
-# (SplitMix64's finaliser, :func:`minigan.nn.dropout.keep_mask`), so it is
+# (SplitMix64's finaliser, :func:`minigan.nn.misc.keep_mask`), so it is
 # generated in parallel, in one pass with the multiply, and does not depend on
 # the thread count or the device.
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN, _MIX1, _MIX2 = (np.uint64(c) for c in (GOLDEN, MIX1, MIX2))  # uint64 operands
 
 
 @_njit(**_jit)

@@ -10,7 +10,7 @@ temporary one with ``-p no:cacheprovider``.  The first run there compiles every
 kernel (some 15 s); later runs load them.
 
 Numba checks no bounds inside a parallel loop (``prange`` under ``parallel=True``),
-so the checks reach the serial twins (:func:`minigan.kernels.cpu._serial`), which
+so the checks reach the serial twins (:func:`minigan.runtime.cpu._serial`), which
 run the same code and are what the kernel tests run at their sizes.
 """
 import os
@@ -21,11 +21,11 @@ import sys
 import numpy as np
 import pytest
 
-from minigan.kernels import cpu
+from minigan.runtime import cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BOUNDS_CHECKED = ["tests/kernels/test_cpu.py", "tests/nn/test_columns.py",
-                  "tests/kernels/test_compilation.py::test_an_out_of_bounds_write_raises"]
+BOUNDS_CHECKED = ["tests/runtime/test_cpu.py", "tests/nn/test_columns.py",
+                  "tests/runtime/test_compilation.py::test_an_out_of_bounds_write_raises"]
 
 
 def _env(cache_dir, **extra):
@@ -37,7 +37,7 @@ def _env(cache_dir, **extra):
 def test_serial_twins_are_cached_on_disk(tmp_path):
     """Small work runs a kernel's serial twin; it is compiled once per machine, as the
     parallel kernel is, not once per process."""
-    code = "import numpy as np; from minigan.kernels import cpu; cpu.leaky_relu(np.ones(3, np.float32), 0.2)"
+    code = "import numpy as np; from minigan.runtime import cpu; cpu.leaky_relu(np.ones(3, np.float32), 0.2)"
     subprocess.run([sys.executable, "-c", code], env=_env(tmp_path), check=True, timeout=300)
     cached = [p.name for p in tmp_path.rglob("*.nbi")]
     assert any("_leaky_relu_serial" in name for name in cached), cached
@@ -46,7 +46,7 @@ def test_serial_twins_are_cached_on_disk(tmp_path):
 def test_kernels_are_cached_in_the_minigan_home_not_the_package(tmp_path):
     """Without NUMBA_CACHE_DIR the compiled kernels go to $MINIGAN_HOME/numba/<version>-<key>/,
     and nothing is written inside the package (an installed copy stays as pip wrote it)."""
-    code = ("import numpy as np; from minigan.kernels import cpu, numba_cache; "
+    code = ("import numpy as np; from minigan.runtime import cpu, numba_cache; "
             "cpu.leaky_relu(np.ones(3, np.float32), 0.2); print(numba_cache.kernel_cache_dir())")
     env = {k: v for k, v in _env(tmp_path).items() if k != "NUMBA_CACHE_DIR"}
     env["MINIGAN_HOME"] = str(tmp_path / "home")
@@ -60,7 +60,7 @@ def test_kernels_are_cached_in_the_minigan_home_not_the_package(tmp_path):
 
 
 def test_the_kernel_cache_is_keyed_by_install_and_version(monkeypatch, tmp_path):
-    from minigan.kernels import numba_cache
+    from minigan.runtime import numba_cache
 
     monkeypatch.setenv("MINIGAN_HOME", str(tmp_path))
     here = numba_cache.kernel_cache_dir()

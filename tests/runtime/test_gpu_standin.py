@@ -3,16 +3,17 @@ import numpy as np
 import pytest
 from conftest import gpu
 
-from minigan import backend, nn
+from minigan import nn
+from minigan.runtime import devices
 
 pytestmark = pytest.mark.gpu
 
 
 def _standin():
     dev = gpu()
-    if dev.xp.__name__ != "minigan.gpu_standin.xp":
+    if dev.xp.__name__ != "minigan.testing.gpu_standin.xp":
         pytest.skip("a real GPU is here: the stand-in is not used")
-    from minigan import gpu_standin
+    from minigan.testing import gpu_standin
 
     return dev, gpu_standin
 
@@ -26,7 +27,7 @@ def test_no_implicit_conversion_and_no_mixing():
         with pytest.raises(TypeError):
             convert(a)
     b = a * np.float32(2) + 1  # scalars are fine, as in CuPy
-    assert isinstance(b, dev.array_type) and backend.to_numpy(b).tolist() == [[3.0] * 3] * 2
+    assert isinstance(b, dev.array_type) and devices.to_numpy(b).tolist() == [[3.0] * 3] * 2
 
 
 def test_every_read_on_the_host_is_counted():
@@ -34,7 +35,7 @@ def test_every_read_on_the_host_is_counted():
     a = dev.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
     reads = [lambda: float(a.sum()), lambda: a[0, 0].item(), lambda: bool(a.max() > 1), lambda: a.tolist(),
              lambda: a.get(), lambda: a[a > 2], lambda: int(a.sum()), lambda: f"{a.sum():.1f}",
-             lambda: backend.to_numpy(a)]
+             lambda: devices.to_numpy(a)]
     for read in reads:
         with gs.counting() as c:
             read()
@@ -59,4 +60,4 @@ def test_a_layer_refuses_an_input_from_another_device():
 def test_a_device_array_is_known_before_anything_asked_for_the_gpu():
     dev, _ = _standin()
     a = dev.asarray(np.ones(3, np.float32))
-    assert backend.device_of(a) is dev and backend.get_xp(a) is dev.xp
+    assert devices.device_of(a) is dev and devices.get_xp(a) is dev.xp

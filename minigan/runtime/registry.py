@@ -10,14 +10,17 @@ A table maps such names to faster functions of the same signature that
 compute the same values (bit for bit where they only move data, to rounding
 where they sum in another order):
 
-* ``numba`` (:mod:`minigan.kernels.cpu`): Numba kernels and per-thread BLAS
+* ``numba`` (:mod:`minigan.runtime.cpu`): Numba kernels and per-thread BLAS
   batches for the CPU;
+* ``cuda`` (:mod:`minigan.runtime.gpu`): numba-cuda kernels for a GPU's
+  (CuPy's) arrays;
 * ``reference``: no twins at all; every kernel is its reference.
 
-A device holds one table (:class:`minigan.backend.Device`), and code asks
-it for ``device.kernel(reference_fn)``: the twin if the table has one, else
-the reference.  The tests check that every twin has a reference and agrees
-with it.
+A device holds one table (:class:`minigan.runtime.devices.Device`, which
+loads it: :func:`minigan.runtime.devices.load`), and code asks it for
+``device.kernel(reference_fn)``: the twin if the table has one, else the
+reference.  The tests check that every twin has a reference and agrees with
+it.
 """
 from __future__ import annotations
 
@@ -31,20 +34,3 @@ def reference(name: str):
         REFERENCES[name] = fn
         return fn
     return mark
-
-
-def load(table: str) -> dict:
-    """The twins of kernel table ``table`` by name (``{}`` for ``"reference"``)."""
-    if table == "reference":
-        return {}
-    if table == "numba":
-        from ..tuning import warn_if_untuned  # noqa: PLC0415
-        from . import cpu  # noqa: PLC0415  (compiles lazily, on first call of each kernel)
-
-        warn_if_untuned()
-        return cpu.TABLE
-    if table == "cuda":
-        from . import gpu  # noqa: PLC0415
-
-        return gpu.TABLE
-    raise ValueError(f"unknown kernel table {table!r}")

@@ -11,7 +11,7 @@ before = dict(os.environ)
 {first}
 import minigan
 after_import = dict(os.environ)
-from minigan.tuning import openblas_library
+from minigan.runtime.tuning import openblas_library
 lib = openblas_library()
 timeout = lambda: lib.openblas_thread_timeout() if lib is not None else None
 was = timeout()

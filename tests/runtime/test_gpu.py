@@ -1,4 +1,4 @@
-"""The GPU's kernel table (minigan/kernels/gpu.py) against the reference code it replaces.
+"""The GPU's kernel table (minigan/runtime/gpu.py) against the reference code it replaces.
 
 On a GPU the kernels run there, on CuPy arrays; without one they run under
 numba-cuda's simulator (tests/conftest.py turns it on), which runs every CUDA
@@ -21,10 +21,10 @@ from numba import cuda
 from numba.cuda.core import config as cuda_config
 
 import minigan.gan.averaging  # noqa: F401  (registers the weight average's reference)
-import minigan.randomness  # noqa: F401  (registers the keyed draws' references)
-from minigan import backend, kernels
-from minigan.kernels import REFERENCES
+import minigan.runtime.randomness  # noqa: F401  (registers the keyed draws' references)
 from minigan.nn.conv import ConvGeom
+from minigan.runtime import devices
+from minigan.runtime.registry import REFERENCES
 
 pytestmark = [
     pytest.mark.gpu,
@@ -35,13 +35,13 @@ pytestmark = [
 if not cuda.is_available():
     pytest.skip("numba-cuda sees no GPU and its simulator is off", allow_module_level=True)
 
-from minigan.kernels import gpu as cuda_gpu  # noqa: E402
+from minigan.runtime import gpu as cuda_gpu  # noqa: E402
 
 # the reference functions, by kernel name, as one namespace like the GPU table's module
 numpy_ref = type("References", (), {name: staticmethod(fn) for name, fn in REFERENCES.items()})
 
 SIMULATED = bool(cuda_config.ENABLE_CUDASIM)
-ON_CUPY = not SIMULATED and backend.gpu_available()
+ON_CUPY = not SIMULATED and devices.gpu_available()
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
@@ -56,11 +56,11 @@ def examples(n):
 
 def dev(a):
     """``a`` on the GPU (a CuPy array) where there is one; else as it is."""
-    return backend.cupy_module().asarray(a) if ON_CUPY else a
+    return devices.cupy_module().asarray(a) if ON_CUPY else a
 
 
 def host(a):
-    return backend.to_numpy(a)
+    return devices.to_numpy(a)
 
 
 def assert_same_bits(got, ref):
@@ -81,7 +81,7 @@ def test_every_twin_has_a_reference_and_a_test_here():
 
 
 def test_the_table_loads_by_name_without_stream_syncs():
-    assert kernels.load("cuda") is cuda_gpu.TABLE
+    assert devices.load("cuda") is cuda_gpu.TABLE
     assert not cuda_config.CUDA_ARRAY_INTERFACE_SYNC
 
 

@@ -1,7 +1,7 @@
 """The GPU's kernel table: numba-cuda twins of the reference code.
 
 Each function in :data:`TABLE` has the name, signature and results of the
-reference function it replaces (see :mod:`minigan.kernels`; the references
+reference function it replaces (see :mod:`minigan.runtime.registry`; the references
 live with their math, e.g. ``im2col`` in :mod:`minigan.nn.conv.reference`).
 The arrays are a GPU device's (CuPy's, which enter a kernel through the CUDA
 array interface as they lie); outputs are allocated with the array module of
@@ -47,7 +47,8 @@ import numpy as np
 from numba import cuda, float64
 from numba.cuda.core import config as _cuda_config
 
-from ..backend import get_xp
+from .arrays import get_xp
+from .randomness import GOLDEN, MIX1, MIX2
 
 # A CuPy array passed to a kernel carries its stream in the CUDA array
 # interface, and numba-cuda would synchronise that stream before every
@@ -228,13 +229,11 @@ def leaky_relu_grad(dy, x, slope):
 
 
 # -- counter-based hashes: dropout's mask and the keyed draws ------------------------------
-# SplitMix64's finaliser of key + i * golden, as in minigan.randomness: every
+# SplitMix64's finaliser of key + i * golden, as in minigan.runtime.randomness: every
 # operand is uint64 (a signed or float operand would promote the arithmetic to
 # float64), and the products wrap, as they do in NumPy.
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN, _MIX1, _MIX2 = (np.uint64(c) for c in (GOLDEN, MIX1, MIX2))  # uint64 operands
 _U1, _U11, _U27, _U30, _U31, _U32, _U40 = (np.uint64(s) for s in (1, 11, 27, 30, 31, 32, 40))
 _TWO_PI = 2.0 * math.pi
 _TWO_M53 = 1.0 / 2.0 ** 53

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from minigan import tuning
+from minigan.runtime import tuning
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="mallopt is glibc's")
@@ -17,7 +17,7 @@ FAULTS_PER_STEP = """
 import resource
 import minigan
 minigan.tune_cpu()
-from minigan import bench
+from minigan.cli import bench
 step = bench.setup("mlp", 64).step
 for _ in range(5):
     step()

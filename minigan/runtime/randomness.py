@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 
-from .backend import get_xp
-from .kernels import reference
+from .arrays import get_xp
+from .registry import reference
 
 GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 MASK64 = (1 << 64) - 1

@@ -5,8 +5,8 @@ A :class:`Device` bundles three things:
 * ``xp``: the array module the math is written against (NumPy on the CPU,
   CuPy on a GPU), so one line of layer code runs on both;
 * ``kernels``: the table of accelerated twins that run on this device
-  (:mod:`minigan.kernels`: Numba on the CPU), looked up by the reference
-  function they replace;
+  (:mod:`minigan.runtime.registry`: Numba on the CPU, numba-cuda on a GPU),
+  looked up by the reference function they replace;
 * how arrays get on and off it.
 
 A model is put on a device when it is built (the CPU) or moved
@@ -22,38 +22,23 @@ import os
 
 import numpy as np
 
+from .arrays import cupy_module, get_xp, to_numpy  # noqa: F401  (the devices' face names them too)
+from .tuning import warn_if_untuned
+
 DEFAULT_DTYPE = np.float32
 
 # -- the devices ------------------------------------------------------------------
 
-_cupy = None
-_cupy_checked = False
-
-
-def cupy_module():
-    """The ``cupy`` module if it imports and sees a GPU, else ``None`` (asked once)."""
-    global _cupy, _cupy_checked
-    if not _cupy_checked:
-        _cupy_checked = True
-        try:
-            import cupy  # noqa: PLC0415
-
-            if cupy.cuda.runtime.getDeviceCount() > 0:
-                _cupy = cupy
-        except Exception:  # ImportError, or CUDA present but no device
-            _cupy = None
-    return _cupy
-
 
 def gpu_available() -> bool:
     """Whether ``device("gpu")`` has a device to give: CuPy seeing a GPU (never numba-cuda's
-    own test, which is true under its simulator), or the stand-in (:mod:`minigan.gpu_standin`)."""
+    own test, which is true under its simulator), or the stand-in (:mod:`minigan.testing.gpu_standin`)."""
     return (cupy_module() is not None or ("gpu", "cuda") in _devices
             or os.environ.get("MINIGAN_GPU") == "standin")
 
 
 def set_gpu(dev: "Device"):
-    """Use ``dev`` as the GPU: the stand-in of :mod:`minigan.gpu_standin` on a machine without one."""
+    """Use ``dev`` as the GPU: the stand-in of :mod:`minigan.testing.gpu_standin` on a machine without one."""
     _devices[("gpu", "cuda")] = dev
     _devices[("gpu", "reference")] = Device("gpu", dev.xp, "reference", dev.array_type)
 
@@ -75,14 +60,12 @@ class Device:
     def kernels(self) -> dict:
         """The accelerated twins, by name; loaded (and compiled) on first use."""
         if self._kernels is None:
-            from . import kernels  # noqa: PLC0415
-
-            self._kernels = kernels.load(self.table)
+            self._kernels = load(self.table)
         return self._kernels
 
     def kernel(self, reference):
         """The function that runs ``reference``'s math here: its twin in this device's
-        table, or ``reference`` itself (see :func:`minigan.kernels.reference`)."""
+        table, or ``reference`` itself (see :func:`minigan.runtime.registry.reference`)."""
         return self.kernels.get(reference.kernel_name, reference)
 
     @property
@@ -112,7 +95,27 @@ class Device:
         return device, (self.name, self.table)
 
 
+def load(table: str) -> dict:
+    """The twins of kernel table ``table`` by name (``{}`` for ``"reference"``)."""
+    if table == "reference":
+        return {}
+    if table == "numba":
+        from . import cpu  # noqa: PLC0415  (start-up: Numba's import, ~0.3 s; kernels compile on first call)
+
+        warn_if_untuned()
+        return cpu.TABLE
+    if table == "cuda":
+        from . import gpu  # noqa: PLC0415  (start-up: numba-cuda's import, needed on a GPU only)
+
+        return gpu.TABLE
+    raise ValueError(f"unknown kernel table {table!r}")
+
+
 _devices: dict = {}
+# Where CuPy sees no GPU, MINIGAN_GPU=standin makes device("gpu") the stand-in of
+# minigan.testing.gpu_standin: the function that installs it, set by whoever offers it
+# (the minigan command); the runtime itself never imports the testing aids.
+standin_installer = None
 _TABLES = {"cpu": ("numba", "reference"), "gpu": ("cuda", "reference")}
 
 
@@ -157,9 +160,10 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
         else:
             cp = cupy_module()
             if cp is None and os.environ.get("MINIGAN_GPU") == "standin":
-                from .gpu_standin import install  # noqa: PLC0415
-
-                install()
+                if standin_installer is None:
+                    raise RuntimeError("MINIGAN_GPU=standin: call minigan.testing.gpu_standin.install() "
+                                       "first (the minigan command does)")
+                standin_installer()
                 return _devices[(name, table)]
             if cp is None:
                 raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
@@ -185,14 +189,6 @@ def device_of(a) -> Device:
     raise TypeError(f"expected an array, got {type(a).__name__}")
 
 
-def get_xp(*arrays):
-    """The array module (``numpy`` or ``cupy``) that owns the first of ``arrays``."""
-    for a in arrays:
-        if not isinstance(a, (np.ndarray, np.generic, int, float)):
-            return device_of(a).xp
-    return np
-
-
 def xp_for(spec):
     """Array module for a device: ``"cpu"`` or ``"gpu"``."""
     return device(spec).xp
@@ -201,16 +197,6 @@ def xp_for(spec):
 def to_device(a, spec):
     """Copy ``a`` to the device ``spec`` (a no-op when it is already there)."""
     return device(spec).asarray(a)
-
-
-def to_numpy(a):
-    """A NumPy array holding the values of ``a`` (from any device)."""
-    if isinstance(a, np.ndarray):
-        return a
-    get = getattr(a, "get", None)
-    if get is not None:
-        return get()
-    return np.asarray(a)
 
 
 # -- randomness ---------------------------------------------------------------

@@ -1,0 +1,90 @@
+"""What the commands share: argument types that refuse in one line, the checkpoint a
+``--checkpoint`` names, output files checked before the work, and one line for an OS error."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+
+from ..gan.config import ConfigError, check_writable
+from ..gan.run_log import CHECKPOINT
+
+MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB of float32
+MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported in one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def number(kind, low, high=None, bound=None):
+    """An argparse type: ``kind`` (int or float), finite, ``low < v`` (``low <= v`` when
+    given as ``(low, True)``) and at most ``high``; ``bound`` words the range."""
+    low, inclusive = low if isinstance(low, tuple) else (low, False)
+    what = "an integer" if kind is int else "a number"
+    bound = bound or ((f">= {low}" if inclusive else f"> {low}")
+                      + (f" and <= {high:,}" if high is not None else ""))
+
+    def parse(s):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
+        if not math.isfinite(v) or v < low or (v == low and not inclusive) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"must be {what} {bound}, got {s}")
+        return v
+    return parse
+
+
+def positive(kind):
+    return number(kind, 0)
+
+
+SEED = number(int, (0, True), 2**63 - 1, bound=">= 0 (and below 2**63)")
+
+
+def checkpoint_file(path, command):
+    """The checkpoint ``--checkpoint`` names: the file, or ``checkpoint.npz`` in a run folder."""
+    if os.path.isdir(path):
+        inside = os.path.join(path, CHECKPOINT)
+        if not os.path.isfile(inside):
+            raise SystemExit(f"minigan {command}: --checkpoint {path} is a folder without a {CHECKPOINT}")
+        return inside
+    if not os.path.exists(path):
+        raise SystemExit(f"minigan {command}: no checkpoint at {path}")
+    return path
+
+
+def output_file(path, option, command):
+    """Refuse, naming ``option``, an output ``path`` that is a folder or cannot be written."""
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise SystemExit(f"minigan {command}: {option} {path} is a folder; give a file name")
+    if os.path.lexists(path) and not os.access(path, os.W_OK):
+        raise SystemExit(f"minigan {command}: {option} {path}: cannot write it")
+    try:
+        check_writable(os.path.dirname(path) or ".", f"{option} {path}")
+    except ConfigError as e:
+        raise SystemExit(f"minigan {command}: {e}") from None
+
+
+def quiet_on_closed_pipe(handler):
+    """A reader that stops early (``minigan summary | head``) closes stdout: stop writing,
+    without a traceback (Python would also complain once more at exit, on flushing)."""
+    def run(args):
+        try:
+            return handler(args)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return run
+
+
+def os_error(e: OSError) -> str:
+    """One line: the path and what went wrong (``PATH: No space left on device``)."""
+    why = e.strerror or str(e)
+    paths = [p for p in (e.filename, e.filename2) if p is not None]
+    return f"{' -> '.join(map(str, paths))}: {why}" if paths else why

@@ -1,0 +1,1 @@
+"""Aids for testing minigan; nothing of the engine imports them."""
