@@ -26,7 +26,10 @@ CHILD = """
 import statistics, sys, time
 import minigan
 getattr(minigan, "tune_cpu", lambda: None)()
-from minigan.cli import bench
+try:
+    from minigan.cli import bench
+except ImportError:  # a commit from before the cli package
+    from minigan import bench
 model, steps = sys.argv[1], int(sys.argv[2])
 s = bench.setup(model, 64)
 for _ in range(5):
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("old")
     p.add_argument("new", nargs="?", default="WORKTREE")
-    p.add_argument("--models", nargs="+", default=["dcgan", "mlp"], choices=["dcgan", "mlp"])
+    p.add_argument("--models", nargs="+", default=["dcgan", "mlp"], choices=["dcgan", "mlp", "conv"])
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=40, help="timed DCGAN steps a process (the MLP x10)")
     args = p.parse_args(argv)
