@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 from helpers import fit_until_interrupted
 
-from minigan import io, nn, randomness
+from minigan import io, nn
+from minigan.runtime import randomness
 from minigan.data.clusters import kmeans
 from minigan.gan import models
 from minigan.gan import scoring
@@ -377,7 +378,7 @@ def test_scores_come_from_the_average_and_the_live_generator_beside_it(tmp_path,
         scored.append({k: host(v) for k, v in G.state_dict().items()})
         return real_score(G, *a, **kw)
 
-    monkeypatch.setattr(scoring, "score_generator", record)
+    monkeypatch.setattr(trainer_module, "score_generator", record)
     t.fit(log=quiet)
     assert len(scored) == 4  # each epoch: the average, then the live G
     ck = tmp_path / "run" / CHECKPOINT
@@ -430,13 +431,11 @@ def test_the_sampler_gives_each_sample_its_own_label_across_batches(trained):
 
 def test_mnist_images_keep_each_label_with_its_image(tmp_path, monkeypatch, device):
     """The trainer's MNIST path (``limit``, labels) on a stand-in MNIST whose pixels say which image."""
-    import minigan.data as data_module
-
     n = 100
     y = np.random.default_rng(3).integers(0, 10, n).astype(np.uint8)
     x = np.zeros((n, 28, 28), np.uint8)
     x[:, 0, 0], x[:, 0, 1] = np.arange(n), y
-    monkeypatch.setattr(data_module, "load_mnist", lambda split="train", **kw: (x, y))
+    monkeypatch.setattr(trainer_module, "load_mnist", lambda split="train", **kw: (x, y))
     imgs, labels = trainer_module.mnist_images("mlp", limit=40, labels=True)
     np.testing.assert_array_equal(np.rint((imgs[:, 0] + 1) * 127.5), np.arange(40))
     np.testing.assert_array_equal(labels, y[:40])
