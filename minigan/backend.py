@@ -161,9 +161,13 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
 
                 install()
                 return _devices[(name, table)]
-            if cp is None:
-                raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
-                                   "GPU (README: 'On a GPU' says which extra to install)")
+            # -- why there is no GPU: one line naming the cause (minigan.gpu_env) --
+            from . import gpu_env  # noqa: PLC0415
+
+            why = gpu_env.diagnose()  # also when CuPy sees a GPU: a CUDA library may be missing
+            if why is not None or cp is None:
+                raise gpu_env.GpuUnavailable(f"no GPU to run on: {why or 'CuPy sees no usable GPU'}")
+            # -- end --
             dev = Device("gpu", cp, table)
         _devices[(name, table)] = dev
     return dev

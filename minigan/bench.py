@@ -109,9 +109,8 @@ def backends(args):
     """``[(label, device, kernels)]`` for the devices and kernel tables asked for."""
     out = []
     for d in args.device:
-        if d == "gpu" and not backend.gpu_available():
-            print("(skipping gpu: CuPy is not installed or sees no GPU)")
-            continue
+        if d == "gpu" and not backend.gpu_available():  # asked for by name: no silent skip
+            backend.device("gpu")  # raises minigan.gpu_env.GpuUnavailable, naming the cause
         out.append((d, d, None))
         if args.reference:
             out.append((f"{d} reference", d, "reference"))

@@ -532,6 +532,7 @@ def main(argv=None):
 
         return bench_main(argv[1:])
     args = parser.parse_args(argv)
+    from .gpu_env import GpuUnavailable  # noqa: PLC0415
     from .io import CheckpointError  # noqa: PLC0415
     from .tuning import tune_cpu  # noqa: PLC0415
 
@@ -540,6 +541,9 @@ def main(argv=None):
         handler = {"train": _train, "sample": _sample, "eval": _eval, "gradcheck": _gradcheck,
                    "summary": _summary}[args.command]
         return handler(args) or 0
+    except GpuUnavailable as e:  # the machine, not the command: a failure at run time
+        print(f"minigan {args.command}: {e}", file=sys.stderr)
+        return 1
     except (CheckpointError, ValueError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)
         return 2

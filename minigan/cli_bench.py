@@ -19,10 +19,15 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = bench.parse(argv)  # exits on --help / bad args
     if bench.threads_ready(args.threads):
+        from .gpu_env import GpuUnavailable  # noqa: PLC0415
         from .tuning import tune_cpu  # noqa: PLC0415
 
         tune_cpu()
-        return bench.run(args)
+        try:
+            return bench.run(args)
+        except GpuUnavailable as e:  # --device gpu on a machine without a usable one: exit 1
+            print(f"minigan bench: {e}", file=sys.stderr)
+            return 1
     env = dict(os.environ, **bench.thread_env(args.threads))
     cmd = [sys.executable, "-c", "import sys; from minigan import cli_bench; "
            "sys.exit(cli_bench.main(sys.argv[1:]))"] + argv
