@@ -46,6 +46,44 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
+# -- the launches these tests make, by kernel, against the signatures recorded in kernels/gpu.py --
+# (minigan/kernels/gpu_compile.py compiles exactly those ahead for sm_80 and sm_90)
+LAUNCHED: dict = {}
+
+
+class _Recorder:
+    """A kernel that notes the numba types of each launch's arguments, then launches."""
+
+    def __init__(self, name, kernel):
+        self.name, self.kernel = name, kernel
+
+    def __getitem__(self, config):
+        launch = self.kernel[config]
+
+        def call(*args):
+            from numba import typeof
+
+            LAUNCHED.setdefault(self.name, set()).add(tuple(typeof(a) for a in args))
+            return launch(*args)
+        return call
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _record_launches():
+    """Under the simulator (NumPy buffers, so numba.typeof names the types a GPU sees too)."""
+    if not SIMULATED:
+        yield
+        return
+    saved = {name: getattr(cuda_gpu, name) for name in cuda_gpu.SIGNATURES}
+    for name, kernel in saved.items():
+        setattr(cuda_gpu, name, _Recorder(name, kernel))
+    try:
+        yield
+    finally:
+        for name, kernel in saved.items():
+            setattr(cuda_gpu, name, kernel)
+
+
 def examples(n):
     """At most ``n`` hypothesis examples under the simulator, and no shrinking of a failing one
     (each costs seconds there); the profile's settings on a GPU."""
@@ -361,3 +399,19 @@ def test_reductions_take_non_contiguous_inputs():
     v1, g1 = cuda_gpu.bce_with_logits_sum(dev(z), dev(t))
     np.testing.assert_allclose(host(v1), v0, rtol=1e-6)
     np.testing.assert_allclose(host(g1), g0, **TOL[np.float32])
+
+
+def test_zz_every_launch_above_has_a_recorded_signature():
+    """Runs last: each launch the tests above made has its argument types among
+    ``kernels/gpu.py``'s SIGNATURES, and every kernel was launched."""
+    if not SIMULATED:
+        pytest.skip("the launches are recorded under the simulator")
+    if len(LAUNCHED) < len(cuda_gpu.SIGNATURES):
+        pytest.skip("only part of this file ran")
+    from numba.core.sigutils import normalize_signature
+
+    recorded = {name: {normalize_signature(s)[0] for s in sigs}
+                for name, sigs in cuda_gpu.kernel_signatures().items()}
+    unknown = {name: [str(t) for t in types - recorded[name]] for name, types in LAUNCHED.items()
+               if types - recorded[name]}
+    assert not unknown, unknown
