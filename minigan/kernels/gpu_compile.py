@@ -60,12 +60,15 @@ def unrecorded(module) -> tuple:
 
 
 def _ptxas():
+    """The ptxas of the toolkit wheels installed in this environment, or None (one of a system
+    toolkit is not taken: it may be of another CUDA version than the extra's NVVM)."""
     try:
         from cuda import pathfinder  # noqa: PLC0415
 
-        return pathfinder.find_nvidia_binary_utility("ptxas")
+        path = pathfinder.find_nvidia_binary_utility("ptxas")
     except Exception:
         return None
+    return path if path and os.path.realpath(path).startswith(os.path.realpath(sys.prefix)) else None
 
 
 def compile_all(module, archs=ARCHS, ptxas=None, out=print) -> int:

@@ -351,18 +351,22 @@ def _reductions(x, dy, z):
 @pytest.fixture(params=[None, 4, 8], ids=["table", "tpb4", "tpb8"])
 def block_width(request, monkeypatch):
     """The table's block width, and under the simulator (where the table runs one thread a
-    block, for speed) wider blocks too, so that the shared-memory trees and their barriers run."""
+    block and two blocks, for speed) a GPU's kind of launch too: several threads a block, so
+    that the shared-memory trees and their barriers run, and three blocks, fewer than the
+    channels (5) and the loss's blocks of partial sums, so that grid-stride loops wrap."""
     if request.param is not None:
         if not cuda_config.ENABLE_CUDASIM:
             pytest.skip("a compiled kernel's block width is fixed when it is compiled")
         monkeypatch.setattr(cuda_gpu, "TPB", request.param)
+        monkeypatch.setattr(cuda_gpu, "MAX_BLOCKS", 3)
     return cuda_gpu.TPB
 
 
 def test_reductions_agree_with_reference_over_several_strides_and_blocks(block_width):
     rng = np.random.default_rng(11)
-    x, dy = _rand(rng, (3, 2, 11, 10), np.float32), _rand(rng, (3, 2, 11, 10), np.float32)  # m = 330 > TPB
-    z = _rand(rng, 3 * cuda_gpu.TPB + 5, np.float32) * 5  # four blocks of partial sums
+    # m = 330 values a channel: not a multiple of any block width; 5 channels over at most 3 blocks
+    x, dy = _rand(rng, (3, 5, 11, 10), np.float32), _rand(rng, (3, 5, 11, 10), np.float32)
+    z = _rand(rng, 3 * cuda_gpu.TPB + 5, np.float32) * 5  # four blocks' worth of partial sums
     mu, var, dx, dgamma, dbeta, sums, total, grad = _reductions(x, dy, z)
     np.testing.assert_allclose(mu, numpy_ref.batchnorm_stats(x)[0], **TOL[np.float32])
     np.testing.assert_allclose(var, numpy_ref.batchnorm_stats(x)[1], **TOL[np.float32])
@@ -379,7 +383,7 @@ def test_reductions_agree_with_reference_over_several_strides_and_blocks(block_w
 def test_reductions_give_identical_results_twice(block_width):
     """No atomics and a fixed order: the same inputs give the same bits, call after call."""
     rng = np.random.default_rng(12)
-    x, dy = _rand(rng, (3, 2, 11, 10), np.float64), _rand(rng, (3, 2, 11, 10), np.float64)
+    x, dy = _rand(rng, (3, 5, 11, 10), np.float64), _rand(rng, (3, 5, 11, 10), np.float64)
     z = _rand(rng, 2 * cuda_gpu.TPB + 1, np.float64)
     for a, b in zip(_reductions(x, dy, z), _reductions(x, dy, z)):
         np.testing.assert_array_equal(a, b)
