@@ -217,6 +217,28 @@ def to_numpy(a):
     return np.asarray(a)
 
 
+# -- many arrays to the host in one transfer ---------------------------------------------------
+def to_numpy_many(arrays) -> list:
+    """NumPy copies of ``arrays`` (device arrays of one device, or host arrays) with one
+    device-to-host transfer: the device arrays' bytes are laid end to end in one device
+    buffer, which is copied once and cut up on the host."""
+    arrays = list(arrays)
+    on_device = [i for i, a in enumerate(arrays) if not isinstance(a, (np.ndarray, np.generic, int, float))]
+    out = [np.array(a) if i not in on_device else None for i, a in enumerate(arrays)]
+    if on_device:
+        xp = device_of(arrays[on_device[0]]).xp
+        parts = [xp.ascontiguousarray(arrays[i]).reshape(-1).view(xp.uint8) for i in on_device]
+        host = to_numpy(xp.concatenate(parts))
+        at = 0
+        for i in on_device:
+            a = arrays[i]
+            n = a.size * a.dtype.itemsize
+            out[i] = host[at:at + n].view(a.dtype).reshape(a.shape)
+            at += n
+    return out
+# -- end --
+
+
 # -- randomness ---------------------------------------------------------------
 # One process-wide generator feeds weight initialisation and the seeds of the
 # dropout masks, so a seed fixes a whole run and its state can be stored in a

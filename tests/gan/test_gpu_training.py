@@ -73,13 +73,14 @@ def test_a_training_step_on_the_gpu_gives_the_cpus_numbers(tmp_path, family):
 
 def test_a_step_without_a_log_row_reads_nothing_on_the_host(tmp_path):
     """The sync budget: no synchronisation and no transfer in a step (data, noise and labels on
-    the device; losses and flags stay there), and one read for a log row."""
+    the device; losses and flags stay there), one read for a log row (its gradient norms too)
+    and one for a checkpoint (the device's arrays laid end to end in one buffer)."""
     dev = gpu()
     if dev.xp.__name__ != "minigan.gpu_standin.xp":
         pytest.skip("counting synchronisations needs the stand-in's arrays")
     from minigan.gpu_standin import counting
 
-    t = _trainer(tmp_path, "sync", "gpu", model="dcgan", conditional=True, batch_size=4)
+    t = _trainer(tmp_path, "sync", "gpu", model="dcgan", conditional=True, batch_size=4, g_ema=0.9)
     order = t.device.asarray(t.batch_indices(0))
     t.train_step(*t.step_inputs(order[0]))  # the first step builds plans and buffers
     with counting() as c:
@@ -90,6 +91,16 @@ def test_a_step_without_a_log_row_reads_nothing_on_the_host(tmp_path):
     with counting() as c:
         row = t.read_window()
     assert c.syncs == 1 and c.to_host == 1 and set(row) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    os.makedirs(t.config.out, exist_ok=True)
+    with counting() as c:  # the row with gradients.csv's norms of every parameter: still one read
+        t.log_row(0.0)
+    assert (c.syncs, c.to_host) == (1, 1), c.reasons
+    t.window.add(t.train_step(*t.step_inputs(order[3])))
+    with counting() as c:  # flags, window and every weight, buffer and Adam moment: one read
+        assert t.save()
+    assert (c.syncs, c.to_host) == (1, 1), c.reasons
+    with open(os.path.join(t.config.out, "gradients.csv")) as f:
+        assert len(f.read().splitlines()) == 1 + sum(1 for net in (t.G, t.D) for _ in net.named_parameters())
 
 
 def test_the_gpu_kernel_table_runs(tmp_path):
