@@ -24,7 +24,8 @@ within about 5 minutes on one recent GPU.  Results go to ``--out`` (default
                    --distributed --device gpu``, against the same epoch on one GPU
     stages.txt     each stage's exit status and seconds
 
-Stages can be run apart (``--stages bench``).
+Stages can be run apart (``--stages bench``).  The exit status is 0 only when every stage
+asked for ran to exit 0 (1 otherwise, naming the stages that did not).
 """
 from __future__ import annotations
 
@@ -160,6 +161,7 @@ def main(argv=None) -> int:
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env.pop("MINIGAN_GPU", None)
     py = sys.executable
+    failed = []  # stages asked for that did not run to exit 0 (a timeout included)
     with open(os.path.join(args.out, "stages.txt"), "a") as log:
         for stage in args.stages:
             if stage == "env":
@@ -207,7 +209,13 @@ def main(argv=None) -> int:
                 grid = os.path.join(run_dir, "samples", "epoch_001.png")
                 if os.path.exists(grid):
                     shutil.copy(grid, os.path.join(args.out, "epoch_grid.png"))
+            if rc != 0:
+                failed.append(f"{stage} (exit {rc})")
     print(open(os.path.join(args.out, "stages.txt")).read())
+    if failed:  # a stage that did not run is a failed check, not a quiet gap in the results
+        print(f"gpu_check: {len(failed)} of {len(args.stages)} stages failed: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

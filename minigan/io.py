@@ -123,32 +123,48 @@ def _umask() -> int:
     return mask
 
 
+def checkpoint_arrays(models: dict, optimizers: dict | None = None) -> dict:
+    """Every array a checkpoint of ``models`` and ``optimizers`` holds, keyed as in the file,
+    left where it lives (a GPU's arrays stay there: read them at once with
+    :func:`minigan.devices.to_numpy_many`)."""
+    out = {}
+    for name, model in models.items():
+        _check_name("model", name)
+        out.update({f"model.{name}.{key}": a for key, a in model.state_dict(host=False).items()})
+    for name, opt in (optimizers or {}).items():
+        _check_name("optimizer", name)
+        out.update({f"optim.{name}.{key}": a for key, a in opt.state_dict(host=False).items()})
+    return out
+
+
 def save_checkpoint(path, *, models: dict, optimizers: dict | None = None,
-                    meta: dict | None = None, rng: bool = True) -> str:
+                    meta: dict | None = None, rng: bool = True, state: dict | None = None) -> str:
     """Write ``models``, ``optimizers``, ``meta`` and the RNG state to ``path`` atomically.
 
     ``models`` maps names (e.g. ``"G"``, ``"D"``) to layers; ``optimizers``
     maps names to :class:`minigan.optim.Optimizer`; ``meta`` is any
     JSON-serialisable dict (epoch, step, config, model name, ...).  Arrays on
-    the GPU are copied to the host.  Returns the path written.
+    the GPU are copied to the host, all in one transfer; ``state``, when given, is
+    :func:`checkpoint_arrays` of the same models and optimizers already on the host.
+    Returns the path written.
     """
     optimizers = optimizers or {}
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise TypeError(f"checkpoint meta must be a dict, got {type(meta).__name__}")
+    if state is None:  # every array where it lives, then one transfer for all of them
+        state = checkpoint_arrays(models, optimizers)
+        state = dict(zip(state, devices.to_numpy_many(state.values())))
     arrays = {"format": np.array(FORMAT_VERSION, dtype=np.int64)}
     header = {"models": [], "optimizers": {}}
-    for name, model in models.items():
+    for name in models:
         _check_name("model", name)
         header["models"].append(name)
-        for key, a in model.state_dict().items():
-            arrays[f"model.{name}.{key}"] = a
     for name, opt in optimizers.items():
         _check_name("optimizer", name)
         hp = {k: getattr(opt, k) for k in _OPTIM_HPARAMS if hasattr(opt, k)}
         header["optimizers"][name] = {"type": type(opt).__name__, "hparams": hp}
-        for key, a in opt.state_dict().items():
-            arrays[f"optim.{name}.{key}"] = a
+    arrays.update(state)
     # Serialise the JSON parts before touching the disk, so a bad meta fails cleanly.
     arrays["header"] = _text(header)
     arrays["meta"] = _text(meta)

@@ -85,12 +85,14 @@ class Optimizer:
                 for s in group.slots:
                     yield slot, s[0], group.view(buf, s)
 
-    def state_dict(self) -> dict:
+    def state_dict(self, host: bool = True) -> dict:
+        """The step count, learning rate and every state slot by parameter name, as NumPy arrays
+        (``host=False``: the slots where they live)."""
         out = {"t": np.array(self.t), "lr": np.array(self.lr)}
         self._groups()
         for slot, name, view in self._named_state():
-            out[f"{slot}.{name}"] = devices.to_numpy(view).copy()
-        return out
+            out[f"{slot}.{name}"] = view
+        return dict(zip(out, devices.to_numpy_many(out.values()))) if host else out
 
     def load_state_dict(self, state: dict):
         """Restore :meth:`state_dict` output; names and shapes are checked before anything changes."""

@@ -18,6 +18,7 @@ import sys
 
 from ..io import CheckpointError
 from ..runtime import devices
+from ..runtime.gpu_env import GpuUnavailable
 from ..runtime.tuning import tune_cpu
 from ..testing import gpu_standin
 from . import bench, evaluate, gradcheck, sample, summary, train
@@ -50,6 +51,9 @@ def main(argv=None):
         handler = {"train": train.run, "sample": sample.run, "eval": evaluate.run,
                    "gradcheck": gradcheck.run, "summary": summary.run}[args.command]
         return handler(args) or 0
+    except GpuUnavailable as e:  # the machine, not the command: a failure at run time
+        print(f"minigan {args.command}: {e}", file=sys.stderr)
+        return 1
     except (CheckpointError, ValueError, RuntimeError) as e:
         print(f"minigan {args.command}: {e}", file=sys.stderr)
         return 2

@@ -33,6 +33,7 @@ import numpy as np
 from ..gan.models import image_shape
 from ..gan.trainer import TrainConfig, Trainer
 from ..runtime import devices
+from ..runtime.gpu_env import GpuUnavailable
 from ..runtime.tuning import tune_cpu
 
 NOISE_DIM = 100
@@ -118,9 +119,8 @@ def backends(args):
     """``[(label, device, kernels)]`` for the devices and kernel tables asked for."""
     out = []
     for d in args.device:
-        if d == "gpu" and not devices.gpu_available():
-            print("(skipping gpu: CuPy is not installed or sees no GPU)")
-            continue
+        if d == "gpu" and not devices.gpu_available():  # asked for by name: no silent skip
+            devices.device("gpu")  # raises minigan.runtime.gpu_env.GpuUnavailable, naming the cause
         out.append((d, d, None))
         if args.reference:
             out.append((f"{d} reference", d, "reference"))
@@ -218,7 +218,11 @@ def main(argv=None) -> int:
     args = parse(argv)  # exits on --help / bad args
     if threads_ready(args.threads):
         tune_cpu()
-        return run(args)
+        try:
+            return run(args)
+        except GpuUnavailable as e:  # --device gpu on a machine without a usable one: exit 1
+            print(f"minigan bench: {e}", file=sys.stderr)
+            return 1
     env = dict(os.environ, **thread_env(args.threads))
     cmd = [sys.executable, "-c", "import sys; from minigan.cli import bench; "
            "sys.exit(bench.main(sys.argv[1:]))"] + argv

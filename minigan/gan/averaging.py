@@ -117,7 +117,11 @@ class GeneratorAverage:
         """The averaged generator in ``G``'s dtype, its BatchNorm statistics estimated for
         its own weights (and written back into ``avg``'s buffers, for the checkpoint)."""
         if self._stale:
-            self.view.load_state_dict(self.avg.state_dict())
+            # the average copied into G's dtype on its own device (no trip through the host)
+            for part in ("named_parameters", "named_buffers"):
+                for (_, v, k), (_, a, _) in zip(getattr(self.view, part)(), getattr(self.avg, part)()):
+                    dst, src = (v.params, a.params) if part == "named_parameters" else (v.buffers, a.buffers)
+                    dst[k][...] = src[k].astype(dst[k].dtype, copy=False)
             recompute_batchnorm(self.view, self.bn_noise, labels=self.bn_labels)
             for (_, layer, key), (_, avg_layer, _) in zip(self.view.named_buffers(), self.avg.named_buffers()):
                 avg_layer.buffers[key][...] = layer.buffers[key]

@@ -93,8 +93,10 @@ class Window:
             self.sums[k] = v if k not in self.sums else self.sums[k] + v
         self.count += 1
 
-    def state(self) -> dict:
-        return {"count": self.count, "sums": {k: float(v) for k, v in self.sums.items()}}
+    def state(self, sums: dict | None = None) -> dict:
+        """The count and the sums as floats (``sums``: those floats, read already)."""
+        sums = sums if sums is not None else {k: float(v) for k, v in self.sums.items()}
+        return {"count": self.count, "sums": {k: float(sums[k]) for k in self.sums}}
 
     def load(self, state):
         self.clear()

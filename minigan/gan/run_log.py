@@ -181,15 +181,16 @@ class RunLog:
         except OSError as e:
             raise io.named_os_error(e, p) from e
 
-    def log_step(self, epoch: int, step: int, stats: dict, seconds: float, nets: dict):
+    def log_step(self, epoch: int, step: int, stats: dict, seconds: float, nets: dict, norms=None):
         """A row of log.csv for epoch ``epoch`` (from 1) at global ``step``, and the gradient
-        norms of ``nets`` (name -> model, e.g. ``{"G": G, "D": D}``) into gradients.csv."""
+        norms of ``nets`` (name -> model, e.g. ``{"G": G, "D": D}``) into gradients.csv;
+        ``norms`` (``{net: {param: norm}}``), when given, are those norms read already."""
         row = [epoch, step, stats["d_loss"], stats["g_loss"], stats["d_real"], stats["d_fake"],
                round(seconds, 3)]
         self.append(LOG, LOG_COLUMNS, [row])
         grads = []
         for mname, model in nets.items():
-            for pname, norm in viz.gradient_norms(model).items():
+            for pname, norm in (norms[mname] if norms is not None else viz.gradient_norms(model)).items():
                 grads.append([step, mname, pname, norm])
         self.append(GRADIENTS_LOG, GRADIENT_COLUMNS, grads)
 

@@ -290,37 +290,50 @@ class Trainer:
             flags.append((what, ok))
         return flags
 
-    def _read(self, names):
-        """One transfer: the window sums of ``names``, then the health flags and the state
-        flags; raises :class:`TrainingDiverged` for a non-finite loss or state.  Returns the
-        sums as floats."""
+    def _read(self, names, extra=(), arrays=()):
+        """One transfer: the window sums of ``names``, the health flags and the state flags,
+        ``extra`` (0-d float64 device values) and ``arrays`` (device arrays of any dtype and
+        shape, copied whole); raises :class:`TrainingDiverged` for a non-finite loss or state.
+        Returns ``(sums as floats, extra as floats, arrays as NumPy arrays)``."""
         state = self._state_flags()
         sums = [self.window.sums[k] for k in names]
         if self.parallel is not None and names:  # the means over every process's share
             sums = list(self.parallel.mean(self.xp.stack(sums)))
-        vals = devices.to_numpy(self.xp.stack(sums + self.health.flags()
-                                              + [flag for _, flag in state]))
+        stack = self.xp.stack(sums + self.health.flags() + [flag for _, flag in state] + list(extra))
+        vals, *host = devices.to_numpy_many([stack] + list(arrays))
+        n = len(names) + 3 + len(state)
         self.health.check(vals[len(names):len(names) + 3], self._diverged)
-        for (what, _), ok in zip(state, vals[len(names) + 3:]):
+        for (what, _), ok in zip(state, vals[len(names) + 3:n]):
             if ok != 1:
                 raise self._stopped(f"{what} are not finite after {self._where(self.global_step)}")
-        return {k: float(v) for k, v in zip(names, vals)}
+        return {k: float(v) for k, v in zip(names, vals)}, [float(v) for v in vals[n:]], host
 
     def read_window(self):
         """The means of the step numbers since the last log row, as floats, read from the device
         in one transfer with the health flags; raises :class:`TrainingDiverged` if a loss, a
         weight or an Adam moment is not finite."""
-        sums = self._read(sorted(self.window.sums))
+        sums = self._read(sorted(self.window.sums))[0]
         return {k: v / self.window.count for k, v in sums.items()}
 
     def log_row(self, seconds: float):
         """Read the window, write its row (and the gradient norms) and start a new window;
         raises :class:`TrainingDiverged` when the losses are not finite or ran away
         (:class:`RunAway`: the row that completes the run-away is written first)."""
-        stats = self.read_window()
+        # the gradient norms of gradients.csv are reduced on the device and read in the same
+        # transfer as the window and the flags: one transfer a row
+        xp, f64 = self.xp, self.xp.float64
+        where = [(m, name) for m, net in (("G", self.G), ("D", self.D)) for name, _, _ in net.named_parameters()]
+        norms = [xp.sqrt(xp.sum(xp.square(layer.grads[key].astype(f64))))
+                 for net in (self.G, self.D) for _, layer, key in net.named_parameters()]
+        sums, values, _ = self._read(sorted(self.window.sums), extra=norms)
+        stats = {k: v / self.window.count for k, v in sums.items()}
         self.window.clear()
+        by_net = {"G": {}, "D": {}}
+        for (m, name), v in zip(where, values):
+            by_net[m][name] = v
         if self.writes:  # rank 0 alone writes
-            self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D})
+            self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D},
+                                  norms=by_net)
         ran_away = self.runaway.add_row(stats, self.global_step)
         if ran_away:
             raise self._stopped(ran_away)
@@ -335,7 +348,14 @@ class Trainer:
         the steps since the last row above its bound) nothing is written, so that the
         checkpoint on disk stays the last good one."""
         names = sorted(self.window.sums)
-        sums = self._read(names)  # one transfer: flags, and the window's losses so far
+        models_ = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
+            models_["G_ema"] = self.ema.avg
+        optimizers = {"G": self.opt_G, "D": self.opt_D}
+        device_state = io.checkpoint_arrays(models_, optimizers)
+        # one transfer: the flags, the window's losses so far and every array of the checkpoint
+        sums, _, host = self._read(names, arrays=list(device_state.values()))
         partial = {k: v / self.window.count for k, v in sums.items()} if self.window.count else {}
         if self.runaway.streak or self.runaway.out(partial):
             return False
@@ -344,16 +364,12 @@ class Trainer:
                 "config": dataclasses.asdict(self.config),
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
-                "n_data": len(self.data), "version": __version__, "window": self.window.state(),
+                "n_data": len(self.data), "version": __version__, "window": self.window.state(sums),
                 "runaway": self.runaway.state()}
-        models_ = {"G": self.G, "D": self.D}
-        if self.ema is not None:
-            self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
-            models_["G_ema"] = self.ema.avg
         if self.writes:  # rank 0 alone writes
             self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
-            io.save_checkpoint(self.path(CHECKPOINT), models=models_,
-                               optimizers={"G": self.opt_G, "D": self.opt_D}, meta=meta)
+            io.save_checkpoint(self.path(CHECKPOINT), models=models_, optimizers=optimizers, meta=meta,
+                               state=dict(zip(device_state, host)))
         self.checkpoint_step = self.global_step
         return True
 

@@ -179,14 +179,15 @@ class Layer:
             self._flat = FlatParameters(self)
         return self._flat
 
-    def state_dict(self) -> dict:
-        """Parameters and buffers as NumPy arrays keyed by dotted name."""
+    def state_dict(self, host: bool = True) -> dict:
+        """Parameters and buffers as NumPy arrays keyed by dotted name (``host=False``: the
+        arrays where they live, for a caller that copies many at once)."""
         out = {}
         for name, layer, key in self.named_parameters():
-            out["param." + name] = devices.to_numpy(layer.params[key]).copy()
+            out["param." + name] = layer.params[key]
         for name, layer, key in self.named_buffers():
-            out["buffer." + name] = devices.to_numpy(layer.buffers[key]).copy()
-        return out
+            out["buffer." + name] = layer.buffers[key]
+        return dict(zip(out, devices.to_numpy_many(out.values()))) if host else out
 
     def load_state_dict(self, state: dict):
         """Copy arrays from :meth:`state_dict` output into this model, in place.

@@ -165,9 +165,13 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
                                        "first (the minigan command does)")
                 standin_installer()
                 return _devices[(name, table)]
-            if cp is None:
-                raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
-                                   "GPU (README: 'On a GPU' says which extra to install)")
+            # -- why there is no GPU: one line naming the cause (runtime/gpu_env.py) --
+            from . import gpu_env  # noqa: PLC0415
+
+            why = gpu_env.diagnose()  # also when CuPy sees a GPU: a CUDA library may be missing
+            if why is not None or cp is None:
+                raise gpu_env.GpuUnavailable(f"no GPU to run on: {why or 'CuPy sees no usable GPU'}")
+            # -- end --
             dev = Device("gpu", cp, table)
         _devices[(name, table)] = dev
     return dev
@@ -197,6 +201,28 @@ def xp_for(spec):
 def to_device(a, spec):
     """Copy ``a`` to the device ``spec`` (a no-op when it is already there)."""
     return device(spec).asarray(a)
+
+
+# -- many arrays to the host in one transfer ---------------------------------------------------
+def to_numpy_many(arrays) -> list:
+    """NumPy copies of ``arrays`` (device arrays of one device, or host arrays) with one
+    device-to-host transfer: the device arrays' bytes are laid end to end in one device
+    buffer, which is copied once and cut up on the host."""
+    arrays = list(arrays)
+    on_device = [i for i, a in enumerate(arrays) if not isinstance(a, (np.ndarray, np.generic, int, float))]
+    out = [np.array(a) if i not in on_device else None for i, a in enumerate(arrays)]
+    if on_device:
+        xp = device_of(arrays[on_device[0]]).xp
+        parts = [xp.ascontiguousarray(arrays[i]).reshape(-1).view(xp.uint8) for i in on_device]
+        host = to_numpy(xp.concatenate(parts))
+        at = 0
+        for i in on_device:
+            a = arrays[i]
+            n = a.size * a.dtype.itemsize
+            out[i] = host[at:at + n].view(a.dtype).reshape(a.shape)
+            at += n
+    return out
+# -- end --
 
 
 # -- randomness ---------------------------------------------------------------

@@ -610,3 +610,50 @@ TABLE = {f.__name__: f for f in (
     im2col, col2im, leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats,
     batchnorm_apply, batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums,
     keyed_normal, keyed_integers)}
+
+
+# -- launch signatures -------------------------------------------------------------------
+# Every kernel above (a @cuda.jit that is not a device function), with the argument types it
+# is launched with, written as numba signatures: "{f}" is the arrays' float dtype, expanded to
+# float32 and float64 (both are launched: float32 in training, float64 in the gradient checks
+# and the tests).  Arrays are C-contiguous (each wrapper makes them so), Python ints enter as
+# int64, flags as booleans.  minigan/runtime/gpu_compile.py compiles each one to PTX for
+# sm_80 and sm_90 and fails on a kernel that has no entry here; tests/runtime/test_gpu.py
+# checks that every launch its tests make has one of these signatures.
+_F = ("float32", "float64")
+_A1, _A3, _A4 = "{f}[::1]", "{f}[:, :, ::1]", "{f}[:, :, :, ::1]"
+_I = "int64"
+SIGNATURES = {
+    "_im2col": [f"({_A4}, {', '.join([_I] * 7)}, {_A3})"],
+    "_col2im": [f"({_A3}, {', '.join([_I] * 8)}, {{f}}, {_A4})"],
+    "_leaky_relu": [f"({_A1}, {{f}}, {_A1})"],
+    "_leaky_relu_grad": [f"({_A1}, {_A1}, {{f}}, {_A1})"],
+    "_dropout": [f"({_A1}, uint64, uint64, {{f}}, {_A1}, boolean[::1])"],
+    "_dropout_grad": [f"({_A1}, boolean[::1], {{f}}, {_A1})"],
+    "_keyed_normal": [f"(uint64, {_A1})"],
+    "_keyed_integers": ["(uint64, uint64, int64[::1])"],
+    "_adam": [f"({_A1}, {_A1}, {_A1}, {_A1}, {', '.join(['{f}'] * 7)})"],
+    "_ema": [f"({_A1}, {_A1}, {{f}})", "(float64[::1], float32[::1], float64)"],
+    "_bce_with_logits": [f"({_A1}, {_A1}, {{f}}, boolean, {{f}}, {{f}}, {_A1}, float64[::1])"],
+    "_fold_partials": ["(float64[::1], float64[::1])"],
+    "_bn_stats_blocks": [f"({_A3}, {_A1}, {_A1})"],
+    "_bn_stats_columns": [f"({_A3}, {_A1}, {_A1})"],
+    "_bn_apply": [f"({_A1}, int64, int64, {_A1}, {_A1}, {_A1}, {_A1}, {_A1}, {_A1})"],
+    "_bn_grad_blocks": [f"({_A3}, {_A3}, {_A1}, {_A1}, boolean, {_A3}, {_A1}, {_A1})"],
+    "_bn_grad_columns": [f"({_A3}, {_A3}, {_A1}, {_A1}, boolean, {_A3}, {_A1}, {_A1})"],
+    "_channel_sums": [f"({_A3}, {_A1})"],
+}
+
+
+def kernel_signatures() -> dict:
+    """``{kernel name: ["void(...)", ...]}``: :data:`SIGNATURES` with ``{f}`` expanded."""
+    out = {}
+    for name, sigs in SIGNATURES.items():
+        seen = out.setdefault(name, [])
+        for s in sigs:
+            for f in (_F if "{f}" in s else _F[:1]):
+                full = "void" + s.replace("{f}", f)
+                if full not in seen:
+                    seen.append(full)
+    return out
+# -- end of launch signatures ------------------------------------------------------------------

@@ -59,6 +59,17 @@ class Counts:
 
 COUNTS = Counts()
 
+# -- the CuPy API the GPU path calls, as it is called here ---------------------------------
+# ("xp" or "ndarray", name, keyword names) for every function of xp and every array method
+# called through this stand-in; tests/test_cupy_api.py checks each against the installed CuPy,
+# so that this stand-in (which offers all of NumPy) cannot stand in for an API CuPy lacks.
+USED: set = set()
+
+
+def _used(kind, name, kwargs):
+    USED.add((kind, name, tuple(sorted(kwargs))))
+# -- end --
+
 
 @contextmanager
 def counting():
@@ -257,6 +268,7 @@ class StandinArray:
 
     # -- methods ---------------------------------------------------------------------------
     def astype(self, dtype, copy=True):
+        _used("ndarray", "astype", () if copy is True else ("copy",))
         if not copy and self._a.dtype == dtype:
             return self  # as NumPy and CuPy do: the same array, not a new one
         return StandinArray(self._a.astype(dtype))
@@ -269,6 +281,7 @@ class StandinArray:
             return _wrap(attr)
 
         def call(*args, **kwargs):
+            _used("ndarray", name, kwargs)
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
         return call
 
@@ -302,6 +315,7 @@ class StandinModule:
     __name__ = "minigan.testing.gpu_standin.xp"
 
     def asarray(self, a, dtype=None, order=None):
+        _used("xp", "asarray", [k for k, v in (("dtype", dtype), ("order", order)) if v is not None])
         if isinstance(a, StandinArray):
             return a if dtype is None or a.dtype == dtype else StandinArray(a._a.astype(dtype))
         COUNTS.to_device += 1  # a host-to-device copy
@@ -310,6 +324,7 @@ class StandinModule:
     array = asarray
 
     def ascontiguousarray(self, a, dtype=None):
+        _used("xp", "ascontiguousarray", () if dtype is None else ("dtype",))
         return StandinArray(np.ascontiguousarray(_unwrap(a), dtype=dtype))
 
     def __getattr__(self, name):
@@ -318,6 +333,7 @@ class StandinModule:
             return attr  # dtypes, constants (float32, uint64, pi, newaxis, ...)
 
         def call(*args, **kwargs):
+            _used("xp", name, kwargs)
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
         call.__name__ = name
         return call

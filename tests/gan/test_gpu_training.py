@@ -74,13 +74,14 @@ def test_a_training_step_on_the_gpu_gives_the_cpus_numbers(tmp_path, family):
 
 def test_a_step_without_a_log_row_reads_nothing_on_the_host(tmp_path):
     """The sync budget: no synchronisation and no transfer in a step (data, noise and labels on
-    the device; losses and flags stay there), and one read for a log row."""
+    the device; losses and flags stay there), one read for a log row (its gradient norms too)
+    and one for a checkpoint (the device's arrays laid end to end in one buffer)."""
     dev = gpu()
     if dev.xp.__name__ != "minigan.testing.gpu_standin.xp":
         pytest.skip("counting synchronisations needs the stand-in's arrays")
     from minigan.testing.gpu_standin import counting
 
-    t = _trainer(tmp_path, "sync", "gpu", model="dcgan", conditional=True, batch_size=4)
+    t = _trainer(tmp_path, "sync", "gpu", model="dcgan", conditional=True, batch_size=4, g_ema=0.9)
     order = t.device.asarray(t.batch_indices(0))
     t.train_step(*t.step_inputs(order[0]))  # the first step builds plans and buffers
     with counting() as c:
@@ -91,6 +92,16 @@ def test_a_step_without_a_log_row_reads_nothing_on_the_host(tmp_path):
     with counting() as c:
         row = t.read_window()
     assert c.syncs == 1 and c.to_host == 1 and set(row) == {"d_loss", "g_loss", "d_real", "d_fake"}
+    os.makedirs(t.config.out, exist_ok=True)
+    with counting() as c:  # the row with gradients.csv's norms of every parameter: still one read
+        t.log_row(0.0)
+    assert (c.syncs, c.to_host) == (1, 1), c.reasons
+    t.window.add(t.train_step(*t.step_inputs(order[3])))
+    with counting() as c:  # flags, window and every weight, buffer and Adam moment: one read
+        assert t.save()
+    assert (c.syncs, c.to_host) == (1, 1), c.reasons
+    with open(os.path.join(t.config.out, "gradients.csv")) as f:
+        assert len(f.read().splitlines()) == 1 + sum(1 for net in (t.G, t.D) for _ in net.named_parameters())
 
 
 def test_the_gpu_kernel_table_runs(tmp_path):
@@ -197,5 +208,6 @@ def test_asking_for_a_gpu_without_one_is_one_clear_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MINIGAN_GPU"}
     run = subprocess.run([sys.executable, "-m", "minigan", "train", "--dataset", "ring", "--device", "gpu",
                           "--out", str(tmp_path / "x")], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "CuPy is not installed or sees no GPU" in run.stderr
+    # exit 1: the machine, not the command, is at fault (tests/test_gpu_env.py: each cause)
+    assert run.returncode == 1 and "minigan train: no GPU to run on: " in run.stderr
     assert "Traceback" not in run.stderr

@@ -46,6 +46,44 @@ DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
+# -- the launches these tests make, by kernel, against the signatures recorded in runtime/gpu.py --
+# (minigan/runtime/gpu_compile.py compiles exactly those ahead for sm_80 and sm_90)
+LAUNCHED: dict = {}
+
+
+class _Recorder:
+    """A kernel that notes the numba types of each launch's arguments, then launches."""
+
+    def __init__(self, name, kernel):
+        self.name, self.kernel = name, kernel
+
+    def __getitem__(self, config):
+        launch = self.kernel[config]
+
+        def call(*args):
+            from numba import typeof
+
+            LAUNCHED.setdefault(self.name, set()).add(tuple(typeof(a) for a in args))
+            return launch(*args)
+        return call
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _record_launches():
+    """Under the simulator (NumPy buffers, so numba.typeof names the types a GPU sees too)."""
+    if not SIMULATED:
+        yield
+        return
+    saved = {name: getattr(cuda_gpu, name) for name in cuda_gpu.SIGNATURES}
+    for name, kernel in saved.items():
+        setattr(cuda_gpu, name, _Recorder(name, kernel))
+    try:
+        yield
+    finally:
+        for name, kernel in saved.items():
+            setattr(cuda_gpu, name, kernel)
+
+
 def examples(n):
     """At most ``n`` hypothesis examples under the simulator, and no shrinking of a failing one
     (each costs seconds there); the profile's settings on a GPU."""
@@ -313,18 +351,22 @@ def _reductions(x, dy, z):
 @pytest.fixture(params=[None, 4, 8], ids=["table", "tpb4", "tpb8"])
 def block_width(request, monkeypatch):
     """The table's block width, and under the simulator (where the table runs one thread a
-    block, for speed) wider blocks too, so that the shared-memory trees and their barriers run."""
+    block and two blocks, for speed) a GPU's kind of launch too: several threads a block, so
+    that the shared-memory trees and their barriers run, and three blocks, fewer than the
+    channels (5) and the loss's blocks of partial sums, so that grid-stride loops wrap."""
     if request.param is not None:
         if not cuda_config.ENABLE_CUDASIM:
             pytest.skip("a compiled kernel's block width is fixed when it is compiled")
         monkeypatch.setattr(cuda_gpu, "TPB", request.param)
+        monkeypatch.setattr(cuda_gpu, "MAX_BLOCKS", 3)
     return cuda_gpu.TPB
 
 
 def test_reductions_agree_with_reference_over_several_strides_and_blocks(block_width):
     rng = np.random.default_rng(11)
-    x, dy = _rand(rng, (3, 2, 11, 10), np.float32), _rand(rng, (3, 2, 11, 10), np.float32)  # m = 330 > TPB
-    z = _rand(rng, 3 * cuda_gpu.TPB + 5, np.float32) * 5  # four blocks of partial sums
+    # m = 330 values a channel: not a multiple of any block width; 5 channels over at most 3 blocks
+    x, dy = _rand(rng, (3, 5, 11, 10), np.float32), _rand(rng, (3, 5, 11, 10), np.float32)
+    z = _rand(rng, 3 * cuda_gpu.TPB + 5, np.float32) * 5  # four blocks' worth of partial sums
     mu, var, dx, dgamma, dbeta, sums, total, grad = _reductions(x, dy, z)
     np.testing.assert_allclose(mu, numpy_ref.batchnorm_stats(x)[0], **TOL[np.float32])
     np.testing.assert_allclose(var, numpy_ref.batchnorm_stats(x)[1], **TOL[np.float32])
@@ -341,7 +383,7 @@ def test_reductions_agree_with_reference_over_several_strides_and_blocks(block_w
 def test_reductions_give_identical_results_twice(block_width):
     """No atomics and a fixed order: the same inputs give the same bits, call after call."""
     rng = np.random.default_rng(12)
-    x, dy = _rand(rng, (3, 2, 11, 10), np.float64), _rand(rng, (3, 2, 11, 10), np.float64)
+    x, dy = _rand(rng, (3, 5, 11, 10), np.float64), _rand(rng, (3, 5, 11, 10), np.float64)
     z = _rand(rng, 2 * cuda_gpu.TPB + 1, np.float64)
     for a, b in zip(_reductions(x, dy, z), _reductions(x, dy, z)):
         np.testing.assert_array_equal(a, b)
@@ -361,3 +403,19 @@ def test_reductions_take_non_contiguous_inputs():
     v1, g1 = cuda_gpu.bce_with_logits_sum(dev(z), dev(t))
     np.testing.assert_allclose(host(v1), v0, rtol=1e-6)
     np.testing.assert_allclose(host(g1), g0, **TOL[np.float32])
+
+
+def test_zz_every_launch_above_has_a_recorded_signature():
+    """Runs last: each launch the tests above made has its argument types among
+    ``runtime/gpu.py``'s SIGNATURES, and every kernel was launched."""
+    if not SIMULATED:
+        pytest.skip("the launches are recorded under the simulator")
+    if len(LAUNCHED) < len(cuda_gpu.SIGNATURES):
+        pytest.skip("only part of this file ran")
+    from numba.core.sigutils import normalize_signature
+
+    recorded = {name: {normalize_signature(s)[0] for s in sigs}
+                for name, sigs in cuda_gpu.kernel_signatures().items()}
+    unknown = {name: [str(t) for t in types - recorded[name]] for name, types in LAUNCHED.items()
+               if types - recorded[name]}
+    assert not unknown, unknown
