@@ -1,6 +1,9 @@
 """Data-parallel scaling on the CPU: images/s and the allreduce's share of a train step.
 
-    PYTHONPATH=. python benchmarks/scaling.py [--models conv dcgan] [--procs 1 2] [--steps 20]
+    PYTHONPATH=. python benchmarks/scaling.py [--models conv] [--procs 1 2] [--steps 20]
+
+(the DCGAN is refused by the trainer with several processes: its Dropout masks are not yet
+drawn per global row; docs/distributed.md)
 
 For each model and process count it starts ``mpiexec -n P`` on this script's worker,
 which trains on synthetic images with a global batch of 64 (64/P on each process) and
@@ -114,7 +117,7 @@ def project(rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["conv", "dcgan"])
+    p.add_argument("--models", nargs="+", default=["conv"])
     p.add_argument("--procs", nargs="+", type=int, default=[1, 2])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=64)

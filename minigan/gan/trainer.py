@@ -64,7 +64,7 @@ from .. import io, losses, optim
 from ..data import load_mnist, sample_mixture
 from ..data.clusters import kmeans
 from ..metrics import append_scores, format_scores
-from ..nn import set_labels
+from ..nn import Dropout, set_labels
 from ..runtime import devices, randomness
 from .._version import __version__
 from . import models
@@ -185,6 +185,11 @@ class Trainer:
         if comm is not None and comm.size > 1:
             from ..distributed import DataParallel  # noqa: PLC0415
 
+            if any(isinstance(m, Dropout) for net in (self.G, self.D) for m in net.modules()):
+                # each process would hash its masks from its own rows' indices, so its rows
+                # would not get the masks one process gives them: not the same computation
+                raise ValueError(f"--distributed: the {cfg.model} model has Dropout, whose masks are "
+                                 f"not yet drawn per global row; train it in one process")
             self.parallel = DataParallel(comm)
             self.shard = self.parallel.shard(self.points_per_step)
             self.writes = comm.is_root

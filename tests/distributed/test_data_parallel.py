@@ -105,3 +105,25 @@ def test_one_process_changes_nothing_and_a_missing_rank_times_out():
     lonely = LocalGroup(2, timeout=0.2).comm(0)
     with pytest.raises(CommTimeout, match=r"rank 0 of 2: allreduce of 4 values did not finish within 0.2 s"):
         lonely.allreduce(buf)
+
+
+def test_a_model_with_dropout_is_refused_on_several_processes(tmp_path):
+    """The DCGAN's D has Dropout, whose masks each process would hash from its own rows: with
+    several processes the trainer refuses it, naming the reason, before any step."""
+    from minigan.gan.trainer import TrainConfig, Trainer  # noqa: PLC0415
+
+    group, errors = LocalGroup(2, timeout=30), []
+
+    def make(rank):
+        cfg = TrainConfig(model="dcgan", batch_size=4, width=0.05, out=str(tmp_path / f"r{rank}"))
+        try:
+            Trainer(cfg, data=np.zeros((8, 1, 28, 28), np.float32), progress=False, comm=group.comm(rank))
+        except ValueError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=make, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 2 and all("Dropout" in e for e in errors), errors
