@@ -45,7 +45,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.environ.get("MINIGAN_GPU") == "standin":  # --device gpu on the stand-in, where CuPy sees no GPU
         devices.standin_installer = gpu_standin.install
-    tune_cpu()
+    try:
+        tune_cpu(threads=getattr(args, "threads", None))
+    except ValueError as e:  # a bad $MINIGAN_THREADS
+        print(f"minigan {args.command}: {e}", file=sys.stderr)
+        return 2
     try:
         handler = {"train": train.run, "sample": sample.run, "eval": evaluate.run,
                    "gradcheck": gradcheck.run, "summary": summary.run}[args.command]

@@ -45,6 +45,15 @@ def positive(kind):
 
 
 SEED = number(int, (0, True), 2**63 - 1, bound=">= 0 (and below 2**63)")
+THREADS = number(int, (1, True), bound=">= 1")
+
+
+def add_threads(p):
+    """``--threads N``: OpenBLAS's and Numba's threads (minigan.runtime.tuning.set_threads)."""
+    p.add_argument("--threads", type=THREADS, default=None, metavar="N",
+                   help="threads for BLAS and the Numba kernels (default: $MINIGAN_THREADS, else the "
+                        "cores idle when the command starts, at least 1, so a busy machine is not "
+                        "oversubscribed)")
 
 
 def checkpoint_file(path, command):

@@ -5,7 +5,7 @@ import os
 
 from ..gan.scoring import score_checkpoint
 from ..metrics import append_scores, format_scores, reference_for
-from .args import MAX_SAMPLES, SEED, checkpoint_file, number, output_file
+from .args import MAX_SAMPLES, SEED, add_threads, checkpoint_file, number, output_file
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="score a trained generator (Fréchet distance, Inception Score, modes)",
@@ -34,6 +34,7 @@ def add_parser(sub):
     p.add_argument("--live", action="store_true",
                    help="from a run trained with --g-ema: score the live generator, not the weight "
                         "average")
+    add_threads(p)
 
 
 def run(args):

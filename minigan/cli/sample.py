@@ -7,7 +7,7 @@ import os
 from ..gan.models import MIXTURE_MODEL
 from ..gan.sampler import OUTPUT_KINDS, interpolation, sample, sample_rows, write_samples
 from ..io import read_checkpoint_meta
-from .args import MAX_PICTURE, MAX_SAMPLES, SEED, checkpoint_file, number, output_file
+from .args import MAX_PICTURE, MAX_SAMPLES, SEED, add_threads, checkpoint_file, number, output_file
 
 def add_parser(sub):
     p = sub.add_parser("sample", help="draw samples from a trained generator",
@@ -49,6 +49,7 @@ def add_parser(sub):
                         "checkpoint keeps one digit per row: --digit, or 0-9 in turn")
     p.add_argument("--steps", type=number(int, (2, True), MAX_PICTURE), default=None,
                    help="with --interpolate: images per row, both ends included (default 10)")
+    add_threads(p)
 
 
 def run(args):

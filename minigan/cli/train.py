@@ -12,7 +12,7 @@ from ..gan.models import MIXTURE_MODEL, MNIST_MODEL, MODELS
 from ..gan.run_log import CHECKPOINT, clear_run
 from ..gan.trainer import MIXTURE_POINTS, Trainer, TrainingInterrupted
 from ..losses import GANLoss
-from .args import SEED, number, positive
+from .args import SEED, add_threads, number, positive
 
 # The defaults the help states, read from the config (minigan.gan.config), which applies them
 BASE = TrainConfig()
@@ -117,6 +117,7 @@ def add_parser(sub):
     p.add_argument("--mnist-dir", default=None,
                    help="a directory holding the four MNIST IDX files (read when no cache holds MNIST yet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(p)
     # -- data parallelism (minigan.distributed, docs/distributed.md)
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec starts (mpiexec -n N minigan train "
