@@ -14,6 +14,15 @@ MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB
 MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's help, with an epilog that starts with ``examples:`` kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a bad option reported in one line (not the whole usage)."""
 
@@ -65,6 +74,22 @@ def checkpoint_file(path, command):
         return inside
     if not os.path.exists(path):
         raise SystemExit(f"minigan {command}: no checkpoint at {path}")
+    return path
+
+
+def mnist_folder(path, command, option="--mnist-dir"):
+    """Refuse, naming ``option``, a folder of MNIST IDX files that is not there or lacks one."""
+    from ..data.idx import idx_names  # noqa: PLC0415
+
+    if not os.path.isdir(path):
+        why = "is a file, not a folder" if os.path.exists(path) else "no such folder"
+        raise SystemExit(f"minigan {command}: {option} {path}: {why}; give the folder that holds "
+                         f"MNIST's four IDX files ({', '.join(idx_names())}, each may end in .gz)")
+    missing = [b for b in idx_names()
+               if not any(os.path.isfile(os.path.join(path, b + ext)) for ext in (".gz", ""))]
+    if missing:
+        raise SystemExit(f"minigan {command}: {option} {path} lacks {', '.join(missing)} "
+                         f"(each may end in .gz)")
     return path
 
 

@@ -174,13 +174,19 @@ def tuning_threads() -> str:
 
 
 def parser(prog="minigan bench"):
-    p = argparse.ArgumentParser(
-        prog=prog,
+    from . import examples  # noqa: PLC0415  (the package imports this module)
+    from .args import Formatter, Parser  # noqa: PLC0415
+
+    p = Parser(
+        prog=prog, formatter_class=Formatter, epilog=examples("bench"),
         description="Time the GAN train step and each layer's forward and backward on each device "
                     "(median ms, Markdown tables).  The CPU settings of minigan.tune_cpu are applied "
                     "first.  The comparison with PyTorch lives in the repository's benchmarks/.")
-    p.add_argument("--models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "conv", "dcgan"])
-    p.add_argument("--batch", type=int, nargs="+", default=[64], help="batch sizes (default 64)")
+    p.add_argument("--models", nargs="+", default=["conv"], choices=["conv", "dcgan", "mlp"],
+                   help="networks whose train step and layers are timed (default conv, the lean conv "
+                        "pair minigan train trains by default)")
+    p.add_argument("--batch", type=int, nargs="+", default=[64],
+                   help="batch sizes (default 64); the per-layer tables use the first")
     p.add_argument("--device", nargs="+", default=None, choices=["cpu", "gpu"],
                    help="devices (default: the CPU, and the GPU when CuPy sees one)")
     p.add_argument("--reference", action="store_true",

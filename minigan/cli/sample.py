@@ -29,7 +29,9 @@ def add_parser(sub):
     p.add_argument("--out", default="samples.png",
                    help="output picture (.png, .jpg) or array (.npz) (default samples.png)")
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="where to draw (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU); "
+                        "a checkpoint written on either device loads on both")
     p.add_argument("--digit", type=int, default=None,
                    help="the digit 0-9 to draw (conditional checkpoints only)")
     p.add_argument("--per-row", type=number(int, 0, MAX_PICTURE // 10), default=None,
