@@ -259,7 +259,8 @@ def set_threads(threads: int | None = None) -> dict:
 
 def tune_cpu(threads: int | None = None) -> dict:
     """Apply the CPU settings of this module once per process (the threads, see
-    :func:`set_threads`, again whenever ``threads`` is given); returns what each one did."""
+    :func:`set_threads`, again whenever ``threads`` or ``$MINIGAN_THREADS`` is given);
+    returns what each one did."""
     if "openblas" not in _done:
         _done["openblas"] = _blas_timeout()
         if "openmp" not in _done:
@@ -268,8 +269,8 @@ def tune_cpu(threads: int | None = None) -> dict:
         state = set_threads(threads)
         if state["threads"] is None:
             _done["threads"] = f"left as they are ({state['why']})"
-    elif threads is not None:
-        set_threads(threads)
+    elif threads is not None or os.environ.get(THREADS_ENV, "").strip():
+        set_threads(threads)  # asked for again: no sampling, so cheap
     return dict(_done)
 
 
