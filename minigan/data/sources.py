@@ -295,9 +295,7 @@ def build(idx_dir, progress: bool) -> dict[str, np.ndarray]:
 
     for i, (label, fetch) in enumerate(sources):
         last = i == len(sources) - 1
-        if label.startswith("mirror"):
-            say(progress, f"downloading from {label}")
-        else:
+        if not label.startswith("mirror"):  # a mirror says one line, and only if it fails
             say(progress, f"trying {label}")
         try:
             with tempfile.TemporaryDirectory(prefix="minigan-mnist-") as tmp:
