@@ -113,6 +113,8 @@ def run_command(name: str, work, threads=None) -> int:
             print(e.code, file=sys.stderr)
             return EXIT_USAGE
         raise
+    except devices.DeviceUnavailable as e:  # --device gpu without a GPU: bad usage
+        return fail(EXIT_USAGE, e)
     except MnistError as e:  # no source of MNIST worked, or a folder's files are not MNIST's
         return fail(EXIT_FAILURE, e)
     except (CheckpointError, ValueError) as e:

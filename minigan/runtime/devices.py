@@ -43,6 +43,10 @@ def set_gpu(dev: "Device"):
     _devices[("gpu", "reference")] = Device("gpu", dev.xp, "reference", dev.array_type)
 
 
+class DeviceUnavailable(RuntimeError):
+    """A device was asked for that this machine does not have (the commands: exit 2)."""
+
+
 class Device:
     """One place arrays live, with the array module and kernel table that serve it.
 
@@ -166,7 +170,7 @@ def device(spec="cpu", kernels: str | None = None) -> Device:
                 standin_installer()
                 return _devices[(name, table)]
             if cp is None:
-                raise RuntimeError("device 'gpu' was asked for, but CuPy is not installed or sees no "
+                raise DeviceUnavailable("device 'gpu' was asked for, but CuPy is not installed or sees no "
                                    "GPU (README: 'On a GPU' says which extra to install)")
             dev = Device("gpu", cp, table)
         _devices[(name, table)] = dev
