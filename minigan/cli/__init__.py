@@ -25,7 +25,7 @@ from ..runtime import devices
 from ..runtime.tuning import tune_cpu
 from ..testing import gpu_standin
 from . import bench, evaluate, gradcheck, sample, summary, train
-from .args import Formatter, Parser, os_error
+from .args import EXAMPLES, Formatter, Parser, examples, os_error
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
 EXIT_CODES = {0: "done", EXIT_FAILURE: "a failure at run time (an OS error such as a full disk, "
@@ -33,33 +33,6 @@ EXIT_CODES = {0: "done", EXIT_FAILURE: "a failure at run time (an OS error such 
               EXIT_USAGE: "bad usage or input (an option, a missing or corrupt checkpoint, a "
               "missing --mnist-dir, a configuration that cannot run), refused before any work",
               EXIT_INTERRUPTED: "stopped by Ctrl-C"}
-
-EXAMPLES = {
-    "train": ["minigan train                                # the lean conv pair, 3 epochs, into runs/conv",
-              "minigan train --model mlp --epochs 20          # the small MLP GAN",
-              "minigan train --conditional                    # told the digit: runs/cconv",
-              "minigan train --resume --out runs/conv --epochs 5",
-              "minigan train --mnist-dir ~/mnist --threads 2  # MNIST from a folder, 2 threads"],
-    "sample": ["minigan sample --checkpoint runs/conv --n 64 --out digits.png",
-               "minigan sample --checkpoint runs/conv --n 1000 --out digits.npz   # raw images",
-               "minigan sample --checkpoint runs/cconv --digit 7 --out sevens.png",
-               "minigan sample --checkpoint runs/conv --interpolate --out walk.png"],
-    "eval": ["minigan eval --checkpoint runs/conv             # Frechet distance, Inception Score, digits",
-             "minigan eval --checkpoint runs/conv --n 2000 --no-csv"],
-    "bench": ["minigan bench                                  # the conv pair's step and layers on each device",
-              "minigan bench --models mlp dcgan --batch 64 256 --reference",
-              "minigan bench --threads 1 --no-layers"],
-    "gradcheck": ["minigan gradcheck                              # every built-in layer and loss",
-                  "minigan gradcheck my_layers.py:Square --shape 4,3"],
-    "summary": ["minigan summary                                # the lean conv pair, as minigan train builds it",
-                "minigan summary --model dcgan --conditional"],
-}
-
-
-def examples(command: str) -> str:
-    """The ``examples:`` epilog of ``minigan COMMAND --help``."""
-    return "examples:\n" + "\n".join("  " + line for line in EXAMPLES[command])
-
 
 def main(argv=None):
     parser = Parser(

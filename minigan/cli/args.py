@@ -14,6 +14,33 @@ MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB
 MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
 
 
+EXAMPLES = {
+    "train": ["minigan train                                # the lean conv pair, 3 epochs, into runs/conv",
+              "minigan train --model mlp --epochs 20          # the small MLP GAN",
+              "minigan train --conditional                    # told the digit: runs/cconv",
+              "minigan train --resume --out runs/conv --epochs 5",
+              "minigan train --mnist-dir ~/mnist --threads 2  # MNIST from a folder, 2 threads"],
+    "sample": ["minigan sample --checkpoint runs/conv --n 64 --out digits.png",
+               "minigan sample --checkpoint runs/conv --n 1000 --out digits.npz   # raw images",
+               "minigan sample --checkpoint runs/cconv --digit 7 --out sevens.png",
+               "minigan sample --checkpoint runs/conv --interpolate --out walk.png"],
+    "eval": ["minigan eval --checkpoint runs/conv             # Frechet distance, Inception Score, digits",
+             "minigan eval --checkpoint runs/conv --n 2000 --no-csv"],
+    "bench": ["minigan bench                                  # the conv pair's step and layers on each device",
+              "minigan bench --models mlp dcgan --batch 64 256 --reference",
+              "minigan bench --threads 1 --no-layers"],
+    "gradcheck": ["minigan gradcheck                              # every built-in layer and loss",
+                  "minigan gradcheck my_layers.py:Square --shape 4,3"],
+    "summary": ["minigan summary                                # the lean conv pair, as minigan train builds it",
+                "minigan summary --model dcgan --conditional"],
+}
+
+
+def examples(command: str) -> str:
+    """The ``examples:`` epilog of ``minigan COMMAND --help``."""
+    return "examples:\n" + "\n".join("  " + line for line in EXAMPLES[command])
+
+
 class Formatter(argparse.HelpFormatter):
     """argparse's help, with an epilog that starts with ``examples:`` kept line by line."""
 

@@ -31,7 +31,7 @@ from ..gan.models import image_shape
 from ..gan.trainer import TrainConfig, Trainer
 from ..runtime import devices
 from ..runtime.tuning import tune_cpu
-from .args import quiet_on_closed_pipe
+from .args import Formatter, Parser, examples, quiet_on_closed_pipe
 
 NOISE_DIM = 100
 
@@ -174,8 +174,6 @@ def tuning_threads() -> str:
 
 
 def parser(prog="minigan bench"):
-    from . import examples  # noqa: PLC0415  (the package imports this module)
-    from .args import Formatter, Parser  # noqa: PLC0415
 
     p = Parser(
         prog=prog, formatter_class=Formatter, epilog=examples("bench"),
