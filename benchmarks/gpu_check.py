@@ -1,11 +1,13 @@
 """The prepared check of minigan's GPU path on a real GPU: one command, a few result files.
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --mnist DIR [--out DIR] [--stages env tests bench epoch]
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --mnist-dir DIR [--out DIR] [--stages env tests bench epoch]
 
 It installs nothing and needs no network: the machine must have CuPy,
-numba-cuda, PyTorch (with CUDA), pytest and hypothesis, and ``--mnist`` names
-a folder holding minigan's MNIST cache (``mnist.npz``, as in
-``~/.cache/minigan``), which the epoch stage reads instead of downloading.
+numba-cuda, PyTorch (with CUDA), pytest and hypothesis, and ``--mnist-dir`` names
+the same kind of folder as ``minigan train --mnist-dir``: MNIST's four IDX files
+(``train-images-idx3-ubyte.gz`` and friends), which the epoch stage reads instead
+of downloading (a folder holding minigan's cache, ``mnist.npz`` as in
+``~/.cache/minigan``, is taken too).
 Each stage runs in its own process with its own time limit, so one that fails
 or hangs leaves the others' results; together they are sized to finish
 within about 5 minutes on one recent GPU.  Results go to ``--out`` (default
@@ -150,14 +152,24 @@ def run_stage(name, cmd, out, env, log):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mnist", required=True, help="a folder holding minigan's MNIST cache (mnist.npz)")
+    p.add_argument("--mnist-dir", "--mnist", dest="mnist", required=True,
+                   help="a folder holding MNIST's four IDX files, as minigan train --mnist-dir takes "
+                        "(or minigan's cache, mnist.npz)")
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu_check_out")
     p.add_argument("--stages", nargs="+", default=["env", "tests", "bench", "epoch", "multigpu"],
                    choices=["env", "tests", "bench", "epoch", "multigpu"])
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               MINIGAN_HOME=os.path.abspath(args.mnist), PYTHONUNBUFFERED="1", HYPOTHESIS_PROFILE="ci")
+               PYTHONUNBUFFERED="1", HYPOTHESIS_PROFILE="ci")
+    mnist = os.path.abspath(args.mnist)
+    if os.path.isfile(os.path.join(mnist, "mnist.npz")):  # minigan's cache folder
+        env["MINIGAN_HOME"] = mnist
+    elif os.path.isdir(mnist):  # IDX files: read first, cached under --out
+        env["MINIGAN_MNIST_DIR"] = mnist
+        env["MINIGAN_HOME"] = os.path.abspath(os.path.join(args.out, "minigan_home"))
+    else:
+        p.error(f"--mnist-dir {args.mnist}: no such folder")
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     env.pop("MINIGAN_GPU", None)
     py = sys.executable

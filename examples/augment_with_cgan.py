@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
 
+import minigan
 from minigan import io, optim
 from minigan.data import load_mnist
 from minigan.gan.sampler import generate, load_generator
@@ -60,7 +62,9 @@ def train_classifier(x, y, steps, seed, batch_size=64, lr=1e-3, shift=2):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="runs/cconv/checkpoint.npz", help="a conditional checkpoint")
+    p.add_argument("--checkpoint", default="runs/cconv/checkpoint.npz",
+                   help="a conditional checkpoint, or its run folder (default runs/cconv/checkpoint.npz, "
+                        "what minigan train --conditional writes)")
     p.add_argument("--per-digit", type=int, default=100, help="real labelled images per digit (default 100)")
     p.add_argument("--gen-per-digit", type=int, default=500,
                    help="generated images per digit added in arm (b) (default 500)")
@@ -69,10 +73,21 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--json", default=None, help="write the results here too")
     args = p.parse_args(argv)
+    minigan.tune_cpu()  # as the minigan command does, before any kernel runs
 
-    meta = io.read_checkpoint_meta(args.checkpoint)
+    ck = args.checkpoint
+    if os.path.isdir(ck):
+        ck = os.path.join(ck, "checkpoint.npz")
+    if not os.path.isfile(ck):
+        p.exit(2, f"{p.prog}: no checkpoint at {ck}: train a conditional GAN first (minigan train "
+                  f"--conditional writes runs/cconv/checkpoint.npz) or pass --checkpoint PATH\n")
+    try:
+        meta = io.read_checkpoint_meta(ck)
+    except io.CheckpointError as e:
+        p.exit(2, f"{p.prog}: {e}\n")
     if not meta.get("conditional"):
-        raise SystemExit(f"{args.checkpoint} is not a conditional checkpoint (minigan train --conditional)")
+        p.exit(2, f"{p.prog}: {ck} is not a conditional checkpoint (minigan train --conditional)\n")
+    args.checkpoint = ck
     G, meta = load_generator(args.checkpoint)
     x_train, y_train = load_mnist("train")
     x_test, y_test = load_mnist("test")

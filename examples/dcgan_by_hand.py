@@ -20,8 +20,11 @@ p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--batch-size", type=int, default=64)
 p.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: all)")
+p.add_argument("--tiny", action="store_true",
+               help="a smoke run on 256 random images instead of MNIST (no download)")
 p.add_argument("--out", default="dcgan_by_hand.png")
 args = p.parse_args()
+minigan.tune_cpu()  # as the minigan command does: BLAS and Numba threads, heap; before any kernel runs
 
 minigan.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -44,7 +47,8 @@ opt_G = optim.Adam(G, lr=2e-4, betas=(0.5, 0.999))
 opt_D = optim.Adam(D, lr=2e-4, betas=(0.5, 0.999))
 loss = losses.GANLoss("bce")                             # D: real -> 1, fake -> 0; G: non-saturating
 
-images, _ = load_mnist("train")
+images = (np.random.default_rng(0).integers(0, 256, (256, 28, 28), dtype=np.uint8) if args.tiny
+          else load_mnist("train")[0])
 X = (images.astype(np.float32) / 127.5 - 1.0).reshape(-1, 1, 28, 28)
 B = args.batch_size
 steps = len(X) // B if not args.steps else min(args.steps, len(X) // B)

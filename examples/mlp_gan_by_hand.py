@@ -22,8 +22,12 @@ from minigan.data import load_mnist
 p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=5)
 p.add_argument("--batch-size", type=int, default=64)
+p.add_argument("--steps", type=int, default=0, help="stop each epoch after this many steps (0: all)")
+p.add_argument("--tiny", action="store_true",
+               help="a smoke run on 256 random images instead of MNIST (no download)")
 p.add_argument("--out", default="mlp_by_hand.png")
 args = p.parse_args()
+minigan.tune_cpu()  # as the minigan command does: BLAS and Numba threads, heap; before any kernel runs
 
 minigan.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -32,14 +36,15 @@ D = nn.Sequential(nn.Dense(784, 128), nn.LeakyReLU(0.2), nn.Dense(128, 1))
 opt_G = optim.Adam(G, lr=2e-4, betas=(0.5, 0.999))
 opt_D = optim.Adam(D, lr=2e-4, betas=(0.5, 0.999))
 
-images, _ = load_mnist("train")
+images = (np.random.default_rng(0).integers(0, 256, (256, 28, 28), dtype=np.uint8) if args.tiny
+          else load_mnist("train")[0])
 X = (images.reshape(-1, 784).astype(np.float32) / 127.5 - 1.0)  # pixels in [-1, 1], like tanh
 B = args.batch_size
 
 for epoch in range(1, args.epochs + 1):
     t0 = time.perf_counter()
     order = rng.permutation(len(X))
-    for i in range(len(X) // B):
+    for i in range(len(X) // B if not args.steps else min(args.steps, len(X) // B)):
         real = X[order[i * B:(i + 1) * B]]
         z = rng.standard_normal((B, 100)).astype(np.float32)
         fake = G.forward(z)                               # (B, 784)

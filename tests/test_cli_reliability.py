@@ -59,11 +59,25 @@ def run(argv, capsys):
 
 def test_mnist_dir_reaches_the_loader_as_an_argument(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MINIGAN_MNIST_DIR", raising=False)
+    (tmp_path / "idx").mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "idx" / name).write_bytes(b"")  # the command checks they are there; the loader is fake
     code, _, err = run(["train", *ARGS, "--epochs", "1", "--mnist-dir", tmp_path / "idx",
                         "--out", tmp_path / "run"], capsys)
     assert code == 0, err
     assert fake_images.idx_dir == str(tmp_path / "idx")
     assert "MINIGAN_MNIST_DIR" not in os.environ
+
+
+def test_a_missing_or_incomplete_mnist_dir_is_refused_with_exit_2(tmp_path, capsys):
+    code, _, err = run(["train", *ARGS, "--mnist-dir", "/nonexistent", "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "--mnist-dir /nonexistent: no such folder" in err and "Traceback" not in err
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    code, _, err = run(["train", *ARGS, "--mnist-dir", tmp_path / "half", "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_help_states_the_configs_defaults(capsys):
@@ -211,7 +225,7 @@ def test_a_disk_that_fills_up_is_one_line_and_the_last_checkpoint_survives(tmp_p
     with tmpfs(tmp_path / "mnt", "512k") as mnt:
         argv = ["train", *ARGS, "--epochs", "40", "--width", "0.0625", "--out", mnt / "run"]
         code, _, err = run(argv, capsys)
-        assert code == 2, "the disk did not fill up"
+        assert code == 1, "the disk did not fill up"  # a failure at run time
         one_line(err, f"{mnt}/run/", "No space left on device")
         if (mnt / "run" / CHECKPOINT).exists():  # it holds the last checkpoint written whole
             cfg = TrainConfig(**{**meta(mnt / "run")["config"], "out": str(mnt / "run")})
@@ -232,7 +246,7 @@ def test_a_checkpoint_write_that_fails_for_lack_of_space(tmp_path, monkeypatch, 
     monkeypatch.setattr(np, "savez", savez)
     out = tmp_path / "run"
     code, _, err = run(["train", *ARGS, "--out", out], capsys)
-    assert code == 2
+    assert code == 1
     one_line(err, f"{out / CHECKPOINT}: No space left on device")
     assert meta(out)["global_step"] == 2  # the first checkpoint, whole
     assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
@@ -368,7 +382,7 @@ def test_a_conditional_sample_without_a_digit_takes_n(tmp_path, capsys):
 def test_divergence_is_one_line_that_names_the_step_and_keeps_no_bad_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     code, _, err = run(["train", *ARGS, "--lr", "1e14", "--out", out], capsys)
-    assert code == 2
+    assert code == 1  # divergence: a failure at run time
     one_line(err, "at epoch 1, step 2 (step 2 of the run)", "no checkpoint was written yet", "--lr")
     assert not (out / CHECKPOINT).exists()
     code, _, err = run(["sample", "--checkpoint", out, "--out", tmp_path / "x.png"], capsys)

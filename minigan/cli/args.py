@@ -14,6 +14,42 @@ MAX_SAMPLES = 100_000  # --n of sample and eval: 100,000 MNIST images are 314 MB
 MAX_PICTURE = 2_500  # images in one picture: a 50 x 50 grid, about 4,500 pixels a side
 
 
+EXAMPLES = {
+    "train": ["minigan train                                # the lean conv pair, 3 epochs, into runs/conv",
+              "minigan train --model mlp --epochs 20          # the small MLP GAN",
+              "minigan train --conditional                    # told the digit: runs/cconv",
+              "minigan train --resume --out runs/conv --epochs 5",
+              "minigan train --mnist-dir ~/mnist --threads 2  # MNIST from a folder, 2 threads"],
+    "sample": ["minigan sample --checkpoint runs/conv --n 64 --out digits.png",
+               "minigan sample --checkpoint runs/conv --n 1000 --out digits.npz   # raw images",
+               "minigan sample --checkpoint runs/cconv --digit 7 --out sevens.png",
+               "minigan sample --checkpoint runs/conv --interpolate --out walk.png"],
+    "eval": ["minigan eval --checkpoint runs/conv             # Frechet distance, Inception Score, digits",
+             "minigan eval --checkpoint runs/conv --n 2000 --no-csv"],
+    "bench": ["minigan bench                                  # the conv pair's step and layers on each device",
+              "minigan bench --models mlp dcgan --batch 64 256 --reference",
+              "minigan bench --threads 1 --no-layers"],
+    "gradcheck": ["minigan gradcheck                              # every built-in layer and loss",
+                  "minigan gradcheck my_layers.py:Square --shape 4,3"],
+    "summary": ["minigan summary                                # the lean conv pair, as minigan train builds it",
+                "minigan summary --model dcgan --conditional"],
+}
+
+
+def examples(command: str) -> str:
+    """The ``examples:`` epilog of ``minigan COMMAND --help``."""
+    return "examples:\n" + "\n".join("  " + line for line in EXAMPLES[command])
+
+
+class Formatter(argparse.HelpFormatter):
+    """argparse's help, with an epilog that starts with ``examples:`` kept line by line."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("examples:"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with a bad option reported in one line (not the whole usage)."""
 
@@ -45,6 +81,15 @@ def positive(kind):
 
 
 SEED = number(int, (0, True), 2**63 - 1, bound=">= 0 (and below 2**63)")
+THREADS = number(int, (1, True), bound=">= 1")
+
+
+def add_threads(p):
+    """``--threads N``: OpenBLAS's and Numba's threads (minigan.runtime.tuning.set_threads)."""
+    p.add_argument("--threads", type=THREADS, default=None, metavar="N",
+                   help="threads for BLAS and the Numba kernels (default: $MINIGAN_THREADS, else the "
+                        "cores idle when the command starts, at least 1, so a busy machine is not "
+                        "oversubscribed)")
 
 
 def checkpoint_file(path, command):
@@ -56,6 +101,22 @@ def checkpoint_file(path, command):
         return inside
     if not os.path.exists(path):
         raise SystemExit(f"minigan {command}: no checkpoint at {path}")
+    return path
+
+
+def mnist_folder(path, command, option="--mnist-dir"):
+    """Refuse, naming ``option``, a folder of MNIST IDX files that is not there or lacks one."""
+    from ..data.idx import idx_names  # noqa: PLC0415
+
+    if not os.path.isdir(path):
+        why = "is a file, not a folder" if os.path.exists(path) else "no such folder"
+        raise SystemExit(f"minigan {command}: {option} {path}: {why}; give the folder that holds "
+                         f"MNIST's four IDX files ({', '.join(idx_names())}, each may end in .gz)")
+    missing = [b for b in idx_names()
+               if not any(os.path.isfile(os.path.join(path, b + ext)) for ext in (".gz", ""))]
+    if missing:
+        raise SystemExit(f"minigan {command}: {option} {path} lacks {', '.join(missing)} "
+                         f"(each may end in .gz)")
     return path
 
 

@@ -10,12 +10,10 @@ The comparison with PyTorch, the GEMM rate a step reaches and the col2im
 study live in the repository's ``benchmarks/`` (``python benchmarks/bench.py``),
 which builds on this module.
 
-Thread counts only take effect if they are set before NumPy loads its BLAS,
-and by the time the command line runs NumPy is loaded.  So the command
-(:func:`main`) checks its arguments in this process (``--help`` answers at
-once) and runs the timing in a fresh Python process whose environment fixes
-the threads (``--threads``, default 2), with :func:`minigan.tune_cpu` applied
-first.
+The threads (``--threads``, else the default of every command:
+``$MINIGAN_THREADS`` or the idle cores) are set at run time by
+:func:`minigan.runtime.tuning.set_threads`, with :func:`minigan.tune_cpu`'s
+other settings applied first.
 """
 from __future__ import annotations
 
@@ -23,7 +21,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import NamedTuple
@@ -33,8 +30,8 @@ import numpy as np
 from ..gan.models import image_shape
 from ..gan.trainer import TrainConfig, Trainer
 from ..runtime import devices
-from ..runtime.gpu_env import GpuUnavailable
 from ..runtime.tuning import tune_cpu
+from .args import Formatter, Parser, examples, quiet_on_closed_pipe
 
 NOISE_DIM = 100
 
@@ -130,7 +127,8 @@ def backends(args):
 def machine_line(threads) -> str:
     import numba  # noqa: PLC0415  (start-up: Numba's import, ~0.3 s, not needed by --help)
 
-    line = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads} threads; "
+    line = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads {threads}; "
+            f"load average {os.getloadavg()[0]:.2f}; "
             f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}")
     cp = devices.cupy_module()
     if cp is not None:
@@ -140,7 +138,8 @@ def machine_line(threads) -> str:
 
 def run(args, out=print) -> int:
     chosen = backends(args)
-    out(f"# minigan bench\n\n{machine_line(args.threads)}\n")
+    threads = tuning_threads()
+    out(f"# minigan bench\n\n{machine_line(threads)}\n")
     rows = []
     for model in args.models:
         for batch in args.batch:
@@ -168,19 +167,30 @@ def run(args, out=print) -> int:
     return 0
 
 
+def tuning_threads() -> str:
+    """The threads this process runs with, as :func:`minigan.tune_cpu` reports them."""
+    return tune_cpu().get("threads", "?")
+
+
 def parser(prog="minigan bench"):
-    p = argparse.ArgumentParser(
-        prog=prog,
+
+    p = Parser(
+        prog=prog, formatter_class=Formatter, epilog=examples("bench"),
         description="Time the GAN train step and each layer's forward and backward on each device "
                     "(median ms, Markdown tables).  The CPU settings of minigan.tune_cpu are applied "
                     "first.  The comparison with PyTorch lives in the repository's benchmarks/.")
-    p.add_argument("--models", nargs="+", default=["mlp", "dcgan"], choices=["mlp", "conv", "dcgan"])
-    p.add_argument("--batch", type=int, nargs="+", default=[64], help="batch sizes (default 64)")
+    p.add_argument("--models", nargs="+", default=["conv"], choices=["conv", "dcgan", "mlp"],
+                   help="networks whose train step and layers are timed (default conv, the lean conv "
+                        "pair minigan train trains by default)")
+    p.add_argument("--batch", type=int, nargs="+", default=[64],
+                   help="batch sizes (default 64); the per-layer tables use the first")
     p.add_argument("--device", nargs="+", default=None, choices=["cpu", "gpu"],
                    help="devices (default: the CPU, and the GPU when CuPy sees one)")
     p.add_argument("--reference", action="store_true",
                    help="also time each device with the reference code alone (no kernel table)")
-    p.add_argument("--threads", type=int, default=2, help="threads for BLAS and Numba (default 2)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads for BLAS and the Numba kernels (default: $MINIGAN_THREADS, else the "
+                        "cores idle when the command starts, at least 1)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (DCGAN; the MLP x5; default 5)")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer tables")
     return p
@@ -191,7 +201,7 @@ def parse(argv, prog="minigan bench"):
     if args.device is None:
         args.device = ["cpu"] + (["gpu"] if devices.gpu_available() else [])
     for name in ("threads", "repeats"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser(prog).error(f"--{name} must be at least 1")
     if min(args.batch) < 1:
         parser(prog).error("--batch sizes must be at least 1")
@@ -213,20 +223,19 @@ def threads_ready(threads: int) -> bool:
 
 
 def main(argv=None) -> int:
-    """``minigan bench``: checks the arguments, then times in a process with the threads fixed."""
+    """``minigan bench``: checks the arguments, sets the threads, times."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)  # exits on --help / bad args
-    if threads_ready(args.threads):
-        tune_cpu()
-        try:
-            return run(args)
-        except GpuUnavailable as e:  # --device gpu on a machine without a usable one: exit 1
-            print(f"minigan bench: {e}", file=sys.stderr)
-            return 1
-    env = dict(os.environ, **thread_env(args.threads))
-    cmd = [sys.executable, "-c", "import sys; from minigan.cli import bench; "
-           "sys.exit(bench.main(sys.argv[1:]))"] + argv
-    return subprocess.call(cmd, env=env)
+    try:
+        tune_cpu(threads=args.threads)
+    except ValueError as e:  # a bad $MINIGAN_THREADS
+        print(f"minigan bench: {e}", file=sys.stderr)
+        return 2
+    try:
+        return quiet_on_closed_pipe(run)(args)
+    except devices.DeviceUnavailable as e:  # --device gpu where there is none: exit 1, no silent skip
+        print(f"minigan bench: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from ..gan.scoring import score_checkpoint
 from ..metrics import append_scores, format_scores, reference_for
-from .args import MAX_SAMPLES, SEED, checkpoint_file, number, output_file
+from ..metrics.scores import N_SAMPLES
+from .args import MAX_SAMPLES, SEED, add_threads, checkpoint_file, number, output_file
+
+REFERENCE_N = N_SAMPLES  # the MNIST images behind the reference rows
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="score a trained generator (Fréchet distance, Inception Score, modes)",
@@ -27,13 +32,16 @@ def add_parser(sub):
                         f"{MAX_SAMPLES:,})")
     p.add_argument("--seed", type=SEED, default=None,
                    help="noise seed (default: the run's own seed, which the trainer scores with)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="where to score (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU); "
+                        "a checkpoint written on either device loads on both")
     p.add_argument("--csv", default=None, help="CSV to append to (default: eval.csv beside the checkpoint)")
     p.add_argument("--no-csv", action="store_true", help="print only")
     p.add_argument("--no-reference", action="store_true", help="skip the reference columns")
     p.add_argument("--live", action="store_true",
                    help="from a run trained with --g-ema: score the live generator, not the weight "
                         "average")
+    add_threads(p)
 
 
 def run(args):
@@ -47,9 +55,16 @@ def run(args):
     where = (("conditional " if "conditional" in scores else "") + f"{scores['model']}"
              + (f", pack {scores['pack']}" if scores["dataset"] != "mnist" else ""))
     which = {"averaged": ", weight-averaged generator", "live": ""}.get(scores.get("generator"), "")
-    print(f"{ck}: {where} on {scores['dataset']}, epoch {scores.get('epoch')}, "
-          f"step {scores.get('step')}{which}, noise seed {scores['seed']}")
+    epochs = scores.get("epoch")
+    after = (f"after {epochs} epoch{'' if epochs == 1 else 's'} (step {scores.get('step')})"
+             if epochs is not None else f"at step {scores.get('step')}")
+    print(f"{ck}: {where} on {scores['dataset']}, {after}{which}, noise seed {scores['seed']}")
     print(format_scores(scores, refs))
+    if refs and scores["dataset"] == "mnist" and args.n is not None and args.n < REFERENCE_N:
+        print(f"minigan eval: warning: scored on --n {args.n:,} samples, but the reference rows come "
+              f"from {REFERENCE_N:,} images; the Fréchet distance of fewer samples is larger (biased "
+              f"upwards), so compare it with theirs only at --n {REFERENCE_N:,} (the default)",
+              file=sys.stderr)
     if path is not None:
         append_scores(path, scores)
         print(f"appended to {path}")

@@ -25,7 +25,7 @@ import numpy as np
 from ..gradcheck import check_layer, run_standard
 from ..nn import Layer
 from ..runtime import devices
-from .args import quiet_on_closed_pipe
+from .args import add_threads, quiet_on_closed_pipe
 
 
 class TargetError(ValueError):
@@ -216,6 +216,7 @@ def add_parser(sub):
     p.add_argument("--seed", default=None,
                    help="seed of the input, dy and the layer's initialisation (with a target; default 0)")
     p.add_argument("--tol", default="1e-6", help="relative error allowed (default 1e-6)")
+    add_threads(p)
 
 
 @quiet_on_closed_pipe

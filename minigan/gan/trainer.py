@@ -105,6 +105,15 @@ def prepare_images(x_uint8, model: str) -> np.ndarray:
     return x.reshape(len(x), *models.image_shape(model))
 
 
+class TooFewSamples(ValueError):
+    """Fewer training samples than k-means clusters to split them into."""
+
+    def __init__(self, clusters: int, samples: int):
+        self.clusters, self.samples = clusters, samples
+        super().__init__(f"--clusters {clusters}: needs at least {clusters} training samples, got "
+                         f"{samples}; ask for fewer (--clusters 0 turns self-conditioning off)")
+
+
 class Trainer:
     """Trains ``G`` against ``D`` on ``data`` (float32 in [-1, 1]) and writes to ``config.out``."""
 
@@ -202,8 +211,7 @@ class Trainer:
     def cluster(images, k: int, seed: int):
         """The k-means cluster (N,) int64 of each training sample (``images`` or points), from ``seed``."""
         if len(images) < k:
-            raise ValueError(f"--clusters {k}: needs at least {k} training samples, got {len(images)}; "
-                             f"ask for fewer (--clusters 0 turns self-conditioning off)")
+            raise TooFewSamples(k, len(images))
         return kmeans(images, k, np.random.default_rng([seed, KMEANS_STREAM]))[1]
 
     def drawing_generator(self):

@@ -12,6 +12,11 @@ import sys
 
 import numpy as np
 
+class DeviceUnavailable(RuntimeError):
+    """A device was asked for that this machine cannot give (the commands: exit 1, a failure
+    at run time; the message is one line that names the cause)."""
+
+
 _cupy = None
 _cupy_checked = False
 

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from .arrays import cupy_module, get_xp, to_numpy  # noqa: F401  (the devices' face names them too)
+from .arrays import DeviceUnavailable, cupy_module, get_xp, to_numpy  # noqa: F401  (the devices' face names them too)
 from .tuning import warn_if_untuned
 
 DEFAULT_DTYPE = np.float32

@@ -31,12 +31,14 @@ import sys
 from importlib import metadata
 from typing import NamedTuple
 
+from .arrays import DeviceUnavailable
+
 EXTRAS = {12: "gpu-cu12", 13: "gpu-cu13"}
 INSUFFICIENT_DRIVER = 35  # cudaErrorInsufficientDriver: CUDA runtime newer than the driver, or no driver
 NO_DEVICE = 100  # cudaErrorNoDevice
 
 
-class GpuUnavailable(RuntimeError):
+class GpuUnavailable(DeviceUnavailable):
     """``device("gpu")`` cannot be had; the message is one line that names the cause."""
 
 

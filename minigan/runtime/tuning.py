@@ -22,6 +22,16 @@ measured on the 2-core reference machine:
 3. **Freed memory stays in the heap** for the next arrays
    (:func:`retain_freed_memory`: MLP step 2.21 -> 1.83 ms,
    DCGAN step 273 -> 247 ms).
+4. **As many threads as there are idle cores** (:func:`set_threads`): OpenBLAS's
+   and Numba's thread counts, set at run time (OpenBLAS's own
+   ``openblas_set_num_threads``, ``numba.set_num_threads``), so a busy machine
+   is not oversubscribed; :func:`blas.batched_matmul` splits its products over
+   OpenBLAS's count, so it follows.  The count is ``threads`` when given (the
+   commands' ``--threads``), else ``$MINIGAN_THREADS``, else the cores left idle
+   by the other processes, sampled from ``/proc/stat`` over
+   :data:`IDLE_SAMPLE_S` seconds (at least 1; ``benchmarks/loaded.py`` measures
+   the choice).  A thread count of the user's own in ``OMP_NUM_THREADS``,
+   ``OPENBLAS_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` wins over the sampled default.
 
 A setting of the user's own for any of these variables (or
 ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``) wins, and the
@@ -35,6 +45,9 @@ import warnings
 from contextlib import contextmanager
 
 BLAS_THREAD_TIMEOUT = "20"
+THREADS_ENV = "MINIGAN_THREADS"
+USER_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+IDLE_SAMPLE_S = 0.2
 OMP_WAIT_POLICY = "PASSIVE"
 
 _done: dict = {}
@@ -102,13 +115,13 @@ def _omp_policy() -> str:
 
 def tuned() -> bool:
     """Whether :func:`tune_cpu` ran in this process."""
-    return bool(_done)
+    return "openblas" in _done
 
 
 def warn_if_untuned():
     """One warning per process when the CPU kernels start without :func:`tune_cpu`."""
     global _warned
-    if not _done and not _warned:
+    if not tuned() and not _warned:
         _warned = True
         warnings.warn("minigan runs on the CPU without the settings of minigan.tune_cpu(): the "
                       "DCGAN train step takes about twice as long (call it once, before training)",
@@ -149,13 +162,116 @@ def retain_freed_memory(limit: int = _KEEP_LIMIT) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, int(limit)) and mallopt(_M_TRIM_THRESHOLD, int(limit)))
 
 
-def tune_cpu() -> dict:
-    """Apply the CPU settings of this module once per process; returns what each one did."""
-    if not _done:
-        _done["openblas"] = _blas_timeout()
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _cpu_times():
+    """``(idle, total)`` jiffies of all cores from ``/proc/stat``, or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(fields) < 4:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields[:8])  # guest time is already counted in user
+
+
+def idle_cores(interval: float = IDLE_SAMPLE_S) -> float | None:
+    """How many of the machine's cores sat idle over the next ``interval`` seconds
+    (``/proc/stat``; Linux), or None where that cannot be read."""
+    import time  # noqa: PLC0415
+
+    a = _cpu_times()
+    if a is None:
+        return None
+    time.sleep(interval)
+    b = _cpu_times()
+    if b is None or b[1] <= a[1]:
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (b[0] - a[0]) / (b[1] - a[1])
+
+
+def parse_threads(text, where: str) -> int:
+    """A thread count from ``text`` (an integer >= 1), or ValueError naming ``where``."""
+    try:
+        n = int(str(text).strip())
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{where} must be an integer >= 1, got {text!r}")
+    return n
+
+
+def default_threads() -> tuple[int | None, str]:
+    """``(count, why)``: ``$MINIGAN_THREADS``; else None when the user fixed a thread count
+    in the environment (left as it is); else the idle cores (at least 1, at most the cores
+    this process may use)."""
+    if os.environ.get(THREADS_ENV, "").strip():
+        return parse_threads(os.environ[THREADS_ENV], THREADS_ENV), THREADS_ENV
+    mine = [k for k in USER_THREAD_VARS if k in os.environ]
+    if mine:
+        return None, f"the user's {mine[0]}"
+    idle = idle_cores()
+    if idle is None:
+        return usable_cores(), "all cores (idle time unknown)"
+    return max(1, min(usable_cores(), int(idle + 0.5))), f"{idle:.1f} idle cores"
+
+
+def set_threads(threads: int | None = None) -> dict:
+    """Give OpenBLAS and Numba ``threads`` threads each, now (at run time, whenever NumPy
+    and Numba were loaded); None: :func:`default_threads`.  Numba cannot go above the
+    size of its pool (``NUMBA_NUM_THREADS``, the cores by default).  Returns
+    ``{"threads": count or None, "why": ..., "blas": ..., "numba": ...}``."""
+    if threads is None:
+        threads, why = default_threads()
+    else:
+        threads, why = parse_threads(threads, "the thread count"), "asked for"
+    state = {"threads": threads, "why": why, "blas": None, "numba": None}
+    if threads is None:
+        return state
+    from . import blas  # noqa: PLC0415
+
+    fns = blas._openblas()
+    if fns is not None:
+        fns[1](threads)
+        state["blas"] = int(fns[0]())
+    try:
+        import numba  # noqa: PLC0415
+    except ImportError:
+        return state
+    if "openmp" not in _done:  # Numba's pool starts here: with its workers' wait policy set
         _done["openmp"] = _omp_policy()
+    n = min(threads, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(n)
+    state["numba"] = n
+    _done["threads"] = (f"{threads} ({why}): OpenBLAS {state['blas'] or 'not found'}, "
+                        f"Numba {n}")
+    return state
+
+
+def tune_cpu(threads: int | None = None) -> dict:
+    """Apply the CPU settings of this module once per process (the threads, see
+    :func:`set_threads`, again whenever ``threads`` or ``$MINIGAN_THREADS`` is given);
+    returns what each one did."""
+    if "openblas" not in _done:
+        _done["openblas"] = _blas_timeout()
+        if "openmp" not in _done:
+            _done["openmp"] = _omp_policy()
         _done["malloc"] = "freed memory kept" if retain_freed_memory() else "left as it is"
+        state = set_threads(threads)
+        if state["threads"] is None:
+            _done["threads"] = f"left as they are ({state['why']})"
+    elif threads is not None or os.environ.get(THREADS_ENV, "").strip():
+        set_threads(threads)  # asked for again: no sampling, so cheap
     return dict(_done)
 
 
-__all__ = ["tune_cpu", "retain_freed_memory", "BLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "openblas_library"]
+__all__ = ["tune_cpu", "set_threads", "default_threads", "idle_cores", "retain_freed_memory", "BLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "openblas_library"]

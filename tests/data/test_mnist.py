@@ -265,6 +265,9 @@ def test_download_from_mirror(idx_dir, monkeypatch, data, tmp_path, capsys):
     assert_same(got, data, "test")
     err = capsys.readouterr().err
     assert "Connection refused" in err and "404" in err and "cached in" in err
+    assert f"mirror {missing} unreachable (HTTP 404 File not found), trying the next" in err
+    assert "Traceback" not in err and "urlopen" not in err and "<urlopen error" not in err
+    assert len([ln for ln in err.splitlines() if "unreachable" in ln]) == 2
     assert (mnist_home() / "mnist.npz").is_file()
 
 
@@ -422,6 +425,15 @@ def test_corrupt_cache_detected_and_rebuilt(idx_dir, data, kind):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert_same(load_mnist("train", progress=False), data, "train")
+
+
+def test_an_idx_dir_given_is_read_even_when_a_cache_exists(idx_dir, tmp_path, data):
+    load_mnist("test", progress=False, idx_dir=idx_dir)  # builds the cache
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.warns(UserWarning, match="not used"), pytest.raises(MnistError):
+        load_mnist("test", idx_dir=empty, progress=False)  # read, so its missing files are said
+    assert_same(load_mnist("test", progress=False), data, "test")  # the cache is still there
 
 
 def test_cache_dir_precedence(tmp_path, monkeypatch):
