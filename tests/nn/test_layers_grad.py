@@ -93,6 +93,18 @@ def test_batchnorm_train_after_dense(device, n, c, rank, seed):
     check_layer(model, x, seed=seed).assert_ok(TOL)
 
 
+@given(st.integers(2, 6), st.integers(1, 4), st.sampled_from([2, 4]), st.integers(0, 2**16))
+def test_batchnorm_reference_code_train_after_dense(n, c, rank, seed):
+    """The same check on the reference code alone (the CPU without its kernel table): the
+    math BatchNorm's file states, which the kernel tables' twins are checked against."""
+    extra = () if rank == 2 else (3, 2)
+    pre = nn.Dense(3, c) if rank == 2 else nn.Conv2D(3, c, 3, 1, 1)
+    model = nn.Sequential(pre, nn.BatchNorm(c)).to("cpu", kernels="reference")
+    model.layers[1].params["gamma"][...] = 1 + _x(seed + 1, (c,)) * 0.3
+    model.layers[1].params["beta"][...] = _x(seed + 2, (c,))
+    check_layer(model, _x(seed, (n, 3) + extra), seed=seed).assert_ok(TOL)
+
+
 @given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 2**16))
 def test_batchnorm_eval(device, n, c, seed):
     bn = nn.BatchNorm(c).to(device)
