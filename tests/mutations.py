@@ -68,6 +68,7 @@ CONVT_GRAD = f"{GRAD}::test_conv2d_transpose"
 ELEMENTWISE = f"{GRAD}::test_elementwise_and_shape_layers"
 BN_GRAD = f"{GRAD}::test_batchnorm_train_after_dense"
 BN_REF_GRAD = f"{GRAD}::test_batchnorm_reference_code_train_after_dense"
+ELEMENTWISE_REF = f"{GRAD}::test_elementwise_reference_code"
 ACCUMULATION = "tests/nn/test_accumulation.py"
 FROZEN = "tests/nn/test_frozen.py"
 COLUMNS = "tests/nn/test_columns.py"
@@ -215,13 +216,13 @@ MUTATIONS = [
     M("Sigmoid: dx sign", ACT, "        return dy * y * (1 - y)", "        return dy * y * (y - 1)", ELEMENTWISE),
     M("LeakyReLU reference: slope 0.2 in the gradient", ACT,
       "where(x > 0, dy, dy * dy.dtype.type(slope))", "where(x > 0, dy, dy * dy.dtype.type(0.2))",
-      ELEMENTWISE),
+      ELEMENTWISE_REF),
     M("LeakyReLU Numba: slope 0.2 in the gradient", CPU,
       "dx[i] = d if x[i] > 0 else d * slope", "dx[i] = d if x[i] > 0 else d * 0.2", ELEMENTWISE,
       f"{KERNELS}::test_leaky_relu_matches_reference"),
     M("Dropout reference: gradient scale 1 - p", MISC,
       "where(keep, dy * dy.dtype.type(1.0 / (1.0 - p)), dy.dtype.type(0))",
-      "where(keep, dy * dy.dtype.type(1.0 - p), dy.dtype.type(0))", ELEMENTWISE),
+      "where(keep, dy * dy.dtype.type(1.0 - p), dy.dtype.type(0))", ELEMENTWISE_REF),
     M("Dropout Numba: forward scale 1 - p", CPU,
       "threshold, x.dtype.type(1.0 / (1.0 - p))", "threshold, x.dtype.type(1.0 - p)", *DROPOUT_KERNELS),
     M("Dropout Numba: gradient unscaled", CPU,

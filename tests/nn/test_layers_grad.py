@@ -120,6 +120,13 @@ def test_elementwise_and_shape_layers(device, layer, shape, seed):
     check_layer(layer.to(device), on(device, _x(seed, tuple(shape), gap=0.01)), seed=seed).assert_ok(TOL)
 
 
+@pytest.mark.parametrize("layer", [nn.LeakyReLU(0.3), nn.Dropout(0.3)], ids=repr)
+@given(shape=st.lists(st.integers(1, 4), min_size=2, max_size=4), seed=st.integers(0, 2**16))
+def test_elementwise_reference_code(layer, shape, seed):
+    """The layers with kernel twins, on their reference code alone (the CPU without its table)."""
+    check_layer(layer.to("cpu", kernels="reference"), _x(seed, tuple(shape), gap=0.01), seed=seed).assert_ok(TOL)
+
+
 @given(st.integers(1, 4), st.integers(0, 2**16))
 def test_reshape(device, n, seed):
     model = nn.Sequential(nn.Dense(4, 12), nn.Reshape((3, 2, 2)), nn.Conv2D(3, 2, 2)).to(device)
