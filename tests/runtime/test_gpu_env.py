@@ -65,6 +65,8 @@ def fake_cupy(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def no_gpu_cached(monkeypatch):
     monkeypatch.delenv("MINIGAN_GPU", raising=False)
+    if "NUMBA_ENABLE_CUDASIM" in os.environ:  # gpu_env.main() drops it; put back for the tests after
+        monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", os.environ["NUMBA_ENABLE_CUDASIM"])
     monkeypatch.setattr(devices, "_devices", {})
     monkeypatch.setattr(arrays, "_cupy", None)
     monkeypatch.setattr(arrays, "_cupy_checked", True)
