@@ -26,7 +26,6 @@ TUNING = minigan.tune_cpu()
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402
-import time  # noqa: E402
 
 import harness  # noqa: E402  (beside this file)
 from profile_step import build_step  # noqa: E402
@@ -47,17 +46,7 @@ def minigan_block(batch: int, engine: str):
     step()
     engines = sorted({m.last_engine for m in (*trainer.G.modules(), *trainer.D.modules())
                       if isinstance(m, _ConvBase)})
-
-    def block(n, warmup):
-        for _ in range(warmup):
-            step()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        return times
-    return block, trainer.config, engines
+    return harness.local_block(step), trainer.config, engines
 
 
 def main(argv=None):

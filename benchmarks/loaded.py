@@ -54,16 +54,11 @@ def stop(procs):
 
 def minigan_block(step, threads):
     """A block timer that runs ``step`` on ``threads`` threads (set before every block)."""
+    timed = harness.local_block(step)
+
     def block(n, warmup):
         tuning.set_threads(threads[0])
-        for _ in range(warmup):
-            step()
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        return times
+        return timed(n, warmup)
     return block
 
 
