@@ -147,8 +147,10 @@ class WinogradPlan(NamedTuple):
         return N * self.th * self.tw
 
 
+@lru_cache(maxsize=None)
 def make_plan(g) -> WinogradPlan:
-    """The :class:`WinogradPlan` of a :class:`.geometry.ConvGeom`."""
+    """The :class:`WinogradPlan` of a :class:`.geometry.ConvGeom`, made once per geometry (the
+    CPU's policy asks for it on every forward)."""
     rh, rw = -(-g.kh // g.sh), -(-g.kw // g.sw)
     mh, mw = tile_size(g.Ho, rh), tile_size(g.Wo, rw)
     ATh, Gh, BTh = toom_cook(mh, rh)
@@ -291,13 +293,10 @@ class WinogradEngine:
         self._output, self._output_adjoint = k(winograd_output), k(winograd_output_adjoint)
         self._bmm = k(batched_matmul)
         self._weights, self._weights_adjoint = k(winograd_weights), k(winograd_weights_adjoint)
-        self._plans, self._buffers = {}, {}
+        self._buffers, self._kron_of = {}, {}
 
     def plan(self, g) -> WinogradPlan:
-        p = self._plans.get(g)
-        if p is None:
-            p = self._plans[g] = make_plan(g)
-        return p
+        return make_plan(g)
 
     def buffer(self, name, shape, dtype):
         """A scratch array kept between calls, as large as the largest request so far."""
@@ -308,8 +307,13 @@ class WinogradEngine:
         return buf[:size].reshape(shape)
 
     def _kron(self, p, dtype):
-        """``G (x) G``, ``(ah*aw, rh*rw)``: the weight transform as one matrix."""
-        return self.xp.asarray(np.kron(p.Gh, p.Gw), dtype=dtype)
+        """``G (x) G``, ``(ah*aw, rh*rw)``: the weight transform as one matrix, on this device
+        (made once per plan and dtype)."""
+        key = (p.ah, p.aw, p.rh, p.rw, dtype)
+        KG = self._kron_of.get(key)
+        if KG is None:
+            KG = self._kron_of[key] = self.xp.asarray(np.kron(p.Gh, p.Gw), dtype=dtype)
+        return KG
 
     def weights(self, W, g):
         """``W (O, C, kh, kw) -> U (ah*aw, C*sh*sw, O)``: the phase sub-kernels, transformed."""
