@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.home import minigan_home
 from .idx import KEYS, MnistError, validate
 
 CACHE_NAME = "mnist.npz"
@@ -30,10 +31,7 @@ _CACHE_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zl
 
 def mnist_home(cache_dir: str | os.PathLike | None = None) -> Path:
     """Cache directory: ``cache_dir`` if given, else ``$MINIGAN_HOME``, else ~/.cache/minigan."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    env = os.environ.get("MINIGAN_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "minigan"
+    return Path(cache_dir).expanduser() if cache_dir is not None else minigan_home()
 
 
 def read_cache(path: Path, split: str) -> dict[str, np.ndarray] | None:

@@ -16,21 +16,15 @@ minigan's own kernels use this cache; nothing else in the process changes.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, UserProvidedCacheLocator,
                                 _CacheLocator, _SourceFileBackedLocatorMixin)
 
 from .._version import __version__
+from .home import minigan_home
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-
-
-def minigan_home() -> Path:
-    """minigan's per-user folder: ``$MINIGAN_HOME``, else ``~/.cache/minigan``."""
-    env = os.environ.get("MINIGAN_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "minigan"
 
 
 def kernel_cache_dir() -> Path:
