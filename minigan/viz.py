@@ -18,7 +18,7 @@ import numpy as np
 from .io import atomic_write
 from .runtime import devices
 
-__all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms", "parameter_labels",
+__all__ = ["image_grid", "save_image_grid", "plot_losses", "gradient_norms", "device_gradient_norms", "parameter_labels",
            "plot_gradient_flow", "plot_points", "save_gif", "IMAGE_FORMATS", "image_format"]
 
 # The picture formats, by the extension of the path written: matplotlib writes JPEG
@@ -210,10 +210,18 @@ def plot_losses(source, path, x: str | None = None, title: str | None = None) ->
 # -- gradient flow --------------------------------------------------------------
 def gradient_norms(model) -> dict:
     """L2 norm of each parameter's gradient, keyed by name (``"0.W"``, ``"1.gamma"``, ...)."""
+    return {name: float(devices.to_numpy(v)) for name, v in device_gradient_norms(model).items()}
+
+
+def device_gradient_norms(model) -> dict:
+    """:func:`gradient_norms` as 0-d float64 values on the model's device, for a caller that
+    reads many numbers in one transfer (the trainer's log rows)."""
     out = {}
     for name, layer, key in model.named_parameters():
-        g = devices.to_numpy(layer.grads[key]).astype(np.float64, copy=False)
-        out[name] = float(np.sqrt(np.sum(g * g)))
+        g = layer.grads[key]
+        xp = devices.get_xp(g)
+        g = g.astype(xp.float64, copy=False)
+        out[name] = xp.sqrt(xp.sum(g * g))
     return out
 
 

@@ -60,7 +60,7 @@ import time
 
 import numpy as np
 
-from .. import io, losses, optim
+from .. import io, losses, optim, viz
 from ..data import load_mnist, sample_mixture
 from ..data.clusters import kmeans
 from ..metrics import append_scores, format_scores
@@ -334,16 +334,12 @@ class Trainer:
         (:class:`RunAway`: the row that completes the run-away is written first)."""
         # the gradient norms of gradients.csv are reduced on the device and read in the same
         # transfer as the window and the flags: one transfer a row
-        xp, f64 = self.xp, self.xp.float64
-        where = [(m, name) for m, net in (("G", self.G), ("D", self.D)) for name, _, _ in net.named_parameters()]
-        norms = [xp.sqrt(xp.sum(xp.square(layer.grads[key].astype(f64))))
-                 for net in (self.G, self.D) for _, layer, key in net.named_parameters()]
-        sums, values, _ = self._read(sorted(self.window.sums), extra=norms)
+        norms = {m: viz.device_gradient_norms(net) for m, net in (("G", self.G), ("D", self.D))}
+        sums, values, _ = self._read(sorted(self.window.sums), extra=[v for n in norms.values() for v in n.values()])
         stats = {k: v / self.window.count for k, v in sums.items()}
         self.window.clear()
-        by_net = {"G": {}, "D": {}}
-        for (m, name), v in zip(where, values):
-            by_net[m][name] = v
+        read = iter(values)
+        by_net = {m: {name: next(read) for name in n} for m, n in norms.items()}
         if self.writes:  # rank 0 alone writes
             self.run_log.log_step(self.epoch + 1, self.global_step, stats, seconds, {"G": self.G, "D": self.D},
                                   norms=by_net)
