@@ -90,13 +90,14 @@ class GeneratorAverage:
     BatchNorm estimates of the last ``model()``) is what a checkpoint stores.
     """
 
-    def __init__(self, G, decay: float, noise_dim: int, seed: int = 0, bn_points: int = BN_POINTS):
+    def __init__(self, G, decay: float, noise_dim: int, seed: int = 0, bn_points: int | None = None):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"GeneratorAverage: decay must lie in (0, 1), got {decay}")
         self.G, self.decay = G, float(decay)
         # copies, not new models: building one would draw init weights from the training RNG
         self.view = copy.deepcopy(G)  # the average in G's dtype, for drawing
         self.avg = copy.deepcopy(G).astype(np.float64)
+        bn_points = BN_POINTS if bn_points is None else bn_points  # read here, so a test can lower it
         rng = np.random.default_rng([seed, 3])
         self.bn_noise = rng.standard_normal((bn_points, noise_dim)).astype(G.dtype or np.float32)
         self.bn_labels = (np.arange(bn_points, dtype=np.int64) % 10) if is_conditional(G) else None

@@ -16,9 +16,19 @@ from test_trainer import synthetic, weights
 
 from minigan import io
 from minigan.gan.trainer import CHECKPOINT, TrainConfig, Trainer
+from minigan.gan import averaging
 from minigan.runtime import devices
 
 pytestmark = pytest.mark.gpu
+
+# The averaged G's BatchNorm estimate draws 2,500 noise points through G at every save: under
+# the simulator that alone took minutes.  A handful checks the same code path.
+SMALL_BN_POINTS = 40
+
+
+@pytest.fixture(autouse=True)
+def _few_bn_points(monkeypatch):
+    monkeypatch.setattr(averaging, "BN_POINTS", SMALL_BN_POINTS)
 
 FAMILIES = [dict(model="mlp"), dict(model="conv", clusters=4), dict(model="conv", clusters=0), dict(model="dcgan"), dict(model="mlp", conditional=True),
             dict(model="conv", conditional=True), dict(model="dcgan", conditional=True),
