@@ -118,6 +118,8 @@ def gemm_shape(layer, in_shape, kind: str) -> tuple:
 
 GEMM = "GEMM (BLAS calls)"
 GEMM_AT = "GEMM written as @ (im2col engine, Dense)"
+WINOGRAD = "Winograd tile and weight transforms"
+HEAD = "projection head (its kernels, label rows)"
 KERNEL_CATEGORIES = {
     "im2col": "im2col / col2im", "col2im": "im2col / col2im", "batched_matmul": GEMM,
     "leaky_relu": "activations", "leaky_relu_grad": "activations", "dropout": "activations",
@@ -126,12 +128,15 @@ KERNEL_CATEGORIES = {
     "bce_with_logits_sum": "losses", "channel_sums": "bias gradients",
     "split_phases": "spectral transforms", "merge_phases": "spectral transforms",
     "rows_to_spectrum": "spectral transforms", "spectrum_to_rows": "spectral transforms",
+    "winograd_image": WINOGRAD, "winograd_image_adjoint": WINOGRAD, "winograd_output": WINOGRAD,
+    "winograd_output_adjoint": WINOGRAD, "winograd_weights": WINOGRAD, "winograd_weights_adjoint": WINOGRAD,
+    "projection_head": HEAD, "projection_head_grad": HEAD, "projection_head_weight_grad": HEAD,
 }
 NUMPY_CATEGORIES = {"matmul": GEMM, "ascontiguousarray": "copies / transposes",
                     "concatenate": "concatenate"}
 ENGINE_METHODS = ("to_output", "adjoint_columns", "weight_grad")  # their GEMMs are @ or np.matmul
 LAYER_CATEGORIES = ((nn.Dense, GEMM_AT), ((nn.Conv2D, nn.Conv2DTranspose), "conv layer code (bias, checks)"),
-                    ((nn.LabelProjection,), "projection head (label gathers, products)"),
+                    ((nn.LabelProjection,), HEAD),
                     ((nn.BatchNorm,), "BatchNorm"),
                     ((nn.LeakyReLU, nn.Tanh, nn.ReLU, nn.Sigmoid, nn.Dropout), "activations"),
                     ((nn.Reshape, nn.Flatten), "reshapes"),

@@ -73,6 +73,7 @@ ACCUMULATION = "tests/nn/test_accumulation.py"
 FROZEN = "tests/nn/test_frozen.py"
 COLUMNS = "tests/nn/test_columns.py"
 PATHS = "tests/nn/test_conv_engine_paths.py"
+PROJECTION_TWINS = "tests/runtime/test_cpu.py::test_projection_head_kernels_match_reference"
 GAN_LOSSES = "tests/test_gan_loss_names.py"
 GRADCHECK = "tests/test_gradcheck_standard.py"
 KERNELS = "tests/runtime/test_cpu.py"
@@ -240,14 +241,25 @@ MUTATIONS = [
       "xp.where(z >= 0, 0.5 * erfc, 1.0 - 0.5 * erfc)", "xp.where(z >= 0, 1.0 - 0.5 * erfc, 0.5 * erfc)",
       "tests/nn/test_latent.py"),
     M("LabelProjection: dx without the embedding", "minigan/nn/conditioning.py",
-      'return dy * (self.params["W"].T + H @ self.params["E"])', 'return dy * self.params["W"].T', GRADCHECK,
-      "tests/nn/test_conditioning.py"),
+      "return dy * (w.T + _m_hot(rows, E.shape[0], dy.dtype) @ E)", "return dy * w.T", GRADCHECK,
+      "tests/nn/test_conditioning.py", PROJECTION_TWINS),
     M("LabelProjection: E's gradient assigned, not added", "minigan/nn/conditioning.py",
-      'self.grads["E"] += (dy * H).T @ x', 'self.grads["E"] = (dy * H).T @ x',
-      ACCUMULATION),
+      'self.grads["E"] += dE', 'self.grads["E"] = dE', ACCUMULATION),
     M("LabelProjection: every row trains on every sample", "minigan/nn/conditioning.py",
-      'self.grads["E"] += (dy * H).T @ x', 'self.grads["E"] += (dy * x).sum(axis=0)',
-      "tests/nn/test_conditioning.py"),
+      "(dy * _m_hot(rows, R, x.dtype)).T @ x", "(dy * x.dtype.type(1)).T @ x",
+      "tests/nn/test_conditioning.py", PROJECTION_TWINS),
+    M("projection head twin: a packed row's later samples left out", CPU,
+      "        for j in range(1, rows.shape[1]):\n            r = rows[n, j]\n            for f in range(F):\n"
+      "                acc += x[n, f] * E[r, f]",
+      "        for j in range(1, 1):\n            r = rows[n, j]\n            for f in range(F):\n"
+      "                acc += x[n, f] * E[r, f]", PROJECTION_TWINS),
+    M("projection head twin: dx without the embedding", CPU,
+      "dx[n, f] = d * (w[f] + E[r0, f])", "dx[n, f] = d * w[f]", PROJECTION_TWINS),
+    M("projection head twin: E's rows assigned, not summed over samples", CPU,
+      "                er = dE[rows[n, j], lo:hi]\n                for q in range(hi - lo):\n"
+      "                    er[q] += d * xr[q]",
+      "                er = dE[rows[n, j], lo:hi]\n                for q in range(hi - lo):\n"
+      "                    er[q] = d * xr[q]", PROJECTION_TWINS),
     M("LabelProjection: packed samples share one block of E", "minigan/nn/conditioning.py",
       "xp.arange(m)[None, :] * self.num_classes", "0 * xp.arange(m)[None, :]", GRADCHECK,
       "tests/nn/test_conditioning.py"),

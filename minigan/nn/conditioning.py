@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..runtime.arrays import get_xp
+from ..runtime.registry import reference
 from . import init as _init
 from .layer import Layer
 
@@ -79,6 +81,37 @@ class LabelJoin(_TakesLabels):
         return f"LabelJoin({self.num_classes})"
 
 
+def _m_hot(rows, R, dtype):
+    """``H`` (N, R): row n holds a 1 at each of ``rows[n]`` (its m rows of E), 0 elsewhere."""
+    xp = get_xp(rows)
+    return (rows[:, :, None] == xp.arange(R)[None, None, :]).sum(axis=1).astype(dtype)
+
+
+@reference("projection_head")
+def projection_head(x, w, b, E, rows):
+    """``out[n] = x[n] . (w + e[n]) + b`` with ``e[n] = sum_j E[rows[n, j]]``: (N, 1).
+
+    ``x . e[n] = sum_r H[n, r] (x E^T)[n, r]``: one (N, F) x (F, R) product and no (N, F)
+    gather."""
+    out = x @ w + b
+    out += ((x @ E.T) * _m_hot(rows, E.shape[0], x.dtype)).sum(axis=1, keepdims=True)
+    return out
+
+
+@reference("projection_head_grad")
+def projection_head_grad(dy, w, E, rows):
+    """``dL/dx = dy w^T + dy * e`` with ``e = H E``: (N, F), as one broadcast (``dy w^T`` as a
+    GEMM of inner size 1 is slow)."""
+    return dy * (w.T + _m_hot(rows, E.shape[0], dy.dtype) @ E)
+
+
+@reference("projection_head_weight_grad")
+def projection_head_weight_grad(dy, x, rows, R):
+    """``(dL/dw, dL/dE) = (x^T dy (F, 1), H^T (dy * x) (R, F))``; the second as
+    ``(dy * H)^T x``, the scaling on the small side and one GEMM."""
+    return x.T @ dy, (dy * _m_hot(rows, R, x.dtype)).T @ x
+
+
 class LabelProjection(_TakesLabels):
     """A discriminator's output told each sample's label: the projection discriminator's head.
 
@@ -127,29 +160,27 @@ class LabelProjection(_TakesLabels):
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise self._bad_input(x, f"(N, {self.in_features})")
         xp, m = self.xp, self.group
+        # the row of E each sample of a row uses: sample j of the row its own block
         rows = self._labels_for(x, m).reshape(-1, m) + xp.arange(m)[None, :] * self.num_classes
-        hot = (rows[:, :, None] == xp.arange(m * self.num_classes)[None, None, :]).sum(axis=1)
-        H = hot.astype(x.dtype)  # (N, m*K), the m-hot rows
-        # x . e[n] = sum_r H[n, r] (x E^T)[n, r]: one (N, F) x (F, m*K) product, no (N, F) gather
-        out = x @ self.params["W"] + self.params["b"]
-        out += ((x @ self.params["E"].T) * H).sum(axis=1, keepdims=True)
-        self._cache = (x, H)
+        rows = xp.ascontiguousarray(rows)
+        out = self.device.kernel(projection_head)(x, self.params["W"], self.params["b"],
+                                                  self.params["E"], rows)
+        self._cache = (x, rows)
         return out
 
     def backward(self, dy):
         self.backward_weights(dy)
-        _, H = self._cache
-        # dy w^T + dy * e with e = H E, as one broadcast (dy w^T as a GEMM of inner size 1 is slow)
-        return dy * (self.params["W"].T + H @ self.params["E"])
+        _, rows = self._cache
+        return self.device.kernel(projection_head_grad)(dy, self.params["W"], self.params["E"], rows)
 
     def backward_weights(self, dy):
-        x, H = self._need_cache()
+        x, rows = self._need_cache()
         self._check_dy(dy, (x.shape[0], 1))
         if self.trainable:
-            self.grads["W"] += x.T @ dy
+            dw, dE = self.device.kernel(projection_head_weight_grad)(dy, x, rows, self.params["E"].shape[0])
+            self.grads["W"] += dw
             self.grads["b"] += dy.sum(axis=0)
-            # H^T (dy * x) as (dy * H)^T x: the scaling on the small side, one GEMM
-            self.grads["E"] += (dy * H).T @ x
+            self.grads["E"] += dE
 
     def __repr__(self):
         g = f", group={self.group}" if self.group > 1 else ""

@@ -87,7 +87,7 @@ def _serial(kernel):
         g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__,
                                f.__closure__)
         g.__qualname__ = f.__qualname__ + "_serial"
-        opts = {k: v for k, v in kernel.targetoptions.items() if k in ("nogil", "error_model")}
+        opts = {k: v for k, v in kernel.targetoptions.items() if k in ("nogil", "error_model", "fastmath")}
         twin = _serial_twins[kernel] = _njit(cache=not isinstance(kernel._cache, NullCache), **opts)(g)
     return twin
 
@@ -847,9 +847,92 @@ def winograd_output_adjoint(dy, p, out=None):
     return out
 
 
+# -- the projection head (nn.LabelProjection) ---------------------------------------
+# Each sample reads its own rows of E: a pass over x and the rows it uses, where the
+# reference multiplies x by every row (an (N, F) x (F, R) GEMM) and keeps one product
+# a sample.  The dot products sum in float64, reassociated (fastmath) so that they run
+# as vector lanes.
+
+@_njit(fastmath=True, **_jit)
+def _projection_head(x, w, b, E, rows, out):
+    N, F = x.shape
+    for n in prange(N):
+        acc = 0.0
+        r0 = rows[n, 0]
+        for f in range(F):
+            acc += x[n, f] * (w[f] + E[r0, f])
+        for j in range(1, rows.shape[1]):
+            r = rows[n, j]
+            for f in range(F):
+                acc += x[n, f] * E[r, f]
+        out[n, 0] = acc + b[0]
+
+
+@_njit(**_jit)
+def _projection_head_grad(dy, w, E, rows, dx):
+    N, F = dx.shape
+    for n in prange(N):
+        d = dy[n, 0]
+        r0 = rows[n, 0]
+        for f in range(F):
+            dx[n, f] = d * (w[f] + E[r0, f])
+        for j in range(1, rows.shape[1]):
+            r = rows[n, j]
+            for f in range(F):
+                dx[n, f] += d * E[r, f]
+
+
+@_njit(**_jit)
+def _projection_head_weight_grad(dy, x, rows, dw, dE):
+    # parallel over blocks of features: each thread owns its columns of dw and dE
+    N, F = x.shape
+    nb = (F + 1023) // 1024
+    for blk in prange(nb):
+        lo = blk * 1024
+        hi = min(F, lo + 1024)
+        dw[lo:hi] = 0
+        dE[:, lo:hi] = 0
+        for n in range(N):
+            d = dy[n, 0]
+            xr = x[n, lo:hi]
+            acc = dw[lo:hi]
+            for q in range(hi - lo):
+                acc[q] += d * xr[q]
+            for j in range(rows.shape[1]):
+                er = dE[rows[n, j], lo:hi]
+                for q in range(hi - lo):
+                    er[q] += d * xr[q]
+
+
+def projection_head(x, w, b, E, rows):
+    x = np.ascontiguousarray(x)
+    out = np.empty((x.shape[0], 1), dtype=x.dtype)
+    _launch(_projection_head, x.size * rows.shape[1], x, np.ascontiguousarray(w).reshape(-1), b,
+            np.ascontiguousarray(E), rows, out)
+    return out
+
+
+def projection_head_grad(dy, w, E, rows):
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty((dy.shape[0], E.shape[1]), dtype=dy.dtype)
+    _launch(_projection_head_grad, dx.size * rows.shape[1], dy, np.ascontiguousarray(w).reshape(-1),
+            np.ascontiguousarray(E), rows, dx)
+    return dx
+
+
+def projection_head_weight_grad(dy, x, rows, R):
+    x = np.ascontiguousarray(x)
+    dw = np.empty(x.shape[1], dtype=x.dtype)
+    dE = np.empty((R, x.shape[1]), dtype=x.dtype)
+    _launch(_projection_head_weight_grad, x.size * (1 + rows.shape[1]), np.ascontiguousarray(dy), x, rows,
+            dw, dE)
+    return dw.reshape(-1, 1), dE
+
+
 TABLE = {f.__name__: f for f in (
     im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
     leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
     batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums,
     winograd_image, winograd_image_adjoint, winograd_output, winograd_output_adjoint,
-    winograd_weights, winograd_weights_adjoint)}
+    winograd_weights, winograd_weights_adjoint, projection_head, projection_head_grad,
+    projection_head_weight_grad)}

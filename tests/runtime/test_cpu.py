@@ -383,3 +383,25 @@ def test_winograd_transforms_match_reference(dtype, g, N, O, seed):
     full = np.full((A, p.Ck * O), np.nan, dtype)
     close(numba_cpu.winograd_weights(KG, w2, out=full), numpy_ref.winograd_weights(KG, w2))
     close(numba_cpu.winograd_weights_adjoint(KG, dU), numpy_ref.winograd_weights_adjoint(KG, dU))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 5), F=st.integers(1, 2100), K=st.integers(2, 5), m=st.integers(1, 3),
+       seed=st.integers(0, 2**16))
+@example(N=3, F=2049, K=3, m=1, seed=0)  # three blocks of features, the last one short
+def test_projection_head_kernels_match_reference(dtype, N, F, K, m, seed):
+    """The projection head's three twins: a pass over each sample's own rows of E, against
+    the reference's one product with every row."""
+    rng = np.random.default_rng(seed)
+    x, dy = _rand(rng, (N, F), dtype), _rand(rng, (N, 1), dtype)
+    w, b, E = _rand(rng, (F, 1), dtype), _rand(rng, (1,), dtype), _rand(rng, (m * K, F), dtype)
+    rows = rng.integers(0, K, (N, m)) + np.arange(m)[None, :] * K
+    tol = dict(rtol=1e-4, atol=1e-4 * np.sqrt(F)) if dtype == np.float32 else TOL[dtype]
+    np.testing.assert_allclose(numba_cpu.projection_head(x, w, b, E, rows),
+                               numpy_ref.projection_head(x, w, b, E, rows), **tol)
+    np.testing.assert_allclose(numba_cpu.projection_head_grad(dy, w, E, rows),
+                               numpy_ref.projection_head_grad(dy, w, E, rows), **TOL[dtype])
+    for got, want in zip(numba_cpu.projection_head_weight_grad(dy, x, rows, m * K),
+                         numpy_ref.projection_head_weight_grad(dy, x, rows, m * K)):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, **TOL[dtype])
