@@ -322,7 +322,8 @@ class WinogradEngine:
         w = xp.zeros((O, p.C, p.rh * p.sh, p.rw * p.sw), dtype=W.dtype)
         w[:, :, :g.kh, :g.kw] = W
         w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 3, 5, 1, 0)  # (di, dj, a, b, c, o)
-        U = self._weights(self._kron(p, W.dtype), w.reshape(p.rh * p.rw, p.Ck * O))
+        U = self._weights(self._kron(p, W.dtype), w.reshape(p.rh * p.rw, p.Ck * O),
+                          out=self.buffer("weights", (p.ah * p.aw, p.Ck * O), W.dtype))
         return U.reshape(p.ah * p.aw, p.Ck, O)
 
     def image_side(self, x, g):
