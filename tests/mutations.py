@@ -248,6 +248,9 @@ MUTATIONS = [
     M("LabelProjection: every row trains on every sample", "minigan/nn/conditioning.py",
       "(dy * _m_hot(rows, R, x.dtype)).T @ x", "(dy * x.dtype.type(1)).T @ x",
       "tests/nn/test_conditioning.py", PROJECTION_TWINS),
+    M("channel bias twin: every channel takes the first channel's bias", CPU,
+      "        v = b[nc % C]\n", "        v = b[0]\n",
+      "tests/runtime/test_cpu.py::test_add_channel_bias_matches_reference"),
     M("projection head twin: a packed row's later samples left out", CPU,
       "        for j in range(1, rows.shape[1]):\n            r = rows[n, j]\n            for f in range(F):\n"
       "                acc += x[n, f] * E[r, f]",

@@ -583,6 +583,27 @@ def dropout_grad(dy, keep, p):
 _ones_store: dict = {}
 
 
+@_njit(**_jit)
+def _add_channel_bias(y, b):
+    N, C, P = y.shape
+    for nc in prange(N * C):
+        v = b[nc % C]
+        row = y[nc // C, nc % C]
+        for q in range(P):
+            row[q] += v
+
+
+def add_channel_bias(y, b):
+    """``y[n, c] += b[c]`` in place: one pass with the channel's value in a register, where
+    NumPy's broadcast add took 0.49 ms on D's first conv's output at batch 128 (0.2 ms so)."""
+    if not y.flags.c_contiguous:
+        y += b.reshape(1, -1, 1, 1)
+        return y
+    N, C = y.shape[:2]
+    _launch(_add_channel_bias, y.size, y.reshape(N, C, -1), np.ascontiguousarray(b, dtype=y.dtype))
+    return y
+
+
 def _ones(n, dtype):
     """A length-``n`` vector of ones, kept between calls."""
     v = _ones_store.get(np.dtype(dtype))
@@ -932,7 +953,7 @@ def projection_head_weight_grad(dy, x, rows, R):
 TABLE = {f.__name__: f for f in (
     im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
     leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
-    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums,
+    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums, add_channel_bias,
     winograd_image, winograd_image_adjoint, winograd_output, winograd_output_adjoint,
     winograd_weights, winograd_weights_adjoint, projection_head, projection_head_grad,
     projection_head_weight_grad)}

@@ -405,3 +405,14 @@ def test_projection_head_kernels_match_reference(dtype, N, F, K, m, seed):
                          numpy_ref.projection_head_weight_grad(dy, x, rows, m * K)):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 4), C=st.integers(1, 6), H=st.integers(1, 5), W=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+def test_add_channel_bias_matches_reference(dtype, N, C, H, W, seed):
+    rng = np.random.default_rng(seed)
+    y, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (C,), dtype)
+    got, want = y.copy(), y.copy()
+    assert numba_cpu.add_channel_bias(got, b) is got  # in place
+    np.testing.assert_array_equal(got, numpy_ref.add_channel_bias(want, b))

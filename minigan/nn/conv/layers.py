@@ -88,6 +88,13 @@ class ConvContext(NamedTuple):
     saved: object  # the input in the engine's form: image side (Conv2D) or output side (Conv2DTranspose)
 
 
+@reference("add_channel_bias")
+def add_channel_bias(y, b):
+    """``y[n, c] += b[c]`` in place, ``y (N, C, H, W)``, ``b (C,)``; returns ``y``."""
+    y += b.reshape(1, -1, 1, 1)
+    return y
+
+
 @reference("channel_sums")
 def channel_sums(dy):
     """``db = sum of dy (N, C, H, W) over every axis but the channel's``, ``(C,)``."""
@@ -167,7 +174,7 @@ class _ConvBase(Layer):
 
     def _add_bias(self, y):
         if "b" in self.params:
-            y += self.params["b"].reshape(1, -1, 1, 1)
+            y = self.device.kernel(add_channel_bias)(y, self.params["b"])
         return y
 
     def _bias_grad(self, dy):
