@@ -628,15 +628,19 @@ def channel_sums(dy):
 # transform is a run of vector multiply-adds over the channels.  Zero entries of
 # the transform matrices are skipped (a third to a half of them).
 
+@njit(inline="always")
+def _tile(t, th, tw):
+    """Tile ``t`` of the batch's ``N * th * tw``: ``(sample, tile row, tile column)``."""
+    return t // (th * tw), (t // tw) % th, t % tw
+
+
 @_njit(**_jit)
 def _wino_image(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
     N, C, H, W = x.shape
     ah, aw = BTh.shape[0], BTw.shape[0]
     Ck = C * sh * sw
     for t in prange(N * th * tw):
-        n = t // (th * tw)
-        ti = (t // tw) % th
-        tj = t % tw
+        n, ti, tj = _tile(t, th, tw)
         d = np.empty((ah, aw * Ck), x.dtype)  # the patch, channels (a, b, c) innermost
         e1 = np.zeros((ah, aw * Ck), x.dtype)
         for u in range(ah):
@@ -769,9 +773,7 @@ def _wino_output(M, ATh, ATw, mh, mw, th, tw, y):
     N, O, Ho, Wo = y.shape
     ah, aw = ATh.shape[1], ATw.shape[1]
     for t in prange(N * th * tw):
-        n = t // (th * tw)
-        ti = (t // tw) % th
-        tj = t % tw
+        n, ti, tj = _tile(t, th, tw)
         e1 = np.zeros((mh, aw, O), M.dtype)
         for i in range(mh):  # e1[i, f] = sum_e ATh[i, e] M[e, f]
             for e in range(ah):
@@ -799,9 +801,7 @@ def _wino_output_adjoint(dy, ATh, ATw, mh, mw, th, tw, out):
     N, O, Ho, Wo = dy.shape
     ah, aw = ATh.shape[1], ATw.shape[1]
     for t in prange(N * th * tw):
-        n = t // (th * tw)
-        ti = (t // tw) % th
-        tj = t % tw
+        n, ti, tj = _tile(t, th, tw)
         d = np.zeros((mh, mw, O), dy.dtype)
         for o in range(O):
             for i in range(min(mh, Ho - ti * mh)):
