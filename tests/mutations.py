@@ -70,6 +70,7 @@ BN_GRAD = f"{GRAD}::test_batchnorm_train_after_dense"
 BN_REF_GRAD = f"{GRAD}::test_batchnorm_reference_code_train_after_dense"
 ELEMENTWISE_REF = f"{GRAD}::test_elementwise_reference_code"
 ACCUMULATION = "tests/nn/test_accumulation.py"
+FUSION = "tests/nn/test_fusion.py"
 FROZEN = "tests/nn/test_frozen.py"
 COLUMNS = "tests/nn/test_columns.py"
 PATHS = "tests/nn/test_conv_engine_paths.py"
@@ -114,14 +115,16 @@ MUTATIONS = [
       "        return mean_negated(out)", "        return hinge(out, +1)", GAN_LOSSES),
     # -- Dense -------------------------------------------------------------------------------
     M("Dense: dx sign", DENSE,
-      '        return dy @ self.params["W"].T', '        return -(dy @ self.params["W"].T)', DENSE_GRAD),
+      '        return self._weight_grads(dy) @ self.params["W"].T',
+      '        return -(self._weight_grads(dy) @ self.params["W"].T)', DENSE_GRAD),
     M("Dense: W assigned, not added", DENSE,
       'self.grads["W"] += x.T @ dy', 'self.grads["W"] = x.T @ dy', ACCUMULATION),
     M("Dense: b assigned, not added", DENSE,
       'self.grads["b"] += dy.sum(axis=0)', 'self.grads["b"][...] = dy.sum(axis=0)', ACCUMULATION),
     M("Dense: frozen dx wrong", DENSE,
-      '        return dy @ self.params["W"].T',
-      '        return dy @ (self.params["W"] if self.trainable else self.grads["W"]).T', FROZEN),
+      '        return self._weight_grads(dy) @ self.params["W"].T',
+      '        return self._weight_grads(dy) @ (self.params["W"] if self.trainable else self.grads["W"]).T',
+      FROZEN),
     # -- SpectralNorm -----------------------------------------------------------------------------
     M("SpectralNorm: <G, W_sn> taken as u^T G v", SN,
       "        lam = (G * W_sn).sum()", "        lam = u @ self.matrix(G) @ v", SN_GRAD),
@@ -209,8 +212,14 @@ MUTATIONS = [
     M("BatchNorm reference: dx sign", BN, "    dx = dy - dx\n", "    dx = dx - dy\n", BN_REF_GRAD),
     M("BatchNorm reference: mean term dropped", BN, "    dx += (dbeta / m).reshape(v)\n", "", BN_REF_GRAD),
     M("BatchNorm Numba: mean terms dropped", CPU,
-      "xr[i] = k[i] * (dr[i] - mb[i] - hr[i] * mg[i])", "xr[i] = k[i] * dr[i]", BN_GRAD,
+      "xr[i] = k[i] * (d - mb[i] - hr[i] * mg[i])", "xr[i] = k[i] * d", BN_GRAD,
       f"{KERNELS}::test_batchnorm_kernels_match_reference"),
+    M("BatchNorm Numba: the absorbed ReLU's derivative left out of dx", CPU,
+      "                d = _through_leaky(dr[i], hr[i], g[i], bt[i], slope)\n                xr[i] = k[i] * (d - ",
+      "                xr[i] = k[i] * (dr[i] - ", FUSION, f"{KERNELS}::test_batchnorm_with_leaky_relu_matches_reference"),
+    M("BatchNorm reference: the absorbed ReLU's mask without beta", BN,
+      "    y = xh * gamma.reshape(v) + beta.reshape(v)\n", "    y = xh * gamma.reshape(v)\n",
+      f"{KERNELS}::test_batchnorm_with_leaky_relu_matches_reference"),
     # -- activations, dropout, LabelJoin ----------------------------------------------------------
     M("ReLU: dx sign", ACT, "        return dy * mask", "        return -dy * mask", ELEMENTWISE),
     M("Tanh: dx sign", ACT, "        return dy * (1 - y * y)", "        return dy * (y * y - 1)", ELEMENTWISE),
@@ -248,6 +257,16 @@ MUTATIONS = [
     M("LabelProjection: every row trains on every sample", "minigan/nn/conditioning.py",
       "(dy * _m_hot(rows, R, x.dtype)).T @ x", "(dy * x.dtype.type(1)).T @ x",
       "tests/nn/test_conditioning.py", PROJECTION_TWINS),
+    M("row bias twin: the absorbed ReLU's slope ignored", CPU,
+      "            row[c] = t if t > 0 else t * slope", "            row[c] = t",
+      "tests/runtime/test_cpu.py::test_add_channel_bias_matches_reference", FUSION),
+    M("Sequential: an absorbed ReLU run a second time as its own layer", SEQ,
+      "            i += 2 if fused else 1", "            i += 1", FUSION),
+    M("Dense: dW and db from the absorbed ReLU's gradient, not through its derivative", DENSE,
+      "        dy = through_relu(self, dy, relu)\n", "", FUSION),
+    M("conv layers: an absorbed ReLU's derivative from its output's magnitude", ACT,
+      "    return dz if relu is None else layer.device.kernel(leaky_relu_grad)(dz, *relu)",
+      "    return dz if relu is None else dz * relu[0]", FUSION),
     M("channel bias twin: every channel takes the first channel's bias", CPU,
       "        v = b[nc % C]\n", "        v = b[0]\n",
       "tests/runtime/test_cpu.py::test_add_channel_bias_matches_reference"),
@@ -269,8 +288,8 @@ MUTATIONS = [
     M("k-means: centres not moved", "minigan/data/clusters.py",
       "        centres[full] = sums[full] / counts[full, None]\n", "", "tests/data/test_clusters.py"),
     M("Sequential: frozen layers skipped in backward", SEQ,
-      "        for layer in reversed(self.layers):\n            dy = layer.backward(dy)",
-      "        for layer in reversed(self.layers):\n"
+      "        for layer, _ in reversed(self._need_cache()):\n            dy = layer.backward(dy)",
+      "        for layer, _ in reversed(self._need_cache()):\n"
       "            if layer.trainable or not layer.params:\n                dy = layer.backward(dy)", FROZEN),
     # -- optimizers ---------------------------------------------------------------------------------
     M("Adam reference: no bias correction", OPTIM,

@@ -8,6 +8,12 @@ LeakyReLU  x if x > 0 else slope * x       dy * (1 if x > 0 else slope)
 Tanh       tanh(x)                         dy * (1 - y^2)
 Sigmoid    1 / (1 + exp(-x))               dy * y * (1 - y)
 =========  ==============================  =================================
+
+With a slope s >= 0 a (leaky) ReLU's output has its input's sign, so its
+derivative can be read from the output.  That lets the layer before it in a
+:class:`~minigan.nn.Sequential` apply it in its own last pass (a bias add,
+BatchNorm's affine) and take the gradient of the activation's output in
+backward; see :meth:`minigan.nn.Layer.absorbs` and :func:`relu_slope`.
 """
 from __future__ import annotations
 
@@ -48,6 +54,16 @@ def leaky_relu(x, slope):
 def leaky_relu_grad(dy, x, slope):
     """``dL/dx = dy if x > 0 else slope * dy``, a new array."""
     return get_xp(dy).where(x > 0, dy, dy * dy.dtype.type(slope))
+
+
+@reference("add_channel_bias")
+def add_channel_bias(y, b, slope=1.0):
+    """``y[n, c] = leaky(y[n, c] + b[c])`` in place, ``y (N, C)`` or ``(N, C, H, W)``, ``b (C,)``,
+    with ``leaky(v) = v if v > 0 else slope * v`` (slope 1: the bias alone); returns ``y``."""
+    y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
+    if slope != 1:
+        y[...] = get_xp(y).where(y > 0, y, y * y.dtype.type(slope))
+    return y
 
 
 class LeakyReLU(_Elementwise):
@@ -91,3 +107,35 @@ class Sigmoid(_Elementwise):
 
     def _bwd(self, xp, dy, y):
         return dy * y * (1 - y)
+
+
+def relu_slope(layer):
+    """``s`` when ``layer`` is ``x if x > 0 else s * x`` with ``s >= 0`` (LeakyReLU(s), ReLU: 0),
+    else None (any other layer, or None): the activations a layer before them may absorb."""
+    if type(layer) is LeakyReLU and layer.slope >= 0:
+        return layer.slope
+    return 0.0 if type(layer) is ReLU else None
+
+
+def add_bias_relu(layer, y, slope):
+    """``y`` (a fresh output of ``layer``) plus the layer's bias ``b``, through the absorbed
+    (leaky) ReLU of ``slope`` when it is not None, in place in one pass.  Returns the output
+    and what :func:`through_relu` needs (None when there is no ReLU)."""
+    b = layer.params.get("b")
+    if slope is None:
+        return (y if b is None else layer.device.kernel(add_channel_bias)(y, b)), None
+    if b is None:
+        b = layer.xp.zeros(y.shape[1], y.dtype)
+    return layer.device.kernel(add_channel_bias)(y, b, slope), (y, slope)
+
+
+def through_relu(layer, dz, relu):
+    """``dz``, the gradient of the absorbed ReLU's output, through its derivative (read from
+    that output's sign); ``dz`` itself when there was no ReLU."""
+    return dz if relu is None else layer.device.kernel(leaky_relu_grad)(dz, *relu)
+
+
+def absorbs_relu(layer, activation, twin) -> bool:
+    """Whether ``layer`` can apply ``activation`` in its pass that runs ``twin``'s math:
+    a (leaky) ReLU of slope >= 0, and a device with a twin of that kernel."""
+    return relu_slope(activation) is not None and layer.device.has_twin(twin)

@@ -21,7 +21,10 @@ mode computes ``dx = gamma/sqrt(var + eps) * (dy - dbeta/m - xh*dgamma/m)``.
 
 The three passes below (:func:`batchnorm_stats`, :func:`batchnorm_apply`,
 :func:`batchnorm_grad`) are that math; on the CPU each runs as one fused
-Numba sweep per channel (:mod:`minigan.runtime.cpu`).
+Numba sweep per channel (:mod:`minigan.runtime.cpu`).  There the layer also
+absorbs a (leaky) ReLU after it (:meth:`Layer.absorbs`): ``z = leaky(y)`` in the
+affine pass, and ``dy = dz * leaky'(y)`` inside the gradient's two sweeps, with y
+recomputed from x̂ (:func:`batchnorm_leaky_apply`, :func:`batchnorm_leaky_grad`).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from ..runtime import devices
 from ..runtime.registry import reference
+from .activations import absorbs_relu, leaky_relu, leaky_relu_grad, relu_slope
 from .layer import Layer
 
 
@@ -74,6 +78,22 @@ def batchnorm_grad(dy, xh, gamma, inv_std, training):
     return dx, dgamma, dbeta
 
 
+@reference("batchnorm_leaky_apply")
+def batchnorm_leaky_apply(x, mu, inv_std, gamma, beta, slope):
+    """:func:`batchnorm_apply` with ``y`` through ``leaky_relu(., slope)``: ``(leaky(y), xh)``."""
+    y, xh = batchnorm_apply(x, mu, inv_std, gamma, beta)
+    return leaky_relu(y, slope), xh
+
+
+@reference("batchnorm_leaky_grad")
+def batchnorm_leaky_grad(dz, xh, gamma, beta, inv_std, training, slope):
+    """:func:`batchnorm_grad` for ``z = leaky(gamma * xh + beta)`` with slope >= 0: ``dz`` first
+    through leaky's derivative, read from the sign of ``gamma * xh + beta``."""
+    _, v = _bn_axes(dz)
+    y = xh * gamma.reshape(v) + beta.reshape(v)
+    return batchnorm_grad(leaky_relu_grad(dz, y, slope), xh, gamma, inv_std, training)
+
+
 class BatchNorm(Layer):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -88,7 +108,10 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = np.zeros(num_features, dtype=dt)
         self.buffers["running_var"] = np.ones(num_features, dtype=dt)
 
-    def forward(self, x):
+    def absorbs(self, activation):
+        return absorbs_relu(self, activation, batchnorm_leaky_apply)
+
+    def forward(self, x, activation=None):
         self._check_float(x)
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
             raise self._bad_input(x, f"(N, {self.num_features}) or (N, {self.num_features}, H, W)")
@@ -109,17 +132,26 @@ class BatchNorm(Layer):
         else:
             mu, var = self.buffers["running_mean"], self.buffers["running_var"]
         inv_std = 1.0 / self.xp.sqrt(var + self.eps)
-        y, xh = self.device.kernel(batchnorm_apply)(x, mu, inv_std, self.params["gamma"],
-                                                    self.params["beta"])
-        self._cache = (xh, inv_std, self.training, m)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        slope = relu_slope(activation)
+        if slope is None:
+            y, xh = self.device.kernel(batchnorm_apply)(x, mu, inv_std, gamma, beta)
+        else:  # the absorbed ReLU in the same pass
+            y, xh = self.device.kernel(batchnorm_leaky_apply)(x, mu, inv_std, gamma, beta, slope)
+        self._cache = (xh, inv_std, self.training, m, slope)
         return y
 
     def backward(self, dy):
-        xh, inv_std, training, m = self._need_cache()
+        xh, inv_std, training, m, slope = self._need_cache()
         self._check_dy(dy, xh.shape)
         sync = training and self.reducer is not None
-        dx, dgamma, dbeta = self.device.kernel(batchnorm_grad)(dy, xh, self.params["gamma"], inv_std,
-                                                               training and not sync)
+        gamma = self.params["gamma"]
+        if slope is None:
+            dx, dgamma, dbeta = self.device.kernel(batchnorm_grad)(dy, xh, gamma, inv_std,
+                                                                   training and not sync)
+        else:  # dy is the absorbed ReLU's: its derivative in the same passes
+            dx, dgamma, dbeta = self.device.kernel(batchnorm_leaky_grad)(
+                dy, xh, gamma, self.params["beta"], inv_std, training and not sync, slope)
         if sync:  # the mean terms from the sums over every process; the gradients stay local
             dx = self.reducer.grad(dx, xh, inv_std, self.params["gamma"], dgamma, dbeta, m)
         if self.trainable:

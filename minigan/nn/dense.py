@@ -7,10 +7,14 @@ Backward, for an upstream gradient dy = dL/dy of shape (N, out):
     dL/dx = dy W^T       (N, in)
     dL/dW = x^T dy       (in, out)
     dL/db = sum_n dy     (out,)
+
+Where it absorbs the (leaky) ReLU after it (:meth:`Layer.absorbs`), ``y = leaky(x W + b)``
+in the bias's pass, and backward first takes dy through leaky's derivative, read from y.
 """
 from __future__ import annotations
 
 from . import init as _init
+from .activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
 from .layer import Layer
 
 
@@ -31,28 +35,33 @@ class Dense(Layer):
         """``in * out`` per sample: the GEMM ``x W``."""
         return self.in_features * self.out_features
 
-    def forward(self, x):
+    def absorbs(self, activation):
+        return absorbs_relu(self, activation, add_channel_bias)
+
+    def forward(self, x, activation=None):
         self._check_float(x)
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise self._bad_input(x, f"(N, {self.in_features})")
-        W = self.params["W"]
-        y = x @ W
-        if "b" in self.params:
-            y += self.params["b"]
-        self._cache = x
+        y, relu = add_bias_relu(self, x @ self.params["W"], relu_slope(activation))
+        self._cache = (x, relu)
         return y
 
     def backward(self, dy):
-        self.backward_weights(dy)
-        return dy @ self.params["W"].T
+        return self._weight_grads(dy) @ self.params["W"].T
 
     def backward_weights(self, dy):
-        x = self._need_cache()
+        self._weight_grads(dy)
+
+    def _weight_grads(self, dy):
+        """Add dW and db for ``dy``; return dL/d(x W + b) (``dy`` but for an absorbed ReLU)."""
+        x, relu = self._need_cache()
         self._check_dy(dy, (x.shape[0], self.out_features))
+        dy = through_relu(self, dy, relu)
         if self.trainable:
             self.grads["W"] += x.T @ dy
             if "b" in self.params:
                 self.grads["b"] += dy.sum(axis=0)
+        return dy
 
     def __repr__(self):
         b = "" if "b" in self.params else ", bias=False"

@@ -6,6 +6,9 @@
 fake batch before one optimizer step) until :meth:`Layer.zero_grad`.  No
 optimizer step ever happens inside ``backward``.
 
+A layer may apply the (leaky) ReLU that follows it in a Sequential in its own
+last pass (:meth:`Layer.absorbs`); the Sequential then skips the ReLU's layer.
+
 ``backward_weights(dy)`` adds the same parameter gradients but returns
 nothing: for a network's first layer, whose input is data, dL/dx is work
 thrown away (a discriminator step never needs it).  Layers whose dL/dx costs
@@ -70,6 +73,18 @@ class Layer:
     def backward_weights(self, dy):
         """Add the parameter gradients as :meth:`backward` does; dL/dx is not wanted (returns None)."""
         self.backward(dy)
+
+    def absorbs(self, activation) -> bool:
+        """Whether ``forward(x, activation=activation)`` applies ``activation``, the layer after
+        this one in a :class:`~minigan.nn.Sequential`, in this layer's own last pass.
+
+        Then the output is the activation's and ``backward`` takes the gradient of it, and
+        the Sequential does not run the activation's layer: a pass over the activations
+        saved each way.  Dense, the convolutions and BatchNorm absorb a (leaky) ReLU with a
+        slope >= 0 (:func:`minigan.nn.activations.relu_slope`) where their device has a
+        twin of the fused kernel (the CPU's table); no layer absorbs anything by default.
+        """
+        return False
 
     def has_trainable_params(self) -> bool:
         """Whether ``backward`` adds into any gradient here (a frozen layer adds none)."""

@@ -17,13 +17,26 @@ class Sequential(Layer):
     def children(self):
         return self.layers
 
+    def steps(self):
+        """The chain as ``(layer, activation)`` pairs, in order: ``activation`` is the (leaky)
+        ReLU after ``layer`` when ``layer`` absorbs it (:meth:`Layer.absorbs`, a pass over the
+        activations saved each way), else None."""
+        out, i, n = [], 0, len(self.layers)
+        while i < n:
+            layer, after = self.layers[i], self.layers[i + 1] if i + 1 < n else None
+            fused = after is not None and layer.absorbs(after)
+            out.append((layer, after if fused else None))
+            i += 2 if fused else 1
+        return out
+
     def forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
+        self._cache = self.steps()  # backward walks the pairs this forward ran
+        for layer, act in self._cache:
+            x = layer.forward(x) if act is None else layer.forward(x, activation=act)
         return x
 
     def backward(self, dy):
-        for layer in reversed(self.layers):
+        for layer, _ in reversed(self._need_cache()):
             dy = layer.backward(dy)
         return dy
 
@@ -34,12 +47,13 @@ class Sequential(Layer):
         computes its weight gradients only; the parameter-free layers before it
         (a LabelJoin, say) are not visited at all.
         """
-        first = next((i for i, layer in enumerate(self.layers) if layer.has_trainable_params()), None)
+        layers = [layer for layer, _ in self._need_cache()]
+        first = next((i for i, layer in enumerate(layers) if layer.has_trainable_params()), None)
         if first is None:
             return
-        for layer in reversed(self.layers[first + 1:]):
+        for layer in reversed(layers[first + 1:]):
             dy = layer.backward(dy)
-        self.layers[first].backward_weights(dy)
+        layers[first].backward_weights(dy)
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -20,7 +20,10 @@ install, not once per process, into the per-user folder of
   parameter buffer) fuse what NumPy does in several passes with
   temporaries into one pass;
   BatchNorm is three kernels (statistics; normalise + affine; both gradient
-  sums and dx), each one sweep per channel.
+  sums and dx), each one sweep per channel.  The affine output's kernel and the
+  bias add can also apply the LeakyReLU that follows the layer, and the
+  gradient kernel its derivative (the ``batchnorm_leaky_*`` twins and the
+  slope of ``add_channel_bias``): a pass over the activation saved each way.
 
 Scalars that enter float32 arithmetic are passed as ``x.dtype.type(...)``
 so Numba keeps the arithmetic in the array's precision, as NumPy does.
@@ -459,7 +462,8 @@ def _bn_stats(x, S, parts, mu, var):
 
 
 @_njit(**_jit)
-def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, y, xh):
+def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, slope, y, xh):
+    # y = leaky(gamma * xh + beta); slope 1 leaves it affine (v * 1 is v, bit for bit)
     N, L = x.shape
     for b in prange(parts):
         c0, c1 = _part(b, parts, L // S)
@@ -470,22 +474,32 @@ def _bn_apply(x, S, parts, mu, inv_std, gamma, beta, y, xh):
             for i in range(m.size):
                 h = (xr[i] - m[i]) * k[i]
                 hr[i] = h
-                yr[i] = g[i] * h + bt[i]
+                v = g[i] * h + bt[i]
+                yr[i] = v if v > 0 else v * slope
+
+
+@njit(inline="always")
+def _through_leaky(d, h, g, bt, slope):
+    """``d`` through the derivative of ``leaky(g * h + bt)``, read from the sign of its input."""
+    return d if g * h + bt > 0 else d * slope
 
 
 @_njit(**_jit)
-def _bn_grad(dy, xh, S, parts, gamma, inv_std, training, dx, dgamma, dbeta):
+def _bn_grad(dy, xh, S, parts, gamma, beta, inv_std, slope, training, dx, dgamma, dbeta):
+    # dy is the gradient of leaky(gamma * xh + beta); slope 1 makes it the affine output's
     N, L = dy.shape
     for b in prange(parts):
         c0, c1 = _part(b, parts, L // S)
         P = (c1 - c0) * S
+        g, bt = _spread(gamma, c0, c1, S), _spread(beta, c0, c1, S)
         tb = np.zeros(P)
         tg = np.zeros(P)
         for n in range(N):
             dr, hr = dy[n, c0 * S:c1 * S], xh[n, c0 * S:c1 * S]
             for i in range(P):
-                tb[i] += dr[i]
-                tg[i] += dr[i] * hr[i]
+                d = _through_leaky(dr[i], hr[i], g[i], bt[i], slope)
+                tb[i] += d
+                tg[i] += d * hr[i]
         sb, sg = _fold(tb, S), _fold(tg, S)
         dbeta[c0:c1] = sb
         dgamma[c0:c1] = sg
@@ -498,7 +512,8 @@ def _bn_grad(dy, xh, S, parts, gamma, inv_std, training, dx, dgamma, dbeta):
         for n in range(N):
             dr, hr, xr = dy[n, c0 * S:c1 * S], xh[n, c0 * S:c1 * S], dx[n, c0 * S:c1 * S]
             for i in range(P):
-                xr[i] = k[i] * (dr[i] - mb[i] - hr[i] * mg[i])
+                d = _through_leaky(dr[i], hr[i], g[i], bt[i], slope)
+                xr[i] = k[i] * (d - mb[i] - hr[i] * mg[i])
 
 
 def _rows(a):
@@ -514,23 +529,32 @@ def batchnorm_stats(x):
     return mu, var
 
 
-def batchnorm_apply(x, mu, inv_std, gamma, beta):
+def batchnorm_leaky_apply(x, mu, inv_std, gamma, beta, slope):
     x2, S = _rows(x)
     y, xh = np.empty_like(x2), np.empty_like(x2)
     f = x.dtype.type
     _launch(_bn_apply, x.size, x2, S, numba.get_num_threads(), mu.astype(f, copy=False),
-            inv_std.astype(f, copy=False), gamma, beta, y, xh)
+            inv_std.astype(f, copy=False), gamma, beta, f(slope), y, xh)
     return y.reshape(x.shape), xh.reshape(x.shape)
 
 
-def batchnorm_grad(dy, xh, gamma, inv_std, training):
+def batchnorm_apply(x, mu, inv_std, gamma, beta):
+    return batchnorm_leaky_apply(x, mu, inv_std, gamma, beta, 1.0)
+
+
+def batchnorm_leaky_grad(dy, xh, gamma, beta, inv_std, training, slope):
     dy2, S = _rows(dy)
     C = dy.shape[1]
     dx = np.empty_like(dy2)
     dgamma, dbeta = np.empty(C, dy.dtype), np.empty(C, dy.dtype)
-    _launch(_bn_grad, 2 * dy.size, dy2, _rows(xh)[0], S, numba.get_num_threads(), gamma,
-            inv_std.astype(dy.dtype, copy=False), bool(training), dx, dgamma, dbeta)
+    _launch(_bn_grad, 2 * dy.size, dy2, _rows(xh)[0], S, numba.get_num_threads(), gamma, beta,
+            inv_std.astype(dy.dtype, copy=False), dy.dtype.type(slope), bool(training), dx, dgamma,
+            dbeta)
     return dx.reshape(dy.shape), dgamma, dbeta
+
+
+def batchnorm_grad(dy, xh, gamma, inv_std, training):
+    return batchnorm_leaky_grad(dy, xh, gamma, np.zeros_like(gamma), inv_std, training, 1.0)
 
 
 # -- dropout ---------------------------------------------------------------------------
@@ -584,23 +608,41 @@ _ones_store: dict = {}
 
 
 @_njit(**_jit)
-def _add_channel_bias(y, b):
+def _add_channel_bias(y, b, slope):
     N, C, P = y.shape
     for nc in prange(N * C):
         v = b[nc % C]
         row = y[nc // C, nc % C]
         for q in range(P):
-            row[q] += v
+            t = row[q] + v
+            row[q] = t if t > 0 else t * slope
 
 
-def add_channel_bias(y, b):
-    """``y[n, c] += b[c]`` in place: one pass with the channel's value in a register, where
-    NumPy's broadcast add took 0.49 ms on D's first conv's output at batch 128 (0.2 ms so)."""
+@_njit(**_jit)
+def _add_row_bias(y, b, slope):
+    # (N, C): vectorised along a sample's row, where a loop per (n, c) would run one element
+    for n in prange(y.shape[0]):
+        row = y[n]
+        for c in range(row.size):
+            t = row[c] + b[c]
+            row[c] = t if t > 0 else t * slope
+
+
+def add_channel_bias(y, b, slope=1.0):
+    """``y[n, c] = leaky(y[n, c] + b[c])`` in place: one pass with the channel's value in a
+    register, where NumPy's broadcast add took 0.49 ms on D's first conv's output at batch 128
+    (0.2 ms so) and the LeakyReLU after it another pass over the output."""
     if not y.flags.c_contiguous:
-        y += b.reshape(1, -1, 1, 1)
+        y += b.reshape((1, -1) + (1,) * (y.ndim - 2))
+        if slope != 1:
+            np.copyto(y, np.where(y > 0, y, y * y.dtype.type(slope)))
         return y
     N, C = y.shape[:2]
-    _launch(_add_channel_bias, y.size, y.reshape(N, C, -1), np.ascontiguousarray(b, dtype=y.dtype))
+    b, s = np.ascontiguousarray(b, dtype=y.dtype), y.dtype.type(slope)
+    if y.size == N * C:
+        _launch(_add_row_bias, y.size, y.reshape(N, C), b, s)
+    else:
+        _launch(_add_channel_bias, y.size, y.reshape(N, C, -1), b, s)
     return y
 
 
@@ -953,7 +995,7 @@ def projection_head_weight_grad(dy, x, rows, R):
 TABLE = {f.__name__: f for f in (
     im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
     leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
-    batchnorm_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums, add_channel_bias,
+    batchnorm_grad, batchnorm_leaky_apply, batchnorm_leaky_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums, add_channel_bias,
     winograd_image, winograd_image_adjoint, winograd_output, winograd_output_adjoint,
     winograd_weights, winograd_weights_adjoint, projection_head, projection_head_grad,
     projection_head_weight_grad)}

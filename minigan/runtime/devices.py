@@ -68,6 +68,10 @@ class Device:
         table, or ``reference`` itself (see :func:`minigan.runtime.registry.reference`)."""
         return self.kernels.get(reference.kernel_name, reference)
 
+    def has_twin(self, reference) -> bool:
+        """Whether this device's table has a twin of ``reference`` (not the reference itself)."""
+        return reference.kernel_name in self.kernels
+
     @property
     def fast(self) -> bool:
         """Whether this device has a kernel table (not the reference code alone)."""

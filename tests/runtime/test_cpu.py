@@ -204,6 +204,28 @@ def test_batchnorm_kernels_match_reference(dtype, training, N, C, hw, seed):
         np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+@given(N=st.integers(2, 5), C=st.integers(1, 9), hw=st.sampled_from([None, (1, 1), (3, 2), (5, 7)]),
+       slope=st.sampled_from([0.0, 0.2, 1.0]), seed=st.integers(0, 2**16))
+def test_batchnorm_with_leaky_relu_matches_reference(dtype, training, N, C, hw, slope, seed):
+    """The affine pass with the LeakyReLU after it, and the gradient through both; beta is
+    drawn so that about half the outputs are negative."""
+    rng = np.random.default_rng(seed)
+    shape = (N, C) if hw is None else (N, C) + hw
+    xh = _rand(rng, shape, dtype)
+    mu, inv_std = np.zeros(C, dtype), np.ones(C, dtype)
+    gamma, beta = _rand(rng, (C,), dtype), _rand(rng, (C,), dtype)
+    (z0, xh0), (z1, xh1) = (numpy_ref.batchnorm_leaky_apply(xh, mu, inv_std, gamma, beta, slope),
+                            numba_cpu.batchnorm_leaky_apply(xh, mu, inv_std, gamma, beta, slope))
+    np.testing.assert_array_equal(z1, z0)
+    np.testing.assert_array_equal(xh1, xh0)
+    dz = _rand(rng, shape, dtype)
+    for a, b in zip(numpy_ref.batchnorm_leaky_grad(dz, xh0, gamma, beta, inv_std, training, slope),
+                    numba_cpu.batchnorm_leaky_grad(dz, xh0, gamma, beta, inv_std, training, slope)):
+        np.testing.assert_allclose(b, a, rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * 10)
+
+
 def test_adam_takes_non_contiguous_parameters():
     """Parameters that were not contiguous are packed into the flat buffer like any other."""
     from minigan import optim
@@ -411,8 +433,12 @@ def test_projection_head_kernels_match_reference(dtype, N, F, K, m, seed):
 @given(N=st.integers(1, 4), C=st.integers(1, 6), H=st.integers(1, 5), W=st.integers(1, 5),
        seed=st.integers(0, 2**16))
 def test_add_channel_bias_matches_reference(dtype, N, C, H, W, seed):
+    """The bias alone (slope 1) and with a (leaky) ReLU, on images and on (N, C) rows."""
     rng = np.random.default_rng(seed)
-    y, b = _rand(rng, (N, C, H, W), dtype), _rand(rng, (C,), dtype)
-    got, want = y.copy(), y.copy()
-    assert numba_cpu.add_channel_bias(got, b) is got  # in place
-    np.testing.assert_array_equal(got, numpy_ref.add_channel_bias(want, b))
+    b = _rand(rng, (C,), dtype)
+    for shape in ((N, C, H, W), (N, C)):
+        y = _rand(rng, shape, dtype)
+        for slope in (1.0, 0.2, 0.0):
+            got, want = y.copy(), y.copy()
+            assert numba_cpu.add_channel_bias(got, b, slope) is got  # in place
+            np.testing.assert_array_equal(got, numpy_ref.add_channel_bias(want, b, slope))

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 from ...runtime.registry import reference
 from .. import init as _init
+from ..activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
 from ..layer import Layer
 from .geometry import ConvGeom, check_padding, pads, pair
 from .im2col import Im2colEngine
@@ -86,13 +87,7 @@ class ConvContext(NamedTuple):
     N: int  # the batch
     weights: object  # W in the engine's form
     saved: object  # the input in the engine's form: image side (Conv2D) or output side (Conv2DTranspose)
-
-
-@reference("add_channel_bias")
-def add_channel_bias(y, b):
-    """``y[n, c] += b[c]`` in place, ``y (N, C, H, W)``, ``b (C,)``; returns ``y``."""
-    y += b.reshape(1, -1, 1, 1)
-    return y
+    relu: object = None  # (output, slope) of an absorbed (leaky) ReLU, for its derivative
 
 
 @reference("channel_sums")
@@ -172,9 +167,13 @@ class _ConvBase(Layer):
         if x.shape[0] == 0:  # the engines' column layouts have no shape for an empty batch
             raise self._bad_input(x, f"(N, {self.in_ch}, H, W)", "a batch of at least one sample")
 
-    def _add_bias(self, y):
-        if "b" in self.params:
-            y = self.device.kernel(add_channel_bias)(y, self.params["b"])
+    def absorbs(self, activation):
+        return absorbs_relu(self, activation, add_channel_bias)
+
+    def _finish(self, y, context, activation):
+        """The output: ``y`` plus the bias, through an absorbed ReLU; keeps ``context``."""
+        y, relu = add_bias_relu(self, y, relu_slope(activation))
+        self._cache = context._replace(relu=relu)
         return y
 
     def _bias_grad(self, dy):
@@ -221,7 +220,7 @@ class Conv2D(_ConvBase):
         g = self._make_geometry(*in_shape[-2:])
         return max(g.Ho, 0) * max(g.Wo, 0) * g.K * self.out_ch
 
-    def forward(self, x):
+    def forward(self, x, activation=None):
         self._check_input(x)
         N, _, H, W = x.shape
         g = self.geometry(H, W)
@@ -231,8 +230,7 @@ class Conv2D(_ConvBase):
         eng = self._engine_for(g, N)
         wk = eng.weights(self.params["W"], g)
         cols = eng.image_side(x, g)
-        self._cache = ConvContext(eng, g, N, wk, cols)
-        return self._add_bias(eng.to_output(wk, cols, g))
+        return self._finish(eng.to_output(wk, cols, g), ConvContext(eng, g, N, wk, cols), activation)
 
     def backward(self, dy):
         dY = self._weight_grads(dy)
@@ -244,8 +242,9 @@ class Conv2D(_ConvBase):
 
     def _weight_grads(self, dy):
         """Add dW and db for ``dy``; return ``dy`` on the output side, for dL/dx."""
-        eng, g, N, _, cols = self._need_cache()
+        eng, g, N, _, cols, relu = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
+        dy = through_relu(self, dy, relu)
         dY = eng.output_side(dy, g)
         if self.trainable:
             self.grads["W"] += eng.weight_grad(cols, dY, g)
@@ -308,7 +307,7 @@ class Conv2DTranspose(_ConvBase):
         kh, kw = self.kernel_size
         return H * W * self.in_ch * kh * kw * self.out_ch
 
-    def forward(self, x):
+    def forward(self, x, activation=None):
         self._check_input(x)
         N, _, H, W = x.shape
         g = self.geometry(H, W)
@@ -318,8 +317,7 @@ class Conv2DTranspose(_ConvBase):
         eng = self._engine_for(g, N)
         wk = eng.weights(self.params["W"], g)
         X = eng.output_side(x, g)  # x sits on the output side of the conv this is the adjoint of
-        self._cache = ConvContext(eng, g, N, wk, X)
-        return self._add_bias(eng.to_image(wk, X, g))
+        return self._finish(eng.to_image(wk, X, g), ConvContext(eng, g, N, wk, X), activation)
 
     def backward(self, dy):
         cols = self._weight_grads(dy)
@@ -334,8 +332,9 @@ class Conv2DTranspose(_ConvBase):
 
         dW of the adjoint is the conv's weight gradient with dy as its input and
         x as its upstream gradient."""
-        eng, g, N, _, X = self._need_cache()
+        eng, g, N, _, X, relu = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
+        dy = through_relu(self, dy, relu)
         cols = eng.image_side(dy, g)
         if self.trainable:
             self.grads["W"] += eng.weight_grad(cols, X, g)
