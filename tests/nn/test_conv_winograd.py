@@ -89,3 +89,28 @@ def test_a_strided_conv_by_its_definition():
     g = L.geometry(11, 13)
     want = direct_conv2d(x, L.params["W"], L.params["b"], (2, 3), (g.pt, g.pb, g.pl, g.pr))
     np.testing.assert_allclose(L.forward(x), want, rtol=1e-10, atol=1e-10)
+
+
+def test_the_kept_weight_transform_follows_the_weights():
+    """U is transformed again after any change of W (an optimizer step, an in-place edit) and
+    only then: the same W twice is one transform."""
+    rng = np.random.default_rng(3)
+    conv = nn.Conv2D(8, 16, 4, 2, "same")
+    conv.engine = "winograd"
+    x = rng.standard_normal((2, 8, 6, 6)).astype(np.float32)
+    eng = conv._engine_for(conv.geometry(6, 6), 2)
+    made = []
+    transform = eng._transform_weights
+    eng._transform_weights = lambda W, g: made.append(1) or transform(W, g)
+    y0 = conv.forward(x).copy()
+    np.testing.assert_array_equal(conv.forward(x), y0)
+    assert len(made) == 1
+    conv.params["W"][0, 0, 0, 0] += 1.0
+    y1 = conv.forward(x)
+    assert len(made) == 2
+    fresh = nn.Conv2D(8, 16, 4, 2, "same")
+    fresh.engine = "winograd"
+    fresh.params["W"][...] = conv.params["W"]
+    fresh.params["b"][...] = conv.params["b"]
+    np.testing.assert_array_equal(y1, fresh.forward(x))
+    assert not np.array_equal(y1, y0)
