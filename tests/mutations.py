@@ -92,6 +92,7 @@ CPU, OPTIM, SEQ = "minigan/runtime/cpu.py", "minigan/optim.py", "minigan/nn/sequ
 SN = "minigan/nn/spectralnorm.py"
 WINOGRAD = "minigan/nn/conv/winograd.py"
 WINOGRAD_KERNEL = f"{KERNELS}::test_winograd_transforms_match_reference"
+ALPHA8 = f"{KERNELS}::test_winograd_alpha8_transforms_with_several_tiles"
 SN_TESTS = "tests/nn/test_spectralnorm.py"
 SN_GRAD = f"{SN_TESTS}::test_gradients_with_the_power_iteration_held"
 
@@ -328,9 +329,10 @@ MUTATIONS = [
       "w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(2, 4, 3, 5, 1, 0)",
       "w = w.reshape(O, p.C, p.rh, p.sh, p.rw, p.sw).transpose(4, 2, 3, 5, 1, 0)", DEFINITION),
     M("Winograd engine: adjoint sign", WINOGRAD,
-      "dV = self._bmm(dM, U.transpose(0, 2, 1),", "dV = self._bmm(dM, -U.transpose(0, 2, 1),", CONV_GRAD),
+      "dV = self._points(dM, U.transpose(0, 2, 1),", "dV = self._points(dM, -U.transpose(0, 2, 1),", CONV_GRAD),
     M("Winograd engine: dW sign", WINOGRAD,
-      "dU = self._bmm(V.transpose(0, 2, 1), dM)", "dU = -self._bmm(V.transpose(0, 2, 1), dM)", CONV_GRAD),
+      "dU = self._bmm(V.transpose(1, 2, 0), dM.transpose(1, 0, 2))",
+      "dU = -self._bmm(V.transpose(1, 2, 0), dM.transpose(1, 0, 2))", CONV_GRAD),
     M("Winograd engine: the last partial tile dropped", WINOGRAD,
       "mh, mw, -(-g.Ho // mh), -(-g.Wo // mw)", "mh, mw, g.Ho // mh or 1, -(-g.Wo // mw)", DEFINITION),
     M("Winograd reference: patches assigned, not added, into the phase grids", WINOGRAD,
@@ -344,6 +346,20 @@ MUTATIONS = [
     M("Winograd kernel: weight gradient skips the first point", CPU,
       "            for xi in range(KG.shape[0]):\n                coef = KG[xi, d]",
       "            for xi in range(1, KG.shape[0]):\n                coef = KG[xi, d]", WINOGRAD_KERNEL),
+    M("Winograd kernels: one term of the 8-row sweep left out", CPU,
+      "        b3[q] = (c30 * x0 + c31 * x1 + c32 * x2 + c33 * x3", "        b3[q] = (c30 * x0 + c31 * x1 + c32 * x2",
+      WINOGRAD_KERNEL, ALPHA8),
+    M("Winograd kernel, alpha 8: image patch read one row up", CPU,
+      "d[u, 0, base + c] = x[n, c, h, w]", "d[u, 0, base + c] = x[n, c, h - 1, w]", WINOGRAD_KERNEL, ALPHA8),
+    M("Winograd kernel, alpha 8: overlapping patches assigned, not added", CPU,
+      "                        g[q] += pu[q]", "                        g[q] = pu[q]", WINOGRAD_KERNEL, ALPHA8),
+    M("Winograd kernel, alpha 8: the output tile's last column dropped", CPU,
+      "            for j in range(min(mw, Wo - tj * mw)):\n                zr = z[i * 8 + j, 0]",
+      "            for j in range(min(mw, Wo - tj * mw) - 1):\n                zr = z[i * 8 + j, 0]",
+      WINOGRAD_KERNEL, ALPHA8),
+    M("Winograd kernel, alpha 8: dy read past the tile's outputs", CPU,
+      "        d = np.zeros((64, 1, O), dy.dtype)", "        d = np.ones((64, 1, O), dy.dtype)",
+      WINOGRAD_KERNEL, ALPHA8),
 ]
 
 

@@ -667,13 +667,64 @@ def channel_sums(dy):
 # -- the Winograd engine's transforms -----------------------------------------------
 # One task a tile of one sample; each works on an (alpha, alpha, channels) block in
 # its own scratch, the channels innermost and contiguous, so every step of a
-# transform is a run of vector multiply-adds over the channels.  Zero entries of
-# the transform matrices are skipped (a third to a half of them).
+# transform is a run of vector multiply-adds over the channels, and a tile's
+# (alpha^2, channels) block of V or M is contiguous.  For alpha = 8 on both axes
+# (the lean pair's 7 x 7 outputs) each stage of a transform is _mix8's one sweep
+# over 8 rows; other sizes loop over the matrices' entries, zero entries skipped
+# (a third to a half of them).
 
 @njit(inline="always")
 def _tile(t, th, tw):
     """Tile ``t`` of the batch's ``N * th * tw``: ``(sample, tile row, tile column)``."""
     return t // (th * tw), (t // tw) % th, t % tw
+
+
+@_njit(cache=True)
+def _mix8(C, src, s, ts, dst, d, td):
+    """``dst[d + i, td] = sum_u C[i, u] src[s + u, ts]`` for ``i, u < 8``: 8 rows in, 8 out, in one
+    sweep along them that keeps a column's 8 values and 8 sums in registers (a loop over the
+    entries of C reads and writes every row up to 8 times: 2-3x slower).  Called, not inlined:
+    inlined into a kernel that slices its arrays, the sweep ran 5x slower."""
+    c00, c01, c02, c03, c04, c05, c06, c07 = (
+        C[0, 0], C[0, 1], C[0, 2], C[0, 3], C[0, 4], C[0, 5], C[0, 6], C[0, 7])
+    c10, c11, c12, c13, c14, c15, c16, c17 = (
+        C[1, 0], C[1, 1], C[1, 2], C[1, 3], C[1, 4], C[1, 5], C[1, 6], C[1, 7])
+    c20, c21, c22, c23, c24, c25, c26, c27 = (
+        C[2, 0], C[2, 1], C[2, 2], C[2, 3], C[2, 4], C[2, 5], C[2, 6], C[2, 7])
+    c30, c31, c32, c33, c34, c35, c36, c37 = (
+        C[3, 0], C[3, 1], C[3, 2], C[3, 3], C[3, 4], C[3, 5], C[3, 6], C[3, 7])
+    c40, c41, c42, c43, c44, c45, c46, c47 = (
+        C[4, 0], C[4, 1], C[4, 2], C[4, 3], C[4, 4], C[4, 5], C[4, 6], C[4, 7])
+    c50, c51, c52, c53, c54, c55, c56, c57 = (
+        C[5, 0], C[5, 1], C[5, 2], C[5, 3], C[5, 4], C[5, 5], C[5, 6], C[5, 7])
+    c60, c61, c62, c63, c64, c65, c66, c67 = (
+        C[6, 0], C[6, 1], C[6, 2], C[6, 3], C[6, 4], C[6, 5], C[6, 6], C[6, 7])
+    c70, c71, c72, c73, c74, c75, c76, c77 = (
+        C[7, 0], C[7, 1], C[7, 2], C[7, 3], C[7, 4], C[7, 5], C[7, 6], C[7, 7])
+    a0, a1, a2, a3, a4, a5, a6, a7 = (
+        src[s + 0, ts], src[s + 1, ts], src[s + 2, ts], src[s + 3, ts],
+        src[s + 4, ts], src[s + 5, ts], src[s + 6, ts], src[s + 7, ts])
+    b0, b1, b2, b3, b4, b5, b6, b7 = (
+        dst[d + 0, td], dst[d + 1, td], dst[d + 2, td], dst[d + 3, td],
+        dst[d + 4, td], dst[d + 5, td], dst[d + 6, td], dst[d + 7, td])
+    for q in range(a0.size):
+        x0, x1, x2, x3, x4, x5, x6, x7 = a0[q], a1[q], a2[q], a3[q], a4[q], a5[q], a6[q], a7[q]
+        b0[q] = (c00 * x0 + c01 * x1 + c02 * x2 + c03 * x3
+                 + c04 * x4 + c05 * x5 + c06 * x6 + c07 * x7)
+        b1[q] = (c10 * x0 + c11 * x1 + c12 * x2 + c13 * x3
+                 + c14 * x4 + c15 * x5 + c16 * x6 + c17 * x7)
+        b2[q] = (c20 * x0 + c21 * x1 + c22 * x2 + c23 * x3
+                 + c24 * x4 + c25 * x5 + c26 * x6 + c27 * x7)
+        b3[q] = (c30 * x0 + c31 * x1 + c32 * x2 + c33 * x3
+                 + c34 * x4 + c35 * x5 + c36 * x6 + c37 * x7)
+        b4[q] = (c40 * x0 + c41 * x1 + c42 * x2 + c43 * x3
+                 + c44 * x4 + c45 * x5 + c46 * x6 + c47 * x7)
+        b5[q] = (c50 * x0 + c51 * x1 + c52 * x2 + c53 * x3
+                 + c54 * x4 + c55 * x5 + c56 * x6 + c57 * x7)
+        b6[q] = (c60 * x0 + c61 * x1 + c62 * x2 + c63 * x3
+                 + c64 * x4 + c65 * x5 + c66 * x6 + c67 * x7)
+        b7[q] = (c70 * x0 + c71 * x1 + c72 * x2 + c73 * x3
+                 + c74 * x4 + c75 * x5 + c76 * x6 + c77 * x7)
 
 
 @_njit(**_jit)
@@ -709,13 +760,42 @@ def _wino_image(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
         for e in range(ah):  # out[e, f] = sum_v e1[e, v] BTw[f, v]: runs of Ck
             er = e1[e]
             for f in range(aw):
-                row = out[e * aw + f, t]
+                row = out[t, e * aw + f]
                 row[:] = 0
                 for v in range(aw):
                     coef = BTw[f, v]
                     if coef != 0:
                         for k in range(Ck):
                             row[k] += coef * er[v * Ck + k]
+
+
+@_njit(**_jit)
+def _wino_image8(x, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, out):
+    # _wino_image for alpha = 8 on both axes: each stage one sweep of _mix8
+    N, C, H, W = x.shape
+    Ck = C * sh * sw
+    for t in prange(N * th * tw):
+        n, ti, tj = _tile(t, th, tw)
+        d = np.empty((8, 1, 8 * Ck), x.dtype)  # the patch, channels (a, b, c) innermost
+        for u in range(8):
+            for a in range(sh):
+                h = sh * (ti * mh + u) + a - pt
+                for v in range(8):
+                    for b in range(sw):
+                        w = sw * (tj * mw + v) + b - pl
+                        base = v * Ck + (a * sw + b) * C
+                        if 0 <= h < H and 0 <= w < W:
+                            for c in range(C):
+                                d[u, 0, base + c] = x[n, c, h, w]
+                        else:
+                            for c in range(C):
+                                d[u, 0, base + c] = 0
+        e1 = np.empty((8, 1, 8 * Ck), x.dtype)
+        _mix8(BTh, d, 0, 0, e1, 0, 0)  # e1[e] = sum_u BTh[e, u] d[u]
+        e2 = e1.reshape(64, 1, Ck)  # row e * 8 + v
+        Vt = out[t].reshape(64, 1, Ck)
+        for e in range(8):  # V[t, e * 8 + f] = sum_v BTw[f, v] e1[e, v]
+            _mix8(BTw, e2, e * 8, 0, Vt, e * 8, 0)
 
 
 @_njit(**_jit)
@@ -766,19 +846,37 @@ def winograd_weights_adjoint(KG, dU):
     return dw2
 
 
-@_njit(**_jit)
-def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
-    N, C, H, W = dx.shape
-    ah, aw = BTh.shape[0], BTw.shape[0]
+@njit(inline="always")
+def _phase_sources(H, W, C, sh, sw, pt, pl, Hg, Wg):
+    """Where each pixel of a channel-0 plane sits in a sample's flat phase grid (channel c:
+    + c), or -1 where it is in no tile."""
     Ck = C * sh * sw
-    Hg, Wg = th * mh + ah - mh, tw * mw + aw - mw
-    # where each pixel of a channel-0 plane sits in the flat phase grid (channel c: + c)
     src = np.empty(H * W, np.int64)
     for h in range(H):
         uu, a = divmod(h + pt, sh)
         for w in range(W):
             vv, b = divmod(w + pl, sw)
             src[h * W + w] = (uu * Wg + vv) * Ck + (a * sw + b) * C if (uu < Hg and vv < Wg) else -1
+    return src
+
+
+@njit(inline="always")
+def _phase_scatter(grid, src, dxn):
+    """Every pixel of one sample's ``dxn (C, H, W)`` takes its phase grid's value once."""
+    C, H, W = dxn.shape
+    for c in range(C):
+        plane = dxn[c].reshape(H * W)
+        for q in range(H * W):
+            plane[q] = grid[src[q] + c] if src[q] >= 0 else 0
+
+
+@_njit(**_jit)
+def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
+    N, C, H, W = dx.shape
+    ah, aw = BTh.shape[0], BTw.shape[0]
+    Ck = C * sh * sw
+    Hg, Wg = th * mh + ah - mh, tw * mw + aw - mw
+    src = _phase_sources(H, W, C, sh, sw, pt, pl, Hg, Wg)
     for n in prange(N):
         grid = np.zeros(Hg * Wg * Ck, dV.dtype)
         e1 = np.empty((ah, aw * Ck), dV.dtype)
@@ -789,7 +887,7 @@ def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
                 for e in range(ah):  # e1[e, v] = sum_f dV[e, f] BTw[f, v]: runs of Ck
                     er = e1[e]
                     for f in range(aw):
-                        row = dV[e * aw + f, t]
+                        row = dV[t, e * aw + f]
                         for v in range(aw):
                             coef = BTw[f, v]
                             if coef != 0:
@@ -804,10 +902,33 @@ def _wino_image_adjoint(dV, BTh, BTw, sh, sw, pt, pl, mh, mw, th, tw, dx):
                             er = e1[e]
                             for q in range(aw * Ck):
                                 g[q] += coef * er[q]
-        for c in range(C):  # every pixel takes its phase grid's value once
-            plane = dx[n, c].reshape(H * W)
-            for q in range(H * W):
-                plane[q] = grid[src[q] + c] if src[q] >= 0 else 0
+        _phase_scatter(grid, src, dx[n])
+
+
+@_njit(**_jit)
+def _wino_image8_adjoint(dV, Bh, Bw, sh, sw, pt, pl, mh, mw, th, tw, dx):
+    # _wino_image_adjoint for alpha = 8 on both axes (Bh, Bw: the transposes of BTh, BTw)
+    N, C, H, W = dx.shape
+    Ck = C * sh * sw
+    Hg, Wg = th * mh + 8 - mh, tw * mw + 8 - mw
+    src = _phase_sources(H, W, C, sh, sw, pt, pl, Hg, Wg)
+    for n in prange(N):
+        grid = np.zeros(Hg * Wg * Ck, dV.dtype)
+        e1 = np.empty((64, 1, Ck), dV.dtype)  # row e * 8 + v
+        patch = np.empty((8, 1, 8 * Ck), dV.dtype)
+        for ti in range(th):
+            for tj in range(tw):
+                t = (n * th + ti) * tw + tj
+                dVt = dV[t].reshape(64, 1, Ck)
+                for e in range(8):  # e1[e, v] = sum_f Bw[v, f] dV[t, e * 8 + f]
+                    _mix8(Bw, dVt, e * 8, 0, e1, e * 8, 0)
+                _mix8(Bh, e1.reshape(8, 1, 8 * Ck), 0, 0, patch, 0, 0)  # patch[u] = sum_e Bh[u, e] e1[e]
+                for u in range(8):  # added where the tile read it (neighbouring tiles overlap)
+                    g = grid[((ti * mh + u) * Wg + tj * mw) * Ck:((ti * mh + u) * Wg + tj * mw + 8) * Ck]
+                    pu = patch[u, 0]
+                    for q in range(8 * Ck):
+                        g[q] += pu[q]
+        _phase_scatter(grid, src, dx[n])
 
 
 @_njit(**_jit)
@@ -822,7 +943,7 @@ def _wino_output(M, ATh, ATw, mh, mw, th, tw, y):
                 coef = ATh[i, e]
                 if coef != 0:
                     for f in range(aw):
-                        row = M[e * aw + f, t]
+                        row = M[t, e * aw + f]
                         for o in range(O):
                             e1[i, f, o] += coef * row[o]
         acc = np.empty(O, M.dtype)
@@ -836,6 +957,44 @@ def _wino_output(M, ATh, ATw, mh, mw, th, tw, y):
                             acc[o] += coef * e1[i, f, o]
                 for o in range(O):
                     y[n, o, ti * mh + i, tj * mw + j] = acc[o]
+
+
+@_njit(**_jit)
+def _wino_output8(M, A8h, A8w, mh, mw, th, tw, y):
+    # _wino_output for alpha = 8 on both axes; A8h, A8w: A^T with zero rows below its m
+    N, O, Ho, Wo = y.shape
+    for t in prange(N * th * tw):
+        n, ti, tj = _tile(t, th, tw)
+        e1 = np.empty((8, 1, 8 * O), M.dtype)  # e1[i, f] = sum_e ATh[i, e] M[t, e * 8 + f]
+        _mix8(A8h, M[t].reshape(8, 1, 8 * O), 0, 0, e1, 0, 0)
+        e2 = e1.reshape(64, 1, O)
+        z = np.empty((64, 1, O), M.dtype)  # z[i * 8 + j] = sum_f ATw[j, f] e1[i, f]
+        for i in range(8):
+            _mix8(A8w, e2, i * 8, 0, z, i * 8, 0)
+        for i in range(min(mh, Ho - ti * mh)):
+            for j in range(min(mw, Wo - tj * mw)):
+                zr = z[i * 8 + j, 0]
+                for o in range(O):
+                    y[n, o, ti * mh + i, tj * mw + j] = zr[o]
+
+
+@_njit(**_jit)
+def _wino_output8_adjoint(dy, A8h, A8w, mh, mw, th, tw, out):
+    # _wino_output_adjoint for alpha = 8 on both axes; A8h, A8w: A with zero columns past m
+    N, O, Ho, Wo = dy.shape
+    for t in prange(N * th * tw):
+        n, ti, tj = _tile(t, th, tw)
+        d = np.zeros((64, 1, O), dy.dtype)  # the tile's dy, d[i * 8 + j]; zero past the outputs
+        for i in range(min(mh, Ho - ti * mh)):
+            for j in range(min(mw, Wo - tj * mw)):
+                dr = d[i * 8 + j, 0]
+                for o in range(O):
+                    dr[o] = dy[n, o, ti * mh + i, tj * mw + j]
+        e1 = np.empty((64, 1, O), dy.dtype)  # e1[i * 8 + f] = sum_j ATw[j, f] d[i * 8 + j]
+        for i in range(8):
+            _mix8(A8w, d, i * 8, 0, e1, i * 8, 0)
+        # out[t, e * 8 + f] = sum_i ATh[i, e] e1[i * 8 + f]: rows of 8 * O
+        _mix8(A8h, e1.reshape(8, 1, 8 * O), 0, 0, out[t].reshape(8, 1, 8 * O), 0, 0)
 
 
 @_njit(**_jit)
@@ -859,13 +1018,20 @@ def _wino_output_adjoint(dy, ATh, ATw, mh, mw, th, tw, out):
                             e1[e, j, o] += coef * d[i, j, o]
         for e in range(ah):  # out[e, f] = sum_j e1[e, j] ATw[j, f]
             for f in range(aw):
-                row = out[e * aw + f, t]
+                row = out[t, e * aw + f]
                 row[:] = 0
                 for j in range(mw):
                     coef = ATw[j, f]
                     if coef != 0:
                         for o in range(O):
                             row[o] += coef * e1[e, j, o]
+
+
+def _square8(AT):
+    """``A^T (m, 8)`` as an 8 x 8 matrix, zero rows below its m (the sweeps of _mix8 take 8)."""
+    out = np.zeros((8, 8))
+    out[:AT.shape[0]] = AT
+    return out
 
 
 def _mats(dtype, *mats):
@@ -876,9 +1042,9 @@ def winograd_image(x, p, out=None):
     x = np.ascontiguousarray(x)
     N = x.shape[0]
     if out is None:
-        out = np.empty((p.ah * p.aw, p.tiles(N), p.Ck), dtype=x.dtype)
+        out = np.empty((p.tiles(N), p.ah * p.aw, p.Ck), dtype=x.dtype)
     BTh, BTw = _mats(x.dtype, p.BTh, p.BTw)
-    _launch(_wino_image, GATHER_COST * out.size, x, BTh, BTw, p.sh, p.sw, p.pt, p.pl, p.mh, p.mw,
+    _launch(_wino_image8 if p.ah == p.aw == 8 else _wino_image, GATHER_COST * out.size, x, BTh, BTw, p.sh, p.sw, p.pt, p.pl, p.mh, p.mw,
             p.th, p.tw, out)
     return out
 
@@ -886,6 +1052,11 @@ def winograd_image(x, p, out=None):
 def winograd_image_adjoint(dV, p, N):
     dV = np.ascontiguousarray(dV)
     dx = np.empty((N, p.C, p.H, p.W), dtype=dV.dtype)
+    if p.ah == p.aw == 8:
+        Bh, Bw = _mats(dV.dtype, p.BTh.T, p.BTw.T)
+        _launch(_wino_image8_adjoint, GATHER_COST * dV.size, dV, Bh, Bw, p.sh, p.sw, p.pt, p.pl, p.mh,
+                p.mw, p.th, p.tw, dx)
+        return dx
     BTh, BTw = _mats(dV.dtype, p.BTh, p.BTw)
     _launch(_wino_image_adjoint, GATHER_COST * dV.size, dV, BTh, BTw, p.sh, p.sw, p.pt, p.pl, p.mh,
             p.mw, p.th, p.tw, dx)
@@ -895,6 +1066,10 @@ def winograd_image_adjoint(dV, p, N):
 def winograd_output(M, p, N):
     M = np.ascontiguousarray(M)
     y = np.empty((N, M.shape[2], p.Ho, p.Wo), dtype=M.dtype)
+    if p.ah == p.aw == 8:
+        A8h, A8w = _mats(M.dtype, _square8(p.ATh), _square8(p.ATw))
+        _launch(_wino_output8, GATHER_COST * M.size, M, A8h, A8w, p.mh, p.mw, p.th, p.tw, y)
+        return y
     ATh, ATw = _mats(M.dtype, p.ATh, p.ATw)
     _launch(_wino_output, GATHER_COST * M.size, M, ATh, ATw, p.mh, p.mw, p.th, p.tw, y)
     return y
@@ -904,7 +1079,11 @@ def winograd_output_adjoint(dy, p, out=None):
     dy = np.ascontiguousarray(dy)
     N, O = dy.shape[:2]
     if out is None:
-        out = np.empty((p.ah * p.aw, p.tiles(N), O), dtype=dy.dtype)
+        out = np.empty((p.tiles(N), p.ah * p.aw, O), dtype=dy.dtype)
+    if p.ah == p.aw == 8:
+        A8h, A8w = _mats(dy.dtype, _square8(p.ATh).T, _square8(p.ATw).T)
+        _launch(_wino_output8_adjoint, GATHER_COST * out.size, dy, A8h, A8w, p.mh, p.mw, p.th, p.tw, out)
+        return out
     ATh, ATw = _mats(dy.dtype, p.ATh, p.ATw)
     _launch(_wino_output_adjoint, GATHER_COST * out.size, dy, ATh, ATw, p.mh, p.mw, p.th, p.tw, out)
     return out

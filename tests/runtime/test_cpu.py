@@ -373,6 +373,26 @@ def test_bce_with_logits_matches_reference(dtype, shape, scalar, seed):
     np.testing.assert_allclose(g1, g0, **TOL[dtype])
 
 
+@pytest.mark.parametrize("H,W", [(28, 28), (26, 14), (14, 27)])
+def test_winograd_alpha8_transforms_with_several_tiles(H, W):
+    """The 8-row sweeps' kernels (alpha = 8) where tiles overlap and the last is partial:
+    k4 s2 on 28 (two 7 x 7 tiles an axis), 26 and 27 (13 outputs: the second tile partial)."""
+    from minigan.nn.conv.winograd import make_plan  # noqa: PLC0415
+
+    g = ConvGeom(3, H, W, 4, 4, 2, 2, 1, 1, 1, 1)
+    p = make_plan(g)
+    assert p.ah == p.aw == 8 and p.th * p.tw > 1
+    rng = np.random.default_rng(H * W)
+    N, O, T = 2, 5, p.tiles(2)
+    x, dy = _rand(rng, (N, g.C, H, W), np.float64), _rand(rng, (N, O, g.Ho, g.Wo), np.float64)
+    M, dV = _rand(rng, (T, 64, O), np.float64), _rand(rng, (T, 64, p.Ck), np.float64)
+    for got, want in ((numba_cpu.winograd_image(x, p), numpy_ref.winograd_image(x, p)),
+                      (numba_cpu.winograd_image_adjoint(dV, p, N), numpy_ref.winograd_image_adjoint(dV, p, N)),
+                      (numba_cpu.winograd_output(M, p, N), numpy_ref.winograd_output(M, p, N)),
+                      (numba_cpu.winograd_output_adjoint(dy, p), numpy_ref.winograd_output_adjoint(dy, p))):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-11 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(g=geometries(), N=st.integers(1, 3), O=st.integers(1, 4), seed=st.integers(0, 2**16))
 def test_winograd_transforms_match_reference(dtype, g, N, O, seed):
@@ -386,7 +406,7 @@ def test_winograd_transforms_match_reference(dtype, g, N, O, seed):
     rng = np.random.default_rng(seed)
     A, T = p.ah * p.aw, p.tiles(N)
     x, dy = _rand(rng, (N, g.C, g.H, g.W), dtype), _rand(rng, (N, O, g.Ho, g.Wo), dtype)
-    M, dV = _rand(rng, (A, T, O), dtype), _rand(rng, (A, T, p.Ck), dtype)
+    M, dV = _rand(rng, (T, A, O), dtype), _rand(rng, (T, A, p.Ck), dtype)
     KG = np.kron(p.Gh, p.Gw).astype(dtype)
     w2, dU = _rand(rng, (p.rh * p.rw, p.Ck * O), dtype), _rand(rng, (A, p.Ck * O), dtype)
     # the transforms' entries reach 2^6 (alpha = 8): float32 sums in another order differ by
@@ -396,9 +416,9 @@ def test_winograd_transforms_match_reference(dtype, g, N, O, seed):
     def close(got, want):
         np.testing.assert_allclose(got, want, rtol=0, atol=scale * max(1.0, np.abs(want).max()))
 
-    full = np.full((A, T, p.Ck), np.nan, dtype)
+    full = np.full((T, A, p.Ck), np.nan, dtype)
     close(numba_cpu.winograd_image(x, p, out=full), numpy_ref.winograd_image(x, p))
-    full = np.full((A, T, O), np.nan, dtype)
+    full = np.full((T, A, O), np.nan, dtype)
     close(numba_cpu.winograd_output_adjoint(dy, p, out=full), numpy_ref.winograd_output_adjoint(dy, p))
     close(numba_cpu.winograd_output(M, p, N), numpy_ref.winograd_output(M, p, N))
     close(numba_cpu.winograd_image_adjoint(dV, p, N), numpy_ref.winograd_image_adjoint(dV, p, N))

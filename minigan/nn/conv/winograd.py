@@ -18,12 +18,15 @@ into m x m tiles; the tile at ``(t_h, t_w)`` reads an ``alpha x alpha`` patch
 ``A^T (m, alpha)``, ``G (alpha, r)``, ``B^T (alpha, alpha)`` of
 :func:`toom_cook`::
 
-    V[xi, t, kappa] = (B^T d_{t,kappa} B)[xi]            image side     (alpha^2, T, C s^2)
+    V[t, xi, kappa] = (B^T d_{t,kappa} B)[xi]            image side     (T, alpha^2, C s^2)
     U[xi, kappa, o] = (G w_{o,kappa} G^T)[xi]           weights        (alpha^2, C s^2, O)
-    M[xi]           = V[xi] @ U[xi]                    alpha^2 GEMMs  (alpha^2, T, O)
+    M[:, xi]        = V[:, xi] @ U[xi]                 alpha^2 GEMMs  (T, alpha^2, O)
     y tile          = A^T M_{t,o} A                    the m x m outputs
 
-with ``T = N * tiles`` and ``xi`` running over the alpha^2 points.  Each GEMM
+with ``T = N * tiles`` and ``xi`` running over the alpha^2 points.  A tile's
+points are side by side (tile-major), so each transform reads and writes one
+contiguous block a tile; the GEMMs read every point's (T, C s^2) matrix with a
+row stride, which BLAS takes as it is.  Each GEMM
 is one point of the tile's product; the direct conv costs ``r^2 m^2`` multiply-
 adds a tile and channel pair where this costs ``alpha^2``: on the lean pair's
 7 x 7 outputs (one 8 x 8 tile, m = 7, r = 2) 64 against 196, a third.
@@ -31,10 +34,10 @@ adds a tile and channel pair where this costs ``alpha^2``: on the lean pair's
 **Backward**, as the exact adjoints of those linear maps (so the transposed
 conv, the adjoint of a conv, runs the same engine the other way round)::
 
-    dM[xi, t, o]  = (A dy_{t,o} A^T)[xi]                output side
-    dV[xi]        = dM[xi] @ U[xi]^T                    then dx: B dV B^T, patches
+    dM[t, xi, o]  = (A dy_{t,o} A^T)[xi]                output side
+    dV[:, xi]     = dM[:, xi] @ U[xi]^T                 then dx: B dV B^T, patches
                                                         summed into the phase grids
-    dU[xi]        = V[xi]^T @ dM[xi]                    then dW = G^T dU G
+    dU[xi]        = V[:, xi]^T @ dM[:, xi]              then dW = G^T dU G
 
 In float32 the transforms add rounding: :func:`tile_sizes` keeps alpha <= 8,
 where a tile's relative error stays near 1e-5 (measured in
@@ -209,14 +212,14 @@ def _patch_index(xp, t, m, a):
 
 @reference("winograd_image")
 def winograd_image(x, p, out=None):
-    """The image side: ``x (N, C, H, W) -> V (ah*aw, T, C*sh*sw)``, ``V = B^T d B`` of
+    """The image side: ``x (N, C, H, W) -> V (T, ah*aw, C*sh*sw)``, ``V = B^T d B`` of
     every tile's patch of the phase grids."""
     xp = get_xp(x)
     N = x.shape[0]
     X = _phase_grids(x, p)
     d = X[:, _patch_index(xp, p.th, p.mh, p.ah)][:, :, :, _patch_index(xp, p.tw, p.mw, p.aw)]
-    V = xp.einsum("eu,fv,ntuwvk->efntwk", _on(xp, p.BTh, x.dtype), _on(xp, p.BTw, x.dtype), d)
-    V = V.reshape(p.ah * p.aw, p.tiles(N), p.Ck)
+    V = xp.einsum("eu,fv,ntuwvk->ntwefk", _on(xp, p.BTh, x.dtype), _on(xp, p.BTw, x.dtype), d)
+    V = V.reshape(p.tiles(N), p.ah * p.aw, p.Ck)
     if out is None:
         return xp.ascontiguousarray(V)
     out[...] = V
@@ -225,11 +228,11 @@ def winograd_image(x, p, out=None):
 
 @reference("winograd_image_adjoint")
 def winograd_image_adjoint(dV, p, N):
-    """The adjoint of :func:`winograd_image`: ``dV (ah*aw, T, C*sh*sw) -> dx (N, C, H, W)``;
+    """The adjoint of :func:`winograd_image`: ``dV (T, ah*aw, C*sh*sw) -> dx (N, C, H, W)``;
     each patch ``B dV B^T`` is added into the phase grids where it was read."""
     xp = get_xp(dV)
-    d = xp.einsum("eu,fv,efntwk->ntuwvk", _on(xp, p.BTh, dV.dtype), _on(xp, p.BTw, dV.dtype),
-                  dV.reshape(p.ah, p.aw, N, p.th, p.tw, p.Ck))
+    d = xp.einsum("eu,fv,ntwefk->ntuwvk", _on(xp, p.BTh, dV.dtype), _on(xp, p.BTw, dV.dtype),
+                  dV.reshape(N, p.th, p.tw, p.ah, p.aw, p.Ck))
     X = xp.zeros((N, p.Hg, p.Wg, p.Ck), dtype=dV.dtype)
     for u in range(p.ah):
         for v in range(p.aw):
@@ -239,25 +242,25 @@ def winograd_image_adjoint(dV, p, N):
 
 @reference("winograd_output")
 def winograd_output(M, p, N):
-    """The output transform: ``M (ah*aw, T, O) -> y (N, O, Ho, Wo)``, ``A^T M A`` a tile."""
+    """The output transform: ``M (T, ah*aw, O) -> y (N, O, Ho, Wo)``, ``A^T M A`` a tile."""
     xp = get_xp(M)
     O = M.shape[2]
-    y = xp.einsum("ie,jf,efntwo->notiwj", _on(xp, p.ATh, M.dtype), _on(xp, p.ATw, M.dtype),
-                  M.reshape(p.ah, p.aw, N, p.th, p.tw, O))
+    y = xp.einsum("ie,jf,ntwefo->notiwj", _on(xp, p.ATh, M.dtype), _on(xp, p.ATw, M.dtype),
+                  M.reshape(N, p.th, p.tw, p.ah, p.aw, O))
     y = y.reshape(N, O, p.th * p.mh, p.tw * p.mw)[:, :, :p.Ho, :p.Wo]
     return xp.ascontiguousarray(y)
 
 
 @reference("winograd_output_adjoint")
 def winograd_output_adjoint(dy, p, out=None):
-    """The adjoint of :func:`winograd_output`: ``dy (N, O, Ho, Wo) -> dM (ah*aw, T, O)``,
+    """The adjoint of :func:`winograd_output`: ``dy (N, O, Ho, Wo) -> dM (T, ah*aw, O)``,
     ``A dy A^T`` a tile (outputs past Ho, Wo read as zeros)."""
     xp = get_xp(dy)
     N, O = dy.shape[:2]
     t = xp.zeros((N, O, p.th * p.mh, p.tw * p.mw), dtype=dy.dtype)
     t[:, :, :p.Ho, :p.Wo] = dy
-    dM = xp.einsum("ie,jf,notiwj->efntwo", _on(xp, p.ATh, dy.dtype), _on(xp, p.ATw, dy.dtype),
-                   t.reshape(N, O, p.th, p.mh, p.tw, p.mw)).reshape(p.ah * p.aw, p.tiles(N), O)
+    dM = xp.einsum("ie,jf,notiwj->ntwefo", _on(xp, p.ATh, dy.dtype), _on(xp, p.ATw, dy.dtype),
+                   t.reshape(N, O, p.th, p.mh, p.tw, p.mw)).reshape(p.tiles(N), p.ah * p.aw, O)
     if out is None:
         return xp.ascontiguousarray(dM)
     out[...] = dM
@@ -346,29 +349,35 @@ class WinogradEngine:
     def image_side(self, x, g):
         p = self.plan(g)
         N = x.shape[0]
-        return self._image(x, p, out=self.buffer("image", (p.ah * p.aw, p.tiles(N), p.Ck), x.dtype))
+        return self._image(x, p, out=self.buffer("image", (p.tiles(N), p.ah * p.aw, p.Ck), x.dtype))
 
     def output_side(self, y, g):
         p = self.plan(g)
         N, O = y.shape[:2]
-        return self._output_adjoint(y, p, out=self.buffer("output", (p.ah * p.aw, p.tiles(N), O), y.dtype))
+        return self._output_adjoint(y, p, out=self.buffer("output", (p.tiles(N), p.ah * p.aw, O), y.dtype))
+
+    def _points(self, a, b, n):
+        """``out[:, xi] = a[:, xi] @ b[xi]`` for every point xi: ``a (T, ah*aw, k)`` and ``b
+        (ah*aw, k, n)`` -> ``(T, ah*aw, n)``, each point's product one GEMM of strided rows."""
+        T, P = a.shape[:2]
+        out = self.buffer("products", (T, P, n), a.dtype)
+        self._bmm(a.transpose(1, 0, 2), b, out=out.transpose(1, 0, 2))
+        return out
 
     def to_output(self, U, V, g):
         p = self.plan(g)
-        M = self._bmm(V, U, out=self.buffer("products", V.shape[:2] + U.shape[2:], V.dtype))
-        return self._output(M, p, V.shape[1] // (p.th * p.tw))
+        return self._output(self._points(V, U, U.shape[2]), p, V.shape[0] // (p.th * p.tw))
 
     def to_image(self, U, dM, g):
         p = self.plan(g)
-        dV = self._bmm(dM, U.transpose(0, 2, 1), out=self.buffer("products", dM.shape[:2] + U.shape[1:2],
-                                                                  dM.dtype))
-        return self._image_adjoint(dV, p, dM.shape[1] // (p.th * p.tw))
+        dV = self._points(dM, U.transpose(0, 2, 1), U.shape[1])
+        return self._image_adjoint(dV, p, dM.shape[0] // (p.th * p.tw))
 
     def weight_grad(self, V, dM, g):
-        """``dU[xi] = V[xi]^T dM[xi]``, then ``dW = G^T dU G`` cut back to ``(O, C, kh, kw)``."""
+        """``dU[xi] = V[:, xi]^T dM[:, xi]``, then ``dW = G^T dU G`` cut back to ``(O, C, kh, kw)``."""
         p = self.plan(g)
         O = dM.shape[2]
-        dU = self._bmm(V.transpose(0, 2, 1), dM)  # (ah*aw, Ck, O)
+        dU = self._bmm(V.transpose(1, 2, 0), dM.transpose(1, 0, 2))  # (ah*aw, Ck, O)
         dw = self._weights_adjoint(self._kron(p, dM.dtype), dU.reshape(p.ah * p.aw, p.Ck * O)).reshape(
             p.rh, p.rw, p.sh, p.sw, p.C, O).transpose(5, 4, 0, 2, 1, 3)  # (o, c, di, a, dj, b)
         dw = dw.reshape(O, p.C, p.rh * p.sh, p.rw * p.sw)
