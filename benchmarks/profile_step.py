@@ -124,7 +124,9 @@ KERNEL_CATEGORIES = {
     "im2col": "im2col / col2im", "col2im": "im2col / col2im", "batched_matmul": GEMM,
     "leaky_relu": "activations", "leaky_relu_grad": "activations", "dropout": "activations",
     "dropout_grad": "activations", "batchnorm_stats": "BatchNorm", "batchnorm_apply": "BatchNorm",
-    "batchnorm_grad": "BatchNorm", "adam_update": "Adam", "ema_update": "weight average (EMA)",
+    "batchnorm_grad": "BatchNorm", "batchnorm_leaky_apply": "BatchNorm (with the LeakyReLU after it)",
+    "batchnorm_leaky_grad": "BatchNorm (with the LeakyReLU after it)",
+    "add_channel_bias": "bias adds (with the LeakyReLU after them)", "adam_update": "Adam", "ema_update": "weight average (EMA)",
     "bce_with_logits_sum": "losses", "channel_sums": "bias gradients",
     "split_phases": "spectral transforms", "merge_phases": "spectral transforms",
     "rows_to_spectrum": "spectral transforms", "spectrum_to_rows": "spectral transforms",
@@ -243,7 +245,7 @@ def record_schedule(timers, net, i, layer, schedule):
         inner = timers.wrap(f"{layer_name(net, i, layer)} {method}", layer_category(layer),
                             getattr(layer, method))
 
-        def noted(x, _method=method, _inner=inner):
+        def noted(x, _method=method, _inner=inner, **kw):  # kw: an absorbed activation
             if timers.on and state["depth"] == 0 and isinstance(layer, GEMM_LAYERS):
                 if _method == "forward":
                     state["shape"] = tuple(x.shape)
@@ -254,7 +256,7 @@ def record_schedule(timers, net, i, layer, schedule):
                     schedule[key] = schedule.get(key, 0) + 1
             state["depth"] += 1
             try:
-                return _inner(x)
+                return _inner(x, **kw)
             finally:
                 state["depth"] -= 1
         setattr(layer, method, noted)
