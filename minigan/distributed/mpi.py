@@ -9,6 +9,7 @@ seconds.  Device arrays (CuPy) go through host copies: the pip MPICH is not CUDA
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from .comm import Communicator, default_timeout
 
 SPIN = 2000  # polls of a request before the wait starts to sleep between polls
 NAP = 5e-5  # seconds between polls after that
+ABORT_GRACE_S = 0.5  # for mpiexec to forward the last output before an abort ends the job
 
 
 def mpi():
@@ -87,4 +89,9 @@ class MPIComm(Communicator):
         self._wait(self.comm.Ibarrier(), "barrier")
 
     def abort(self, code: int = 1):
+        # mpiexec forwards each process's output through a pipe; aborting at once ended the
+        # job before the time-out's message was through in about one run in six
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
