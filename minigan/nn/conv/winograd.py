@@ -306,8 +306,6 @@ class WinogradEngine:
         """A scratch array kept between calls, as large as the largest request so far."""
         size = math.prod(shape)
         buf = self._buffers.get(name)
-        if name == "weights":
-            self._last_weights = None  # its U is about to be overwritten
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = self._buffers[name] = self.xp.empty(size, dtype=dtype)
         return buf[:size].reshape(shape)
@@ -331,6 +329,7 @@ class WinogradEngine:
         last = self._last_weights
         if last is not None and last[0] == g and last[1].dtype == W.dtype and self.xp.array_equal(last[1], W):
             return last[2]
+        self._last_weights = None  # its U is about to be overwritten in the kept buffer
         U = self._transform_weights(W, g)
         if self.device.name == "cpu":
             self._last_weights = (g, W.copy(), U)
