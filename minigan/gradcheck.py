@@ -286,6 +286,10 @@ def standard_cases():
     join_c = nn.Sequential(nn.LabelJoin(3), nn.Conv2D(5, 2, 3, 2, "same"))
     nn.set_labels(join_c, rng.integers(0, 3, 2))
     c.append(("LabelJoin(3) (N, C, H, W) -> Conv2D", "layer", join_c, r(2, 2, 5, 4), ()))
+    # the two above run as one layer on the CPU (the conv absorbs the join); this one alone
+    join_t = nn.Sequential(nn.LabelJoin(3), nn.Tanh())
+    nn.set_labels(join_t, rng.integers(0, 3, 2))
+    c.append(("LabelJoin(3) (N, C, H, W) -> Tanh", "layer", join_t, r(2, 2, 5, 4), ()))
     proj = nn.Sequential(nn.Dense(4, 6), nn.LabelProjection(6, 3))
     proj.layers[1].params["E"][...] = r(3, 6)  # E starts at zero, which would leave its dx term unchecked
     nn.set_labels(proj, rng.integers(0, 3, 5))

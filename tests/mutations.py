@@ -96,7 +96,7 @@ ALPHA8 = f"{KERNELS}::test_winograd_alpha8_transforms_with_several_tiles"
 SN_TESTS = "tests/nn/test_spectralnorm.py"
 SN_GRAD = f"{SN_TESTS}::test_gradients_with_the_power_iteration_held"
 
-CONV2D_W = '            self.grads["W"] += eng.weight_grad(cols, dY, g)'
+CONV2D_W = '            self.grads["W"][:, :g.C] += eng.weight_grad(cols, dY, g)'
 CONVT_W = '            self.grads["W"] += eng.weight_grad(cols, X, g)'
 SPECTRAL_TO_IMAGE = "        return plan.image_pixels(self._bmm(Gc, K), Gc.shape[1])"
 
@@ -116,15 +116,15 @@ MUTATIONS = [
       "        return mean_negated(out)", "        return hinge(out, +1)", GAN_LOSSES),
     # -- Dense -------------------------------------------------------------------------------
     M("Dense: dx sign", DENSE,
-      '        return self._weight_grads(dy) @ self.params["W"].T',
-      '        return -(self._weight_grads(dy) @ self.params["W"].T)', DENSE_GRAD),
+      '        return dy @ self.params["W"][: self._cache[0].shape[1]].T',
+      '        return -(dy @ self.params["W"][: self._cache[0].shape[1]].T)', DENSE_GRAD),
     M("Dense: W assigned, not added", DENSE,
-      'self.grads["W"] += x.T @ dy', 'self.grads["W"] = x.T @ dy', ACCUMULATION),
+      'self.grads["W"][:C] += x.T @ dy', 'self.grads["W"][:C] = x.T @ dy', ACCUMULATION),
     M("Dense: b assigned, not added", DENSE,
       'self.grads["b"] += dy.sum(axis=0)', 'self.grads["b"][...] = dy.sum(axis=0)', ACCUMULATION),
     M("Dense: frozen dx wrong", DENSE,
-      '        return self._weight_grads(dy) @ self.params["W"].T',
-      '        return self._weight_grads(dy) @ (self.params["W"] if self.trainable else self.grads["W"]).T',
+      '        return dy @ self.params["W"][: self._cache[0].shape[1]].T',
+      '        return dy @ (self.params["W"] if self.trainable else self.grads["W"])[: self._cache[0].shape[1]].T',
       FROZEN),
     # -- SpectralNorm -----------------------------------------------------------------------------
     M("SpectralNorm: <G, W_sn> taken as u^T G v", SN,
@@ -271,6 +271,35 @@ MUTATIONS = [
     M("conv layers: an absorbed ReLU's derivative from its output's magnitude", ACT,
       "    return dz if relu is None else layer.device.kernel(leaky_relu_grad)(dz, *relu)",
       "    return dz if relu is None else dz * relu[0]", FUSION),
+    # -- a LabelJoin absorbed by the Dense or Conv2D after it -------------------------------
+    M("Conv2D, absorbed join: the label planes' taps on the padding counted", CONV,
+      "        return ((rows >= 0) & (rows < g.H)).astype(dt), ((cols >= 0) & (cols < g.W)).astype(dt)",
+      "        return (rows < g.H).astype(dt), ((cols >= 0) & (cols < g.W)).astype(dt)", FUSION),
+    M("Conv2D, absorbed join: the label maps without the bias", CONV,
+      "        return self.xp.ascontiguousarray(T if b is None else T + b[:, None, None])",
+      "        return self.xp.ascontiguousarray(T)", FUSION),
+    M("Conv2D, absorbed join: the label planes' weight gradient left out", CONV,
+      "self._label_weight_grad(label_sums(dy, *joined), g)", "0", FUSION),
+    M("Conv2D, absorbed join: the label planes' weight gradient before the ReLU's derivative", CONV,
+      "        dy = through_relu(self, dy, relu)\n        dY = eng.output_side(dy, g)\n",
+      "        dY = eng.output_side(through_relu(self, dy, relu), g)\n", FUSION),
+    M("Dense, absorbed join: the labels' rows without the bias", DENSE,
+      "labelled = (W[C:] if b is None else W[C:] + b, labels)", "labelled = (W[C:], labels)", FUSION),
+    M("Dense, absorbed join: dx from the last rows of W", DENSE,
+      '        return dy @ self.params["W"][: self._cache[0].shape[1]].T',
+      '        return dy @ self.params["W"][-self._cache[0].shape[1]:].T', FUSION),
+    M("label sums: every sample counted for label 0", "minigan/nn/conditioning.py",
+      "    onehot = (labels[None, :] == xp.arange(K)[:, None]).astype(dy.dtype)",
+      "    onehot = (0 * labels[None, :] == xp.arange(K)[:, None]).astype(dy.dtype)", FUSION),
+    M("Sequential: the LabelJoin run as its own layer too", SEQ,
+      "                join, i = self.layers[i], i + 1", "                join, i = self.layers[i], i", FUSION),
+    M("label bias twin: every sample takes label 0's map", CPU,
+      "        row, t = y[n], T[labels[n]]", "        row, t = y[n], T[0]",
+      f"{KERNELS}::test_add_label_bias_matches_reference", FUSION),
+    M("label bias twin: the absorbed ReLU's slope ignored", CPU,
+      "            v = row[q] + t[q]\n            row[q] = v if v > 0 else v * slope",
+      "            v = row[q] + t[q]\n            row[q] = v",
+      f"{KERNELS}::test_add_label_bias_matches_reference", FUSION),
     M("channel bias twin: every channel takes the first channel's bias", CPU,
       "        v = b[nc % C]\n", "        v = b[0]\n",
       "tests/runtime/test_cpu.py::test_add_channel_bias_matches_reference"),
@@ -292,8 +321,8 @@ MUTATIONS = [
     M("k-means: centres not moved", "minigan/data/clusters.py",
       "        centres[full] = sums[full] / counts[full, None]\n", "", "tests/data/test_clusters.py"),
     M("Sequential: frozen layers skipped in backward", SEQ,
-      "        for layer, _ in reversed(self._need_cache()):\n            dy = layer.backward(dy)",
-      "        for layer, _ in reversed(self._need_cache()):\n"
+      "        for layer, _, _ in reversed(self._need_cache()):\n            dy = layer.backward(dy)",
+      "        for layer, _, _ in reversed(self._need_cache()):\n"
       "            if layer.trainable or not layer.params:\n                dy = layer.backward(dy)", FROZEN),
     # -- optimizers ---------------------------------------------------------------------------------
     M("Adam reference: no bias correction", OPTIM,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..runtime.arrays import get_xp
 from ..runtime.registry import reference
+from .conditioning import add_label_bias
 from .layer import Layer
 
 
@@ -117,10 +118,16 @@ def relu_slope(layer):
     return 0.0 if type(layer) is ReLU else None
 
 
-def add_bias_relu(layer, y, slope):
+def add_bias_relu(layer, y, slope, labelled=None):
     """``y`` (a fresh output of ``layer``) plus the layer's bias ``b``, through the absorbed
     (leaky) ReLU of ``slope`` when it is not None, in place in one pass.  Returns the output
-    and what :func:`through_relu` needs (None when there is no ReLU)."""
+    and what :func:`through_relu` needs (None when there is no ReLU).
+
+    ``labelled = (T, labels)``, from a layer that absorbed a LabelJoin: ``T[labels[n]]``
+    (the bias inside ``T``) is added to sample n instead of ``b``."""
+    if labelled is not None:
+        y = layer.device.kernel(add_label_bias)(y, *labelled, 1.0 if slope is None else slope)
+        return y, (None if slope is None else (y, slope))
     b = layer.params.get("b")
     if slope is None:
         return (y if b is None else layer.device.kernel(add_channel_bias)(y, b)), None

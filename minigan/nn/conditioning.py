@@ -11,6 +11,20 @@ or projected onto a discriminator's features (Miyato & Koyama 2018).
 Labels are data, not something learned, so the backward pass just drops the
 gradient of the label part: ``dL/dx = dy[:, :F]`` (or ``dy[:, :C]``).
 
+The layer after a join multiplies its K label inputs by their own block of its
+weights, ``W = [W_x, W_l]``; the labels' part of its output then depends on the
+label alone, ``f([x, onehot(y)]) = f_x(x) + T[y]``, with ``T`` (K, ...) the layer's
+map of each one-hot code (plus its bias).  So a :class:`~minigan.nn.Dense` or
+:class:`~minigan.nn.Conv2D` after a ``LabelJoin`` in a Sequential *absorbs* it
+(:meth:`Layer.absorbs_join`): it runs on ``x`` with ``W_x``, adds ``T[y]`` in its
+bias pass (:func:`add_label_bias`), and backward takes::
+
+    dL/dW_l = dT/dW_l applied to S,   S[k] = sum of dy[n] over the samples n of label k
+    dL/dx   = from W_x alone          (the K label inputs get no gradient at all)
+
+(:func:`label_sums`).  For the conditional conv D's first layer that is a conv of
+one channel where the join made eleven.
+
 :class:`LabelProjection` is a discriminator's last layer told each sample's label
 (see its docstring).
 
@@ -79,6 +93,32 @@ class LabelJoin(_TakesLabels):
 
     def __repr__(self):
         return f"LabelJoin({self.num_classes})"
+
+
+@reference("add_label_bias")
+def add_label_bias(y, T, labels, slope=1.0):
+    """``y[n] = leaky(y[n] + T[labels[n]])`` in place, ``y (N, ...)``, ``T (K, ...)`` of a
+    sample's shape, ``leaky(v) = v if v > 0 else slope * v`` (slope 1: the sum alone)."""
+    y += T[labels]
+    if slope != 1:
+        y[...] = get_xp(y).where(y > 0, y, y * y.dtype.type(slope))
+    return y
+
+
+def label_sums(dy, labels, K):
+    """``S[k] = sum of dy[n] over the n with labels[n] == k``: (K, ...) for ``dy (N, ...)``,
+    as one product with the (K, N) one-hot matrix of the labels."""
+    xp = get_xp(dy)
+    onehot = (labels[None, :] == xp.arange(K)[:, None]).astype(dy.dtype)
+    return (onehot @ dy.reshape(dy.shape[0], -1)).reshape((K,) + dy.shape[1:])
+
+
+def absorbs_join(layer, join, in_size) -> bool:
+    """Whether ``layer`` (whose input has ``in_size`` features or channels) can take the
+    :class:`LabelJoin` ``join`` before it: ``in_size`` leaves at least one for the data,
+    and its device has a twin of :func:`add_label_bias` (the CPU's table)."""
+    return (type(join) is LabelJoin and in_size > join.num_classes
+            and layer.device.has_twin(add_label_bias))
 
 
 def _m_hot(rows, R, dtype):

@@ -10,11 +10,19 @@ Backward, for an upstream gradient dy = dL/dy of shape (N, out):
 
 Where it absorbs the (leaky) ReLU after it (:meth:`Layer.absorbs`), ``y = leaky(x W + b)``
 in the bias's pass, and backward first takes dy through leaky's derivative, read from y.
+
+Where it absorbs the LabelJoin before it (:meth:`Layer.absorbs_join`), its input is
+``[x, onehot(labels)]`` with x (N, in - K), and with ``W = [W_x; W_l]`` split by rows::
+
+    y       = x W_x + T[labels]      T = W_l + b            (K, out)
+    dL/dW_x = x^T dy                 dL/dW_l = S            S[k] = sum of dy over label k
+    dL/dx   = dy W_x^T               (N, in - K)
 """
 from __future__ import annotations
 
 from . import init as _init
 from .activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
+from .conditioning import absorbs_join, label_sums
 from .layer import Layer
 
 
@@ -38,27 +46,42 @@ class Dense(Layer):
     def absorbs(self, activation):
         return absorbs_relu(self, activation, add_channel_bias)
 
-    def forward(self, x, activation=None):
+    def absorbs_join(self, before):
+        return absorbs_join(self, before, self.in_features)
+
+    def forward(self, x, activation=None, join=None):
         self._check_float(x)
-        if x.ndim != 2 or x.shape[1] != self.in_features:
-            raise self._bad_input(x, f"(N, {self.in_features})")
-        y, relu = add_bias_relu(self, x @ self.params["W"], relu_slope(activation))
-        self._cache = (x, relu)
+        C = self.in_features - (join.num_classes if join is not None else 0)
+        if x.ndim != 2 or x.shape[1] != C:
+            raise self._bad_input(x, f"(N, {C})")
+        W, labelled, joined = self.params["W"], None, None
+        if join is not None:  # the labels' rows of W, plus the bias, looked up per sample
+            labels = join._labels_for(x)
+            b = self.params.get("b")
+            labelled = (W[C:] if b is None else W[C:] + b, labels)
+            joined = (labels, join.num_classes)
+            W = W[:C]
+        y, relu = add_bias_relu(self, x @ W, relu_slope(activation), labelled)
+        self._cache = (x, relu, joined)
         return y
 
     def backward(self, dy):
-        return self._weight_grads(dy) @ self.params["W"].T
+        dy = self._weight_grads(dy)
+        return dy @ self.params["W"][: self._cache[0].shape[1]].T
 
     def backward_weights(self, dy):
         self._weight_grads(dy)
 
     def _weight_grads(self, dy):
         """Add dW and db for ``dy``; return dL/d(x W + b) (``dy`` but for an absorbed ReLU)."""
-        x, relu = self._need_cache()
+        x, relu, joined = self._need_cache()
         self._check_dy(dy, (x.shape[0], self.out_features))
         dy = through_relu(self, dy, relu)
         if self.trainable:
-            self.grads["W"] += x.T @ dy
+            C = x.shape[1]
+            self.grads["W"][:C] += x.T @ dy
+            if joined is not None:
+                self.grads["W"][C:] += label_sums(dy, *joined)
             if "b" in self.params:
                 self.grads["b"] += dy.sum(axis=0)
         return dy

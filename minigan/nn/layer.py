@@ -86,6 +86,18 @@ class Layer:
         """
         return False
 
+    def absorbs_join(self, before) -> bool:
+        """Whether ``forward(x, join=before)`` takes ``before``, the layer before this one in a
+        :class:`~minigan.nn.Sequential`, into this layer's own passes.
+
+        ``before`` is a :class:`~minigan.nn.LabelJoin`; ``x`` is then the join's input, the
+        labels' part of the output a table lookup, and ``backward`` returns the gradient of
+        the join's input (see :mod:`minigan.nn.conditioning`).  Dense and Conv2D absorb a join
+        where their device has a twin of the lookup's kernel (the CPU's table); no layer
+        absorbs anything by default.
+        """
+        return False
+
     def has_trainable_params(self) -> bool:
         """Whether ``backward`` adds into any gradient here (a frozen layer adds none)."""
         return any(m.params and m.trainable for m in self.modules())

@@ -1,7 +1,18 @@
 """A chain of layers: forward left to right, backward right to left."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .layer import Layer
+
+
+class Step(NamedTuple):
+    """One step of a :class:`Sequential`'s forward: ``layer``, with the activation after it
+    and the LabelJoin before it that it absorbs (None where it absorbs none)."""
+
+    layer: Layer
+    activation: Layer = None
+    join: Layer = None
 
 
 class Sequential(Layer):
@@ -18,25 +29,32 @@ class Sequential(Layer):
         return self.layers
 
     def steps(self):
-        """The chain as ``(layer, activation)`` pairs, in order: ``activation`` is the (leaky)
-        ReLU after ``layer`` when ``layer`` absorbs it (:meth:`Layer.absorbs`, a pass over the
-        activations saved each way), else None."""
+        """The chain as :class:`Step` s ``(layer, activation, join)``, in order.
+
+        ``activation`` is the (leaky) ReLU after ``layer`` when ``layer`` absorbs it
+        (:meth:`Layer.absorbs`, a pass over the activations saved each way); ``join`` the
+        LabelJoin before ``layer`` when ``layer`` absorbs that (:meth:`Layer.absorbs_join`:
+        the labels' part of its product a table lookup).  Either is None otherwise."""
         out, i, n = [], 0, len(self.layers)
         while i < n:
+            join = None
+            if i + 1 < n and self.layers[i + 1].absorbs_join(self.layers[i]):
+                join, i = self.layers[i], i + 1
             layer, after = self.layers[i], self.layers[i + 1] if i + 1 < n else None
             fused = after is not None and layer.absorbs(after)
-            out.append((layer, after if fused else None))
+            out.append(Step(layer, after if fused else None, join))
             i += 2 if fused else 1
         return out
 
     def forward(self, x):
-        self._cache = self.steps()  # backward walks the pairs this forward ran
-        for layer, act in self._cache:
-            x = layer.forward(x) if act is None else layer.forward(x, activation=act)
+        self._cache = self.steps()  # backward walks the steps this forward ran
+        for layer, act, join in self._cache:
+            kw = {k: v for k, v in (("activation", act), ("join", join)) if v is not None}
+            x = layer.forward(x, **kw)
         return x
 
     def backward(self, dy):
-        for layer, _ in reversed(self._need_cache()):
+        for layer, _, _ in reversed(self._need_cache()):
             dy = layer.backward(dy)
         return dy
 
@@ -47,7 +65,7 @@ class Sequential(Layer):
         computes its weight gradients only; the parameter-free layers before it
         (a LabelJoin, say) are not visited at all.
         """
-        layers = [layer for layer, _ in self._need_cache()]
+        layers = [step.layer for step in self._need_cache()]
         first = next((i for i, layer in enumerate(layers) if layer.has_trainable_params()), None)
         if first is None:
             return

@@ -646,6 +646,29 @@ def add_channel_bias(y, b, slope=1.0):
     return y
 
 
+@_njit(**_jit)
+def _add_label_bias(y, T, labels, slope):
+    for n in prange(y.shape[0]):
+        row, t = y[n], T[labels[n]]
+        for q in range(row.size):
+            v = row[q] + t[q]
+            row[q] = v if v > 0 else v * slope
+
+
+def add_label_bias(y, T, labels, slope=1.0):
+    """``y[n] = leaky(y[n] + T[labels[n]])`` in place: one pass, where NumPy's ``y +=
+    T[labels]`` gathers the (N, ...) rows into a temporary first and the ReLU is a second."""
+    if not (y.flags.c_contiguous and T.flags.c_contiguous and T.dtype == y.dtype):
+        y += T[labels]
+        if slope != 1:
+            np.copyto(y, np.where(y > 0, y, y * y.dtype.type(slope)))
+        return y
+    N, K = y.shape[0], T.shape[0]
+    _launch(_add_label_bias, y.size, y.reshape(N, -1), T.reshape(K, -1),
+            np.ascontiguousarray(labels, dtype=np.int64), y.dtype.type(slope))
+    return y
+
+
 def _ones(n, dtype):
     """A length-``n`` vector of ones, kept between calls."""
     v = _ones_store.get(np.dtype(dtype))
@@ -1175,6 +1198,7 @@ TABLE = {f.__name__: f for f in (
     im2col, col2im, batched_matmul, split_phases, merge_phases, rows_to_spectrum, spectrum_to_rows,
     leaky_relu, leaky_relu_grad, dropout, dropout_grad, batchnorm_stats, batchnorm_apply,
     batchnorm_grad, batchnorm_leaky_apply, batchnorm_leaky_grad, adam_update, ema_update, bce_with_logits_sum, channel_sums, add_channel_bias,
+    add_label_bias,
     winograd_image, winograd_image_adjoint, winograd_output, winograd_output_adjoint,
     winograd_weights, winograd_weights_adjoint, projection_head, projection_head_grad,
     projection_head_weight_grad)}

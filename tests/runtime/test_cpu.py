@@ -462,3 +462,20 @@ def test_add_channel_bias_matches_reference(dtype, N, C, H, W, seed):
             got, want = y.copy(), y.copy()
             assert numba_cpu.add_channel_bias(got, b, slope) is got  # in place
             np.testing.assert_array_equal(got, numpy_ref.add_channel_bias(want, b, slope))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(N=st.integers(1, 5), K=st.integers(1, 4), C=st.integers(1, 6), H=st.integers(1, 5),
+       W=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_add_label_bias_matches_reference(dtype, N, K, C, H, W, seed):
+    """Each sample its own label's map, alone (slope 1) and with a (leaky) ReLU, on images
+    and on (N, C) rows."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, K, N)
+    for shape in ((C, H, W), (C,)):
+        T = _rand(rng, (K,) + shape, dtype)
+        y = _rand(rng, (N,) + shape, dtype)
+        for slope in (1.0, 0.2, 0.0):
+            got, want = y.copy(), y.copy()
+            assert numba_cpu.add_label_bias(got, T, labels, slope) is got  # in place
+            np.testing.assert_array_equal(got, numpy_ref.add_label_bias(want, T, labels, slope))

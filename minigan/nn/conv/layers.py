@@ -35,14 +35,27 @@ Padding is an int, a pair ``(ph, pw)``, ``"valid"`` (no padding) or
 ``ceil(H / s)`` rows, padding ``max((ceil(H/s) - 1)*s + k - H, 0)`` in all,
 the odd pixel at the bottom/right; the transposed conv with ``"same"`` gives
 ``H * s`` rows and is exactly the adjoint of that conv on an ``H*s`` input.
+
+A Conv2D after a LabelJoin absorbs it (:mod:`minigan.nn.conditioning`): the join's K
+planes are constant, all ones for the sample's label, so with ``W = [W_x, W_l]``
+split by input channel, the labels' part of the output is a table of K maps::
+
+    T[k, o] = b[o] + A_h^T W_l[o, k] A_w        (K, O, Ho, Wo)
+    A_h[i, p] = 1 where row p*sh + i - pt lies in the image (kh, Ho), A_w likewise
+
+(the sum of the taps that land on the image), ``y[n] = conv(x[n], W_x) + T[labels[n]]``,
+and ``dW_l[o, k] = A_h S[k, o] A_w^T`` with ``S[k]`` the sum of dy over the samples of
+label k.  The engine runs on x alone (C channels, not C + K).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 from ...runtime.registry import reference
 from .. import init as _init
 from ..activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
+from ..conditioning import absorbs_join, label_sums
 from ..layer import Layer
 from .geometry import ConvGeom, check_padding, pads, pair
 from .im2col import Im2colEngine
@@ -88,6 +101,7 @@ class ConvContext(NamedTuple):
     weights: object  # W in the engine's form
     saved: object  # the input in the engine's form: image side (Conv2D) or output side (Conv2DTranspose)
     relu: object = None  # (output, slope) of an absorbed (leaky) ReLU, for its derivative
+    joined: object = None  # (labels, K) of an absorbed LabelJoin, for the label planes' dW
 
 
 @reference("channel_sums")
@@ -153,26 +167,30 @@ class _ConvBase(Layer):
     def fans(self):
         return self._fans(*self.kernel_size)
 
-    def geometry(self, H, W) -> ConvGeom:
-        """The :class:`ConvGeom` for an input of H x W pixels, made once per input size."""
-        g = self._geoms.get((H, W))
+    def geometry(self, H, W, C=None) -> ConvGeom:
+        """The :class:`ConvGeom` for an input of H x W pixels, made once per input size;
+        for the first C input channels alone where C is given (an absorbed LabelJoin's)."""
+        g = self._geoms.get((H, W, C))
         if g is None:
-            g = self._geoms[(H, W)] = self._make_geometry(H, W)
+            g = self._make_geometry(H, W)
+            g = self._geoms[(H, W, C)] = g if C is None else dataclasses.replace(g, C=C)
         return g
 
-    def _check_input(self, x):
+    def _check_input(self, x, C=None):
         self._check_float(x)
-        if x.ndim != 4 or x.shape[1] != self.in_ch:
-            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)")
+        C = self.in_ch if C is None else C
+        if x.ndim != 4 or x.shape[1] != C:
+            raise self._bad_input(x, f"(N, {C}, H, W)")
         if x.shape[0] == 0:  # the engines' column layouts have no shape for an empty batch
-            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)", "a batch of at least one sample")
+            raise self._bad_input(x, f"(N, {C}, H, W)", "a batch of at least one sample")
 
     def absorbs(self, activation):
         return absorbs_relu(self, activation, add_channel_bias)
 
-    def _finish(self, y, context, activation):
-        """The output: ``y`` plus the bias, through an absorbed ReLU; keeps ``context``."""
-        y, relu = add_bias_relu(self, y, relu_slope(activation))
+    def _finish(self, y, context, activation, labelled=None):
+        """The output: ``y`` plus the bias (or an absorbed join's ``labelled = (T, labels)``),
+        through an absorbed ReLU; keeps ``context``."""
+        y, relu = add_bias_relu(self, y, relu_slope(activation), labelled)
         self._cache = context._replace(relu=relu)
         return y
 
@@ -220,17 +238,47 @@ class Conv2D(_ConvBase):
         g = self._make_geometry(*in_shape[-2:])
         return max(g.Ho, 0) * max(g.Wo, 0) * g.K * self.out_ch
 
-    def forward(self, x, activation=None):
-        self._check_input(x)
+    def absorbs_join(self, before):
+        return absorbs_join(self, before, self.in_ch)
+
+    def forward(self, x, activation=None, join=None):
+        C = self.in_ch - (join.num_classes if join is not None else 0)
+        self._check_input(x, C)
         N, _, H, W = x.shape
-        g = self.geometry(H, W)
+        g = self.geometry(H, W, None if join is None else C)
         if g.Ho < 1 or g.Wo < 1:
-            raise self._bad_input(x, f"(N, {self.in_ch}, H, W)",
+            raise self._bad_input(x, f"(N, {C}, H, W)",
                                   f"{H}x{W} is too small for a {g.kh}x{g.kw} kernel with this padding")
         eng = self._engine_for(g, N)
-        wk = eng.weights(self.params["W"], g)
+        Wt, labelled, joined = self.params["W"], None, None
+        if join is not None:  # the label planes' part of the conv, looked up per sample
+            labels = join._labels_for(x)
+            labelled, joined = (self._label_maps(Wt[:, C:], g), labels), (labels, join.num_classes)
+            Wt = self.xp.ascontiguousarray(Wt[:, :C])
+        wk = eng.weights(Wt, g)
         cols = eng.image_side(x, g)
-        return self._finish(eng.to_output(wk, cols, g), ConvContext(eng, g, N, wk, cols), activation)
+        return self._finish(eng.to_output(wk, cols, g), ConvContext(eng, g, N, wk, cols, joined=joined),
+                            activation, labelled)
+
+    def _reach(self, g):
+        """``A_h (kh, Ho)``, ``A_w (kw, Wo)``: 1 where tap i (j) of output row p (column q)
+        lands on the image, not on the padding."""
+        xp, dt = self.xp, self.params["W"].dtype
+        rows = xp.arange(g.Ho)[None, :] * g.sh + xp.arange(g.kh)[:, None] - g.pt
+        cols = xp.arange(g.Wo)[None, :] * g.sw + xp.arange(g.kw)[:, None] - g.pl
+        return ((rows >= 0) & (rows < g.H)).astype(dt), ((cols >= 0) & (cols < g.W)).astype(dt)
+
+    def _label_maps(self, W_l, g):
+        """``T (K, O, Ho, Wo)``: the conv of each label's plane of ones, plus the bias."""
+        A_h, A_w = self._reach(g)
+        T = (A_h.T @ W_l @ A_w).transpose(1, 0, 2, 3)  # (O, K, Ho, Wo) -> (K, O, Ho, Wo)
+        b = self.params.get("b")
+        return self.xp.ascontiguousarray(T if b is None else T + b[:, None, None])
+
+    def _label_weight_grad(self, S, g):
+        """``dW_l (O, K, kh, kw)`` for the label sums ``S (K, O, Ho, Wo)`` of dy."""
+        A_h, A_w = self._reach(g)
+        return A_h @ S.transpose(1, 0, 2, 3) @ A_w.T
 
     def backward(self, dy):
         dY = self._weight_grads(dy)
@@ -242,12 +290,14 @@ class Conv2D(_ConvBase):
 
     def _weight_grads(self, dy):
         """Add dW and db for ``dy``; return ``dy`` on the output side, for dL/dx."""
-        eng, g, N, _, cols, relu = self._need_cache()
+        eng, g, N, _, cols, relu, joined = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.Ho, g.Wo))
         dy = through_relu(self, dy, relu)
         dY = eng.output_side(dy, g)
         if self.trainable:
-            self.grads["W"] += eng.weight_grad(cols, dY, g)
+            self.grads["W"][:, :g.C] += eng.weight_grad(cols, dY, g)
+            if joined is not None:
+                self.grads["W"][:, g.C:] += self._label_weight_grad(label_sums(dy, *joined), g)
         self._bias_grad(dy)
         return dY
 
@@ -332,7 +382,7 @@ class Conv2DTranspose(_ConvBase):
 
         dW of the adjoint is the conv's weight gradient with dy as its input and
         x as its upstream gradient."""
-        eng, g, N, _, X, relu = self._need_cache()
+        eng, g, N, _, X, relu, _ = self._need_cache()
         self._check_dy(dy, (N, self.out_ch, g.H, g.W))
         dy = through_relu(self, dy, relu)
         cols = eng.image_side(dy, g)
