@@ -160,9 +160,9 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
     Conv2D uses col2im for dx (``dcols[n] = Wm^T @ dy[n]``); Conv2DTranspose in
     its forward (``dcols[n] = Wm^T @ x[n]``).  Both are timed as the im2col
     engine runs them (:meth:`minigan.nn.conv.im2col.Im2colEngine.adjoint_columns`,
-    then the device's col2im).  A layer that runs on the spectral engine
-    (:mod:`minigan.nn.conv.spectral`) has no col2im: its row says so, with None
-    for both times.
+    then the device's col2im).  A layer that runs on the spectral or the Winograd
+    engine (:mod:`minigan.nn.conv.spectral`, :mod:`minigan.nn.conv.winograd`) has no
+    col2im: its row says so, with None for both times.
     """
     from minigan.nn.conv.reference import col2im  # noqa: PLC0415
 
@@ -172,8 +172,8 @@ def col2im_vs_gemm(D, G, batch: int, repeats: int):
                      (D, rng.uniform(-1, 1, (batch, 1, 28, 28)).astype(np.float32))):
         for layer in model.layers:
             y = layer.forward(x)
-            if isinstance(layer, (Conv2D, Conv2DTranspose)) and layer.last_engine == "spectral":
-                out.append((repr(layer), "spectral", None, None))
+            if isinstance(layer, (Conv2D, Conv2DTranspose)) and layer.last_engine in ("spectral", "winograd"):
+                out.append((repr(layer), layer.last_engine, None, None))
             elif isinstance(layer, (Conv2D, Conv2DTranspose)):
                 N, _, H, W = x.shape
                 ctx = layer._cache

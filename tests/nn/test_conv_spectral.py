@@ -16,22 +16,23 @@ from minigan.nn.conv import spectral as conv_fft
 
 
 def _engines_of(model, x):
-    """``[(layer, "spectral" | "im2col")]`` for the conv layers of ``model`` on input ``x``."""
+    """``[(layer, engine)]`` for the conv layers of ``model`` on input ``x``."""
     out = []
     for layer in model.layers:
         x = layer.forward(x)
         if isinstance(layer, (nn.Conv2D, nn.Conv2DTranspose)):
-            out.append((repr(layer), "spectral" if layer.last_engine == "spectral" else "im2col"))
+            out.append((repr(layer), layer.last_engine))
     return out
 
 
 def test_dcgan_layers_choose_their_engine():
-    """The 7x7 and the stride-2 layers with many channels go spectral; the 1-channel ones do not."""
+    """G's 7x7 k5 s1 layer goes spectral, the k5 s2 layers with many channels go to the
+    Winograd engine (3 x 3 phase sub-kernels), the 1-channel ones to im2col."""
     G, D = models.dcgan_generator(), models.dcgan_discriminator()
     z = np.random.default_rng(0).standard_normal((64, 100)).astype(np.float32)
     fake = G.forward(z)
-    assert [e for _, e in _engines_of(G, z)] == ["spectral", "spectral", "im2col"]
-    assert [e for _, e in _engines_of(D, fake)] == ["im2col", "spectral"]
+    assert [e for _, e in _engines_of(G, z)] == ["spectral", "winograd", "im2col"]
+    assert [e for _, e in _engines_of(D, fake)] == ["im2col", "winograd"]
     G.to("cpu", kernels="reference"), D.to("cpu", kernels="reference")  # the reference path is the im2col one
     assert {e for _, e in _engines_of(G, z) + _engines_of(D, fake)} == {"im2col"}
 

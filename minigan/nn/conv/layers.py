@@ -73,13 +73,13 @@ def choose_engine(layer, g: ConvGeom, N: int) -> str:
     """The engine a conv layer runs for an input of geometry ``g`` and batch ``N``.
 
     ``layer.engine`` when it names one.  Otherwise, on a device with a kernel
-    table, the CPU: convs whose stride phases have sub-kernels of at most 2 x 2
+    table, the CPU: convs whose stride phases have sub-kernels of at most 3 x 3
     and many channels take the Winograd engine where it needs at most half the
     multiplies (:func:`.winograd.worth_it`: the lean pair's k4 s2 layers with 64
-    channels or more, a third of the multiplies); convs with many channels on
-    small images take the spectral engine where its multiply-adds are well below
-    im2col's (:func:`.spectral.worth_it`: the DCGAN's layers with 64 or more
-    channels on both sides); everything else takes the im2col engine.
+    channels or more, a third of the multiplies; the DCGAN's k5 s2 layers, under
+    half); convs with many channels on small images take the spectral engine where
+    its multiply-adds are well below im2col's (:func:`.spectral.worth_it`: the
+    DCGAN's k5 s1 layer on 7 x 7); everything else takes the im2col engine.
     """
     if layer.engine is not None:
         return layer.engine

@@ -169,10 +169,11 @@ def multiply_ratio(g) -> float:
 
 
 def worth_it(g, O: int) -> bool:
-    """Whether the CPU's policy takes this engine: sub-kernels of at most 2 x 2 (the
-    phases of k4 s2, or a k2 s1 conv), many channels, and at most half the products."""
+    """Whether the CPU's policy takes this engine: sub-kernels of at most 3 x 3 (the
+    phases of k4 s2 and k5 s2, or a k2 or k3 s1 conv), many channels, and at most half
+    the products.  Larger sub-kernels need larger tiles, whose float32 error grows."""
     rh, rw = -(-g.kh // g.sh), -(-g.kw // g.sw)
-    return rh <= 2 and rw <= 2 and g.C * g.sh * g.sw >= 64 and O >= 32 and multiply_ratio(g) <= 0.5
+    return rh <= 3 and rw <= 3 and g.C * g.sh * g.sw >= 64 and O >= 32 and multiply_ratio(g) <= 0.5
 
 
 def _on(xp, a, dtype):
