@@ -284,7 +284,7 @@ MUTATIONS = [
       "        dy = through_relu(self, dy, relu)\n        dY = eng.output_side(dy, g)\n",
       "        dY = eng.output_side(through_relu(self, dy, relu), g)\n", FUSION),
     M("Dense, absorbed join: the labels' rows without the bias", DENSE,
-      "labelled = (W[C:] if b is None else W[C:] + b, labels)", "labelled = (W[C:], labels)", FUSION),
+      "labelled = (W[C:] if b is None else W[C:] + b, joined[0])", "labelled = (W[C:], joined[0])", FUSION),
     M("Dense, absorbed join: dx from the last rows of W", DENSE,
       '        return dy @ self.params["W"][: self._cache[0].shape[1]].T',
       '        return dy @ self.params["W"][-self._cache[0].shape[1]:].T', FUSION),

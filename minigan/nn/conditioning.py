@@ -113,6 +113,13 @@ def label_sums(dy, labels, K):
     return (onehot @ dy.reshape(dy.shape[0], -1)).reshape((K,) + dy.shape[1:])
 
 
+def joined_labels(join, x):
+    """``(labels, K)``: the labels set on the :class:`LabelJoin` ``join`` for the batch ``x``,
+    checked as the join's own forward checks them, and its class count; what a layer that
+    absorbed the join keeps for its backward."""
+    return join._labels_for(x), join.num_classes
+
+
 def absorbs_join(layer, join, in_size) -> bool:
     """Whether ``layer`` (whose input has ``in_size`` features or channels) can take the
     :class:`LabelJoin` ``join`` before it: ``in_size`` leaves at least one for the data,

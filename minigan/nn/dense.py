@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from . import init as _init
 from .activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
-from .conditioning import absorbs_join, label_sums
+from .conditioning import absorbs_join, joined_labels, label_sums
 from .layer import Layer
 
 
@@ -56,10 +56,9 @@ class Dense(Layer):
             raise self._bad_input(x, f"(N, {C})")
         W, labelled, joined = self.params["W"], None, None
         if join is not None:  # the labels' rows of W, plus the bias, looked up per sample
-            labels = join._labels_for(x)
+            joined = joined_labels(join, x)
             b = self.params.get("b")
-            labelled = (W[C:] if b is None else W[C:] + b, labels)
-            joined = (labels, join.num_classes)
+            labelled = (W[C:] if b is None else W[C:] + b, joined[0])
             W = W[:C]
         y, relu = add_bias_relu(self, x @ W, relu_slope(activation), labelled)
         self._cache = (x, relu, joined)

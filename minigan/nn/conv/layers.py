@@ -55,7 +55,7 @@ from typing import NamedTuple
 from ...runtime.registry import reference
 from .. import init as _init
 from ..activations import absorbs_relu, add_bias_relu, add_channel_bias, relu_slope, through_relu
-from ..conditioning import absorbs_join, label_sums
+from ..conditioning import absorbs_join, joined_labels, label_sums
 from ..layer import Layer
 from .geometry import ConvGeom, check_padding, pads, pair
 from .im2col import Im2colEngine
@@ -252,8 +252,8 @@ class Conv2D(_ConvBase):
         eng = self._engine_for(g, N)
         Wt, labelled, joined = self.params["W"], None, None
         if join is not None:  # the label planes' part of the conv, looked up per sample
-            labels = join._labels_for(x)
-            labelled, joined = (self._label_maps(Wt[:, C:], g), labels), (labels, join.num_classes)
+            joined = joined_labels(join, x)
+            labelled = (self._label_maps(Wt[:, C:], g), joined[0])
             Wt = self.xp.ascontiguousarray(Wt[:, :C])
         wk = eng.weights(Wt, g)
         cols = eng.image_side(x, g)
