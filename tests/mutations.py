@@ -409,6 +409,9 @@ TRAINER, STEP, SAMPLER = "minigan/gan/trainer.py", "minigan/gan/step.py", "minig
 NOISE_KEY = "randomness.key(cfg.seed, randomness.NOISE, self.global_step)"
 LABELS_KEY = "randomness.key(cfg.seed, randomness.LABELS, self.global_step)"
 
+STALE_AVERAGE = ("tests/gan/test_averaging.py::"
+                 "test_a_checkpoint_within_an_epoch_gets_the_averages_batchnorm_estimates_on_loading")
+
 PLUMBING_MUTATIONS = [
     # the bug that passed every test before: D told the labels of the epoch's unshuffled positions
     M("plumbing/trainer: conditional D gets labels by position, not the images' own", TRAINER,
@@ -497,6 +500,12 @@ PLUMBING_MUTATIONS = [
     M("plumbing/sampler: labels reversed within each batch", SAMPLER,
       "set_labels(G, dev.asarray(y[i:i + batch_size]))", "set_labels(G, dev.asarray(y[i:i + batch_size][::-1]))",
       *plumb("test_the_sampler_gives_each_sample_its_own_label_across_batches")),
+    M("plumbing/trainer: a mid-epoch checkpoint says its average's statistics are estimated", TRAINER,
+      '"estimated" if self.ema.estimated else "stale"', '"estimated"', STALE_AVERAGE),
+    M("plumbing/sampler: a mid-epoch average drawn with the statistics it was stored with", SAMPLER,
+      'meta.get("g_ema_batchnorm") == "stale"', 'meta.get("g_ema_batchnorm") == "none"', STALE_AVERAGE),
+    M("plumbing/sampler: a mid-epoch average's statistics estimated on seed 0's noise", SAMPLER,
+      'int(config.get("seed", 0)))', '0)', STALE_AVERAGE),
 ]
 MUTATIONS += PLUMBING_MUTATIONS
 

@@ -66,6 +66,15 @@ def recompute_batchnorm(G, z, batch_size: int = BN_BATCH, labels=None):
     return G
 
 
+def batchnorm_noise(G, noise_dim: int, seed: int, points: int | None = None):
+    """The noise ``(points, noise_dim)`` in ``G``'s dtype on which the averaged ``G``'s BatchNorm
+    statistics are estimated, drawn from ``default_rng([seed, 3])``, and the digit of each row
+    (0, 1, ..., 9 in turn) for a conditional ``G``, else None."""
+    points = BN_POINTS if points is None else points  # read here, so a test can lower it
+    z = np.random.default_rng([seed, 3]).standard_normal((points, noise_dim)).astype(G.dtype or np.float32)
+    return z, (np.arange(points, dtype=np.int64) % 10) if is_conditional(G) else None
+
+
 @reference("ema_update")
 def ema_update(avg, theta, weight):
     """``avg += weight * (theta - avg)`` in place, over flat buffers: a moving average with
@@ -97,10 +106,7 @@ class GeneratorAverage:
         # copies, not new models: building one would draw init weights from the training RNG
         self.view = copy.deepcopy(G)  # the average in G's dtype, for drawing
         self.avg = copy.deepcopy(G).astype(np.float64)
-        bn_points = BN_POINTS if bn_points is None else bn_points  # read here, so a test can lower it
-        rng = np.random.default_rng([seed, 3])
-        self.bn_noise = rng.standard_normal((bn_points, noise_dim)).astype(G.dtype or np.float32)
-        self.bn_labels = (np.arange(bn_points, dtype=np.int64) % 10) if is_conditional(G) else None
+        self.bn_noise, self.bn_labels = batchnorm_noise(G, noise_dim, seed, bn_points)
         self._stale = True  # ``view`` predates the last update
 
     def update(self):
@@ -128,6 +134,12 @@ class GeneratorAverage:
                 avg_layer.buffers[key][...] = layer.buffers[key]
             self._stale = False
         return self.view
+
+    @property
+    def estimated(self) -> bool:
+        """Whether ``avg``'s BatchNorm statistics belong to its present weights (no update
+        since the last :meth:`model`)."""
+        return not self._stale
 
     def reset_to(self, G=None):
         """Start the average over from ``G``'s weights (default the live G): avg = theta."""

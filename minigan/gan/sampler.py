@@ -20,6 +20,7 @@ from ..data import MIXTURES
 from ..nn import is_conditional, set_labels
 from ..runtime import devices
 from . import models
+from .averaging import batchnorm_noise, recompute_batchnorm
 
 NUM_CLASSES = models.NUM_CLASSES
 OUTPUT_KINDS = tuple(viz.IMAGE_FORMATS) + (".npz",)  # what write_samples writes, by extension
@@ -30,7 +31,9 @@ def load_generator(checkpoint, device="cpu", averaged=True):
 
     A run trained with ``g_ema`` stores the average of G's weights beside the live G
     (as ``G_ema``): that average is loaded unless ``averaged=False``.  ``meta["generator"]``
-    says which was loaded, ``"averaged"`` or ``"live"``.
+    says which was loaded, ``"averaged"`` or ``"live"``.  An average saved within an epoch
+    comes without BatchNorm statistics for its weights (meta ``g_ema_batchnorm = "stale"``):
+    they are estimated here, on the noise the trainer would have used.
     """
     meta = io.read_checkpoint_meta(checkpoint)
     name = meta.get("model")
@@ -43,7 +46,12 @@ def load_generator(checkpoint, device="cpu", averaged=True):
     key = "G_ema" if averaged and "G_ema" in io.checkpoint_model_names(checkpoint) else "G"
     io.load_checkpoint(checkpoint, models={key: G}, restore_rng=False, expect_model=name)
     meta["generator"] = "averaged" if key == "G_ema" else "live"
-    return G.to(device).eval(), meta
+    G.to(device)
+    if key == "G_ema" and meta.get("g_ema_batchnorm") == "stale":  # a checkpoint from within an epoch
+        z, labels = batchnorm_noise(G, models.noise_dim(name, int(config.get("clusters", 0))),
+                                    int(config.get("seed", 0)))
+        recompute_batchnorm(G, z, labels=labels)
+    return G.eval(), meta
 
 
 def check_digit(digit):

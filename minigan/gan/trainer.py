@@ -29,7 +29,11 @@ Weight averaging (``g_ema = d > 0``; :mod:`minigan.gan.averaging`): after every 
 ``avg = d * avg + (1 - d) * theta`` over G's parameters.  The average, with BatchNorm
 statistics estimated for its own weights, is what is scored, drawn each epoch and stored
 in the checkpoint (``G_ema``) for ``minigan sample`` and ``eval``; the live G's scores go
-to ``eval_live.csv``.  It draws nothing from the training generators, so the live run is
+to ``eval_live.csv``.  Estimating those statistics takes a few hundred ms (2,500 noise
+points through G), so the checkpoints written within an epoch store the average without
+them (meta ``g_ema_batchnorm = "stale"``) and whoever loads it to draw estimates them
+(:func:`minigan.gan.sampler.load_generator`); the checkpoint at the end of each epoch,
+and one written on a stop, store them.  It draws nothing from the training generators, so the live run is
 the same with or without it.
 
 Scores (:mod:`minigan.metrics`) go to ``eval.csv`` in the run directory:
@@ -349,8 +353,12 @@ class Trainer:
         return stats
 
     # -- checkpoints ---------------------------------------------------------------
-    def save(self) -> bool:
+    def save(self, estimate_average: bool = True) -> bool:
         """Write the checkpoint, if the run is sound; returns whether it was written.
+
+        ``estimate_average=False`` stores G's weight average without first estimating its
+        BatchNorm statistics for its present weights (a mid-epoch checkpoint; the meta says
+        so, and :func:`minigan.gan.sampler.load_generator` estimates them on loading).
 
         Raises :class:`TrainingDiverged` when a loss, a weight, a buffer or an Adam moment
         is not finite.  While the losses are running away (a :class:`RunAway` streak, or
@@ -359,7 +367,8 @@ class Trainer:
         names = sorted(self.window.sums)
         models_ = {"G": self.G, "D": self.D}
         if self.ema is not None:
-            self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
+            if estimate_average:
+                self.ema.model()  # its BatchNorm estimates go into the checkpoint with it
             models_["G_ema"] = self.ema.avg
         optimizers = {"G": self.opt_G, "D": self.opt_D}
         device_state = io.checkpoint_arrays(models_, optimizers)
@@ -375,6 +384,8 @@ class Trainer:
                 "global_step": self.global_step, "steps_per_epoch": self.steps_per_epoch,
                 "n_data": len(self.data), "version": __version__, "window": self.window.state(sums),
                 "runaway": self.runaway.state()}
+        if self.ema is not None:
+            meta["g_ema_batchnorm"] = "estimated" if self.ema.estimated else "stale"
         if self.writes:  # rank 0 alone writes
             self.run_log.sync()  # the rows this checkpoint covers reach the disk before it does
             io.save_checkpoint(self.path(CHECKPOINT), models=models_, optimizers=optimizers, meta=meta,
@@ -527,7 +538,7 @@ class Trainer:
                                         refresh=False)
                     if (self.step_in_epoch % cfg.checkpoint_every == 0
                             and self.step_in_epoch < self.steps_per_epoch):
-                        self.save()
+                        self.save(estimate_average=False)
             finally:
                 bar.close()
             seconds = time.perf_counter() - t0

@@ -1,5 +1,6 @@
 """The generator's weight average (``g_ema``): its update, BatchNorm estimates, the trainer, resume."""
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from helpers import fit_until_interrupted
 
 from minigan import io, nn
 from minigan.cli import main
+from minigan.gan import models
 from minigan.gan.averaging import GeneratorAverage, recompute_batchnorm
 from minigan.gan.sampler import load_generator, sample
 from minigan.gan.scoring import score_checkpoint
@@ -134,6 +136,40 @@ def test_checkpoint_holds_the_average_and_sampling_uses_it(tmp_path):
     assert main(["eval", "--checkpoint", ck, "--seed", "0", "--no-csv"]) == 0  # another noise seed
     assert score_checkpoint(ck) == score_checkpoint(ck, seed=4)
     assert score_checkpoint(ck, seed=0)["seed"] == 0
+
+
+def test_a_checkpoint_within_an_epoch_gets_the_averages_batchnorm_estimates_on_loading(tmp_path):
+    """Mid-epoch checkpoints skip estimating the average's BatchNorm statistics (a few hundred
+    ms of the conv pair's epoch each); whoever loads one to draw gets the same estimates as
+    the trainer would have stored, and the checkpoint at the end of an epoch stores them."""
+    from test_trainer import synthetic  # noqa: PLC0415
+
+    config = TrainConfig(model="conv", clusters=4, epochs=1, batch_size=8, seed=3, log_every=2,
+                         checkpoint_every=3, n_samples=8, width=1 / 16, g_ema=0.9,
+                         out=str(tmp_path / "mid"))
+    data = synthetic("conv", 48)  # 6 steps: a checkpoint after step 3, none after step 4
+    t = Trainer(config, data=data, progress=False)
+    fit_until_interrupted(t, 4)  # killed before step 5: the checkpoint on disk is step 3's
+    ck = str(tmp_path / "mid" / CHECKPOINT)
+    meta = io.read_checkpoint_meta(ck)
+    assert (meta["step_in_epoch"], meta["g_ema_batchnorm"]) == (3, "stale")
+    stored = Trainer(config, data=data, progress=False)
+    stored.restore()  # the average as the checkpoint holds it, estimated here by the trainer
+    want = stored.drawing_generator().state_dict()
+    G, meta = load_generator(ck)
+    assert meta["generator"] == "averaged"
+    got = G.state_dict()
+    buffers = [k for k in want if k.startswith("buffer.")]
+    assert buffers
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+    # the stored buffers are not those estimates: loading them as they are would draw wrongly
+    raw, _ = models.build("conv", clusters=4, width=1 / 16)
+    io.load_checkpoint(ck, models={"G_ema": raw}, restore_rng=False, expect_model="conv")
+    assert not all(np.array_equal(raw.state_dict()[k], want[k]) for k in buffers)
+    end = dataclasses.replace(config, out=str(tmp_path / "end"))
+    Trainer(end, data=data, progress=False).fit(log=lambda s: None)
+    assert io.read_checkpoint_meta(str(tmp_path / "end" / CHECKPOINT))["g_ema_batchnorm"] == "estimated"
 
 
 def test_a_checkpoint_without_the_average_still_loads(tmp_path):
