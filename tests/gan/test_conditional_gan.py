@@ -40,7 +40,7 @@ def test_conditional_models_train_longer_by_default():
         return TrainConfig.for_dataset("mnist", **given).epochs
 
     assert epochs() == epochs(model="conv") == 3 and epochs(model="dcgan") == 2
-    assert epochs(conditional=True) == 8 and epochs(model="dcgan", conditional=True) == 10
+    assert epochs(conditional=True) == 5 and epochs(model="dcgan", conditional=True) == 10
     assert epochs(model="mlp") == epochs(model="mlp", conditional=True) == 30
     assert epochs(conditional=True, epochs=3) == 3  # an explicit --epochs wins
 
@@ -51,7 +51,7 @@ def test_each_model_has_its_own_recipe_and_the_seed_dcgan_keeps_the_tutorials():
         return c.model, c.lr, c.g_ema, c.loss, c.batch_size
 
     assert recipe() == ("conv", 1.5e-3, 0.995, "bce", 64)
-    assert recipe(conditional=True) == ("conv", 4e-4, 0.999, "bce", 64)
+    assert recipe(conditional=True) == ("conv", 1.5e-3, 0.999, "bce", 64)
     assert recipe(model="dcgan") == recipe(model="dcgan", conditional=True) == ("dcgan", 2e-4, 0.0, "bce", 64)
     assert recipe(model="mlp") == ("mlp", 2e-4, 0.999, "bce", 64)
     assert recipe(lr=1e-3, g_ema=0.0) == ("conv", 1e-3, 0.0, "bce", 64)  # given options win
