@@ -89,6 +89,7 @@ REF, IM2COL, SPECTRAL = ("minigan/nn/conv/reference.py", "minigan/nn/conv/im2col
                          "minigan/nn/conv/spectral.py")
 BN, ACT, MISC = "minigan/nn/batchnorm.py", "minigan/nn/activations.py", "minigan/nn/misc.py"
 CPU, OPTIM, SEQ = "minigan/runtime/cpu.py", "minigan/optim.py", "minigan/nn/sequential.py"
+ANNOUNCED = "tests/runtime/test_compilation.py::test_the_first_compilation_of_a_minigan_kernel_is_announced_once"
 SN = "minigan/nn/spectralnorm.py"
 WINOGRAD = "minigan/nn/conv/winograd.py"
 WINOGRAD_KERNEL = f"{KERNELS}::test_winograd_transforms_match_reference"
@@ -389,6 +390,14 @@ MUTATIONS = [
     M("Winograd kernel, alpha 8: dy read past the tile's outputs", CPU,
       "        d = np.zeros((64, 1, O), dy.dtype)", "        d = np.ones((64, 1, O), dy.dtype)",
       WINOGRAD_KERNEL, ALPHA8),
+    # the line a fresh install's first train step prints while its kernels compile
+    M("compilation note: said at every compilation", "minigan/runtime/numba_cache.py",
+      "if not self.said and fn is not None", "if fn is not None", ANNOUNCED),
+    M("compilation note: said for another package's compilation", "minigan/runtime/numba_cache.py",
+      '(fn.__module__ or "").startswith("minigan.")', '(fn.__module__ or "").startswith("")', ANNOUNCED),
+    M("compilation note: not listened for while training", "minigan/cli/train.py",
+      "with _stop_on_ctrl_c(trainer), _compilation_note(cfg):", "with _stop_on_ctrl_c(trainer):",
+      "tests/runtime/test_compilation.py::test_minigan_train_announces_compilation_above_its_progress_bar"),
 ]
 
 

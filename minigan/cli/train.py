@@ -189,7 +189,7 @@ def run(args):
         if comm is not None and comm.size > 1:  # Ctrl-C stops every process at once: no stop
             _fit_distributed(trainer, comm)  # between steps that all would have to agree on
         else:
-            with _stop_on_ctrl_c(trainer):
+            with _stop_on_ctrl_c(trainer), _compilation_note(cfg):
                 trainer.fit()
     except TrainingInterrupted as e:
         where = (f"saved the run at step {e.step} in {e.checkpoint}" if e.saved else
@@ -248,6 +248,17 @@ def _fit_distributed(trainer, comm):
     except CommTimeout as e:
         print(f"minigan train: {e}", file=sys.stderr, flush=True)
         comm.abort(3)
+
+
+def _compilation_note(cfg):
+    """A line, above the progress bar, when the CPU kernels are being compiled (a fresh install)."""
+    if cfg.device != "cpu":
+        return contextlib.nullcontext()
+    from tqdm.auto import tqdm  # noqa: PLC0415  (start-up: ~40 ms, for a progress bar only)
+
+    from ..runtime.numba_cache import announce_compilation  # noqa: PLC0415  (imports Numba)
+
+    return announce_compilation(lambda message: tqdm.write(message))
 
 
 @contextlib.contextmanager

@@ -15,9 +15,12 @@ minigan's own kernels use this cache; nothing else in the process changes.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 from pathlib import Path
 
+from numba.core import event
 from numba.core.caching import (CompileResultCacheImpl, FunctionCache, UserProvidedCacheLocator,
                                 _CacheLocator, _SourceFileBackedLocatorMixin)
 
@@ -72,3 +75,35 @@ def cache_in_home(dispatcher):
     except RuntimeError:  # no locator: neither folder can be written; compile per process
         pass
     return dispatcher
+
+
+class _FirstCompile(event.Listener):
+    """Calls ``say`` the first time a kernel of this package is compiled, not loaded."""
+
+    def __init__(self, say):
+        self.say, self.said = say, False
+
+    def on_start(self, ev):
+        fn = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if not self.said and fn is not None and (fn.__module__ or "").startswith("minigan."):
+            self.said = True
+            where = os.environ.get("NUMBA_CACHE_DIR") or kernel_cache_dir()
+            self.say("compiling the CPU kernels for this install, once: the first step waits for it "
+                     f"(about half a minute for the conv pair); later runs load them from {where}")
+
+    def on_end(self, ev):
+        pass
+
+
+@contextlib.contextmanager
+def announce_compilation(say):
+    """While inside, ``say(message)`` once, the first time one of minigan's kernels is compiled
+    rather than loaded from the cache: on a fresh install the first train step takes half a
+    minute of compilation, which would otherwise look like a hang.  Numba signals a compile
+    (``numba:compile``) only on a cache miss, so a warm cache says nothing."""
+    listener = _FirstCompile(say)
+    event.register("numba:compile", listener)
+    try:
+        yield listener
+    finally:
+        event.unregister("numba:compile", listener)

@@ -89,3 +89,49 @@ def test_kernel_tests_pass_with_bounds_checking(request, tmp_path):
     tail = res.stdout[-3000:] + res.stderr[-2000:]
     assert res.returncode == 0, tail
     assert " passed" in tail and "skipped" not in tail, tail
+
+
+def _fresh_kernel(module):
+    """A new Numba function whose Python function claims to live in ``module``: its first call
+    compiles (nothing of it is in any cache)."""
+    from numba import njit  # noqa: PLC0415
+
+    def twice(x):
+        return 2 * x
+    twice.__module__ = module
+    return njit(twice)
+
+
+def test_the_first_compilation_of_a_minigan_kernel_is_announced_once():
+    from minigan.runtime.numba_cache import announce_compilation  # noqa: PLC0415
+
+    said = []
+    mine, theirs = _fresh_kernel("minigan.runtime.fake"), _fresh_kernel("elsewhere")
+    with announce_compilation(said.append):
+        theirs(1.0)  # another package's compilation: not ours to announce
+        assert said == []
+        mine(1.0)
+        mine(2.0)  # compiled already: nothing to say
+        mine(np.float32(1))  # a second signature compiles, but it was said once
+    assert len(said) == 1 and "compiling the CPU kernels" in said[0], said
+    _fresh_kernel("minigan.runtime.fake")(1.0)  # outside the block: the listener is gone
+    assert len(said) == 1
+
+
+def test_minigan_train_announces_compilation_above_its_progress_bar(tmp_path, monkeypatch, capsys):
+    from minigan.cli import main  # noqa: PLC0415
+    from minigan.gan.trainer import Trainer  # noqa: PLC0415
+
+    fit = Trainer.fit
+
+    def fit_that_compiles(self, *a, **kw):  # as a fresh install's first step would
+        _fresh_kernel("minigan.runtime.fake")(1.0)
+        return fit(self, *a, **kw)
+    monkeypatch.setattr(Trainer, "fit", fit_that_compiles)
+    assert main(["train", "--dataset", "ring", "--epochs", "1", "--limit", "200", "--batch-size", "50",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("compiling the CPU kernels for this install") == 1
+    monkeypatch.setattr(Trainer, "fit", fit)  # kernels loaded or compiled already: no line
+    assert main(["train", "--dataset", "ring", "--epochs", "1", "--limit", "200", "--batch-size", "50",
+                 "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert "compiling the CPU kernels" not in capsys.readouterr().out
