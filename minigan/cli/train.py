@@ -258,7 +258,7 @@ def _compilation_note(cfg):
 
     from ..runtime.numba_cache import announce_compilation  # noqa: PLC0415  (imports Numba)
 
-    return announce_compilation(lambda message: tqdm.write(message))
+    return announce_compilation(tqdm.write)
 
 
 @contextlib.contextmanager

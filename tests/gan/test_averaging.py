@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 from helpers import fit_until_interrupted
+from test_trainer import synthetic
 
 from minigan import io, nn
 from minigan.cli import main
@@ -142,8 +143,6 @@ def test_a_checkpoint_within_an_epoch_gets_the_averages_batchnorm_estimates_on_l
     """Mid-epoch checkpoints skip estimating the average's BatchNorm statistics (a few hundred
     ms of the conv pair's epoch each); whoever loads one to draw gets the same estimates as
     the trainer would have stored, and the checkpoint at the end of an epoch stores them."""
-    from test_trainer import synthetic  # noqa: PLC0415
-
     config = TrainConfig(model="conv", clusters=4, epochs=1, batch_size=8, seed=3, log_every=2,
                          checkpoint_every=3, n_samples=8, width=1 / 16, g_ema=0.9,
                          out=str(tmp_path / "mid"))
